@@ -72,3 +72,24 @@ def test_registry_registers_and_validates_params():
             get_engine("segment", "no-such-engine")
     finally:
         unregister("segment", "dummy-test")
+
+
+def test_atomic_write_never_leaves_partial_file(tmp_path):
+    from backend.atomic import atomic_path, write_text
+
+    target = tmp_path / "out.txt"
+    write_text(target, "complete")
+    with pytest.raises(RuntimeError):
+        with atomic_path(target) as tmp:
+            tmp.write_text("half")
+            raise RuntimeError("writer crashed")
+    assert target.read_text() == "complete"
+    assert [p.name for p in tmp_path.iterdir()] == ["out.txt"]
+
+
+def test_derived_seeds_are_stable_and_distinct():
+    from backend.seeds import derive_seed
+
+    assert derive_seed(1, "t", "syn") == derive_seed(1, "t", "syn")
+    assert len({derive_seed(1, "t", "syn"), derive_seed(2, "t", "syn"), derive_seed(1, "u", "syn")}) == 3
+    assert 0 <= derive_seed(123, "x") < 2**63
