@@ -83,7 +83,8 @@ class EngineContext:
 
     seed: int = 0
     device: str = "cpu"             # resolved device for neural engines
-    workspace: str | None = None    # backend workspace (models may live under it)
+    workspace: str | None = None    # backend workspace
+    models_dir: str | None = None   # where neural engines look for weights by default (see default_models_dir)
     has_nir: bool = True            # False for RGB-only jobs (images have 3 channels)
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -138,8 +139,9 @@ class Engine(ABC):
                 for name, p in known.items()}
 
     @classmethod
-    def availability(cls) -> tuple[bool, str]:
-        """(available, reason). Neural engines say why not (e.g. missing weights path)."""
+    def availability(cls, models_dir: str | None = None) -> tuple[bool, str]:
+        """(available, reason). Neural engines check their default weights under
+        `models_dir` (see default_models_dir) and say why not, naming the path."""
         return True, ""
 
 
@@ -181,6 +183,16 @@ class Grounder(Engine):
     def summarise(self, records: Sequence["Any"]) -> dict[str, Any]:
         """Set-level metrics over all TileRecords of the job (see backend.records)."""
         return {}
+
+
+def default_models_dir(workspace: str | None = None) -> str:
+    """$GROUNDSYNTH_MODELS if set, else <workspace>/models, else ./models."""
+    import os
+
+    env = os.environ.get("GROUNDSYNTH_MODELS")
+    if env:
+        return env
+    return os.path.join(workspace, "models") if workspace else os.path.abspath("models")
 
 
 # ------------------------------------------------------------------ shared models
