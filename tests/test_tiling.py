@@ -1,0 +1,143 @@
+"""Tiling against hand-computed grids (raster on the demo georeference: 10 m, origin 435730 E, 4179460 N).
+
+Grid rule: tile (row, col) is the pixel window starting at (row * stride, col * stride), stride = tile - overlap,
+anchored at the raster's pixel (0, 0).
+"""
+import numpy as np
+import pytest
+from affine import Affine
+from pyproj import Transformer
+from shapely import box
+
+from backend.errors import InvalidArgument, NotFound, ResourceExhausted
+from backend.pipeline import RunOptions, prepare_job
+from backend.spec import Aoi, BandMapping, JobSpec, StageConfig
+from backend.tiling import build_grid
+from tests.helpers_engines import TEST_STAGES, test_engines
+from tests.helpers_rasters import DEMO_TRANSFORM, px_bbox, px_to_world, write_raster
+
+X0, Y0 = 435730.0, 4179460.0
+
+
+@pytest.fixture(scope="module")
+def raster(tmp_path_factory):
+    # 800 x 600 px, 4 bands
+    return write_raster(tmp_path_factory.mktemp("tiling") / "src.tif", width=800, height=600)
+
+
+@pytest.fixture(autouse=True)
+def engines():
+    with test_engines():
+        yield
+
+
+def _spec(raster, aoi, **kw):
+    kw.setdefault("stages", TEST_STAGES(("segment",)))
+    return JobSpec(aoi=aoi, raster_path=str(raster), **kw)
+
+
+def _cells(prep):
+    return sorted((c.row, c.col, c.col_off, c.row_off, c.width, c.height) for c in prep.grid.cells)
+
+
+def test_aoi_in_epsg4326_over_utm_raster(raster, tmp_path):
+    # The lon/lat box around the UTM pixel box cols 300..700, rows 300..480. Reprojected back it grows by a few
+    # pixels (grid convergence ~0.4 deg here) but stays inside tiles cols 1-2 (256..768), row 1 (256..512).
+    to_ll = Transformer.from_crs("EPSG:32618", "EPSG:4326", always_xy=True)
+    xs, ys = zip(*(px_to_world(c, r) for c in (300, 700) for r in (300, 480)))
+    lons, lats = to_ll.transform(xs, ys)
+    aoi = Aoi(bbox=(min(lons), min(lats), max(lons), max(lats)), crs="EPSG:4326")
+    prep = prepare_job(_spec(raster, aoi), tmp_path)
+    assert _cells(prep) == [(1, 1, 256, 256, 256, 256), (1, 2, 512, 256, 256, 256)]
+    assert prep.tile_count == 2 and prep.skipped_tiles == 0
+    c0, r0, c1, r1 = prep.grid.pixel_bounds
+    assert 290 <= c0 <= 300 and 700 <= c1 <= 710 and 290 <= r0 <= 300 and 480 <= r1 <= 490
+    cell = prep.grid.cells[0]
+    assert cell.bounds(prep.transform) == (X0 + 2560, Y0 - 5120, X0 + 5120, Y0 - 2560)
+
+
+def test_aoi_partly_outside_the_raster(raster, tmp_path):
+    # pixel box cols -100..300, rows 550..700 on a 800 x 600 raster -> inside: cols 0..300, rows 550..600
+    prep = prepare_job(_spec(raster, Aoi(bbox=px_bbox(-100, 550, 300, 700))), tmp_path)
+    assert _cells(prep) == [(2, 0, 0, 512, 256, 256), (2, 1, 256, 512, 256, 256)]
+    assert prep.grid.pixel_bounds == (0, 550, 300, 600)
+    assert any("outside the raster" in w for w in prep.warnings)
+
+
+def test_aoi_entirely_outside_is_a_clear_error(raster, tmp_path):
+    with pytest.raises(InvalidArgument) as err:
+        prepare_job(_spec(raster, Aoi(bbox=(-10.0, 40.0, -9.0, 41.0), crs="EPSG:4326")), tmp_path)
+    assert err.value.field == "aoi"
+    assert "entirely outside" in err.value.message
+    # the message gives the raster's extent in the AOI CRS (lon/lat around -75.7, 37.7)
+    assert "-75." in err.value.message and "37." in err.value.message
+
+
+def test_polygon_aoi_skips_cells_outside_the_polygon(raster, tmp_path):
+    # Triangle (0,0) (192,0) (0,192) in pixels, 64 px tiles: its box spans 3 x 3 cells; a cell (r, c) overlaps
+    # the triangle (x + y < 192) with positive area iff r + c <= 2 -> 6 cells, 3 skipped.
+    pts = [px_to_world(c, r) for c, r in ((0, 0), (192, 0), (0, 192), (0, 0))]
+    wkt = "POLYGON ((" + ", ".join(f"{x} {y}" for x, y in pts) + "))"
+    prep = prepare_job(_spec(raster, Aoi(polygon_wkt=wkt), tile_size=64), tmp_path)
+    assert sorted((c.row, c.col) for c in prep.grid.cells) == [(0, 0), (0, 1), (0, 2), (1, 0), (1, 1), (2, 0)]
+    assert prep.skipped_tiles == 3
+
+
+def test_overlap_uses_the_stride(raster, tmp_path):
+    # tile 64, overlap 16 -> stride 48. AOI cols 100..200, rows 10..60:
+    # cols k with 48k < 200 and 48k + 64 > 100 -> k = 1..4; rows: 48k < 60 and 48k + 64 > 10 -> k = 0, 1
+    prep = prepare_job(_spec(raster, Aoi(bbox=px_bbox(100, 10, 200, 60)), tile_size=64, overlap=16), tmp_path)
+    assert sorted((c.row, c.col, c.col_off, c.row_off) for c in prep.grid.cells) == [
+        (r, c, 48 * c, 48 * r) for r in (0, 1) for c in (1, 2, 3, 4)]
+
+
+def test_build_grid_south_up_and_exact_tile_edges():
+    # an AOI ending exactly on a tile edge does not pull in the next tile
+    g = build_grid(box(0, 0, 128, 64), 1000, 1000, 64)
+    assert sorted((c.row, c.col) for c in g.cells) == [(0, 0), (0, 1)]
+    assert build_grid(box(2000, 2000, 2100, 2100), 1000, 1000, 64).cells == []
+
+
+def test_rotated_geotransform_is_refused(tmp_path):
+    rotated = Affine(10.0, 2.0, X0, 2.0, -10.0, Y0)
+    path = write_raster(tmp_path / "rot.tif", width=64, height=64, transform=rotated)
+    with pytest.raises(InvalidArgument) as err:
+        prepare_job(_spec(path, Aoi(bbox=(X0, Y0 - 300, X0 + 300, Y0))), tmp_path)
+    assert err.value.field == "raster_path" and "rotated" in err.value.message
+
+
+@pytest.mark.parametrize("bands, field", [(BandMapping(nir=5), "bands.nir"), (BandMapping(red=9), "bands.red")])
+def test_band_mapping_checked_against_band_count(raster, tmp_path, bands, field):
+    with pytest.raises(InvalidArgument) as err:
+        prepare_job(_spec(raster, Aoi(bbox=px_bbox(0, 0, 100, 100)), bands=bands), tmp_path)
+    assert err.value.field == field and "4 band" in err.value.message
+
+
+def test_prepare_errors_name_the_field(raster, tmp_path):
+    aoi = Aoi(bbox=px_bbox(0, 0, 800, 600))
+    with pytest.raises(ResourceExhausted, match="needs 20 tiles") as err:   # 800 x 600 px / 160 px -> 5 x 4
+        prepare_job(_spec(raster, aoi, tile_size=160), tmp_path, RunOptions(max_tiles=10))
+    assert err.value.field == "aoi"
+    with pytest.raises(InvalidArgument) as err:
+        prepare_job(_spec(raster, Aoi(bbox=(0, 0, 1, 1), crs="EPSG:999999")), tmp_path)
+    assert err.value.field == "aoi.crs"
+    with pytest.raises(NotFound) as err:
+        prepare_job(_spec(tmp_path / "missing.tif", aoi), tmp_path)
+    assert err.value.field == "raster_path"
+    with pytest.raises(InvalidArgument) as err:
+        prepare_job(JobSpec(aoi=aoi, raster_path=str(raster), stages=[StageConfig("segment", "no-such")]), tmp_path)
+    assert err.value.field == "stages[segment].engine"
+    with pytest.raises(InvalidArgument) as err:
+        prepare_job(_spec(raster, aoi, stages=[StageConfig("segment", "test-bright", {"bogus": "1"})]), tmp_path)
+    assert err.value.field == "stages[segment].params.bogus"
+    with pytest.raises(InvalidArgument) as err:
+        prepare_job(_spec(raster, Aoi(polygon_wkt="LINESTRING (0 0, 1 1)")), tmp_path)
+    assert err.value.field == "aoi.polygon_wkt"
+
+
+def test_all_nodata_aoi_is_refused_at_prepare(tmp_path):
+    data = np.zeros((4, 128, 128), np.uint16)
+    path = write_raster(tmp_path / "empty.tif", width=128, height=128, data=data)
+    with pytest.raises(InvalidArgument, match="no valid pixels") as err:
+        prepare_job(_spec(path, Aoi(bbox=px_bbox(0, 0, 128, 128))), tmp_path)
+    assert err.value.field == "aoi"
