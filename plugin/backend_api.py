@@ -1,0 +1,123 @@
+"""The plugin's one door to the backend's gRPC contract and client.
+
+In the repository the plugin imports the backend package that sits next to it
+(`backend.contract`, `backend.client`). The installable zip (`make package`)
+carries a copy of the client, its helpers and the generated groundsynth.v1 code
+under `<plugin>/_vendor/`, which is put on sys.path when the repository's
+backend is not importable. Only gRPC and protobuf must then be installed in
+QGIS's Python (see docs/plugin.md).
+"""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+_VENDOR = Path(__file__).resolve().parent / "_vendor"
+
+
+def _import_backend():
+    try:
+        from backend.contract import pb, rpc  # noqa: F401  (repository layout)
+    except ImportError:
+        if _VENDOR.is_dir() and str(_VENDOR) not in sys.path:
+            sys.path.insert(0, str(_VENDOR))
+        from backend.contract import pb, rpc  # noqa: F401  (vendored copy in the plugin zip)
+    return pb, rpc
+
+
+pb, rpc = _import_backend()
+
+import grpc  # noqa: E402  (after the vendored path is set up)
+
+STAGES = ("segment", "synthesise", "caption", "ground")
+JOB_STATES = {v: k for k, v in pb.JobState.items()}
+
+
+def state_name(value: int) -> str:
+    return JOB_STATES.get(value, str(value))
+
+
+def read_token(workspace: str | os.PathLike) -> str:
+    """The bearer token the backend wrote to <workspace>/token ('' if absent)."""
+    path = Path(workspace) / "token"
+    try:
+        return path.read_text(encoding="utf-8").strip()
+    except OSError:
+        return ""
+
+
+class BackendClient:
+    """A small synchronous client for the GroundSynth service.
+
+    Wraps the channel, the `authorization: Bearer <token>` metadata and the
+    calls the plugin needs. Streaming calls return the grpc call object, which
+    is an iterator of JobEvent and has `.cancel()`.
+    """
+
+    def __init__(self, address: str, token: str, timeout: float = 10.0):
+        self.address = address
+        self.token = token
+        self.timeout = timeout
+        options = [("grpc.max_receive_message_length", 64 * 1024 * 1024)]
+        self.channel = grpc.insecure_channel(address, options=options)
+        self.stub = rpc.GroundSynthStub(self.channel)
+
+    # ------------------------------------------------------------ helpers
+    @property
+    def metadata(self):
+        return (("authorization", f"Bearer {self.token}"),)
+
+    def close(self) -> None:
+        self.channel.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    # ------------------------------------------------------------ calls
+    def health(self, timeout: float = 2.0) -> bool:
+        """True if the server answers Health with SERVING (no token needed)."""
+        from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+        stub = health_pb2_grpc.HealthStub(self.channel)
+        try:
+            resp = stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=timeout)
+        except grpc.RpcError:
+            return False
+        return resp.status == health_pb2.HealthCheckResponse.SERVING
+
+    def capabilities(self):
+        return self.stub.Capabilities(pb.CapabilitiesRequest(), metadata=self.metadata, timeout=self.timeout)
+
+    def submit(self, spec):
+        """Start a job; returns the event stream (iterate it; `.cancel()` closes it)."""
+        return self.stub.Submit(pb.SubmitRequest(spec=spec), metadata=self.metadata)
+
+    def watch(self, job_id: str, after_seq: int = 0):
+        return self.stub.Watch(pb.WatchRequest(job_id=job_id, after_seq=after_seq), metadata=self.metadata)
+
+    def cancel(self, job_id: str):
+        return self.stub.Cancel(pb.CancelRequest(job_id=job_id), metadata=self.metadata, timeout=self.timeout)
+
+    def get_job(self, job_id: str):
+        return self.stub.GetJob(pb.GetJobRequest(job_id=job_id), metadata=self.metadata, timeout=self.timeout)
+
+    def list_jobs(self, limit: int = 0):
+        return self.stub.ListJobs(pb.ListJobsRequest(limit=limit), metadata=self.metadata,
+                                  timeout=self.timeout).jobs
+
+    def fetch_artefact(self, job_id: str, path: str, dest: str | os.PathLike) -> Path:
+        """Download one job file to `dest` (written to a temp name, then renamed)."""
+        dest = Path(dest)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dest.with_name(dest.name + ".part")
+        with open(tmp, "wb") as fh:
+            for chunk in self.stub.FetchArtefact(pb.FetchArtefactRequest(job_id=job_id, path=path),
+                                                 metadata=self.metadata, timeout=300):
+                fh.seek(chunk.offset)
+                fh.write(chunk.data)
+        os.replace(tmp, dest)
+        return dest

@@ -1,0 +1,29 @@
+"""The GroundSynth Processing provider (toolbox group "GroundSynth", id "groundsynth")."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from qgis.core import QgsProcessingProvider
+from qgis.PyQt.QtGui import QIcon
+
+from .processing_algorithms import ALGORITHMS
+
+ICON = Path(__file__).resolve().parent / "icon.svg"
+
+
+class GroundSynthProvider(QgsProcessingProvider):
+    def id(self):
+        return "groundsynth"
+
+    def name(self):
+        return "GroundSynth"
+
+    def longName(self):
+        return "GroundSynth: segment, synthesise, caption and ground raster tiles"
+
+    def icon(self):
+        return QIcon(str(ICON))
+
+    def loadAlgorithms(self):
+        for alg in ALGORITHMS:
+            self.addAlgorithm(alg())

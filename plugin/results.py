@@ -1,0 +1,217 @@
+"""Puts a job's results on the map while its events stream in (main thread only).
+
+Each job gets its own layer-tree group. TileResult events fill a "tiles (live)"
+memory layer at once, so footprints, captions and scores show up tile by
+tile; LayerReady events add the mosaics (real image/mask, each synthetic
+variant's image/mask) and finally the tiles.gpkg grid, which replaces the live
+layer. Layers are read from the job directory when the backend shares this
+machine's file system, otherwise their files are fetched with FetchArtefact
+into a local cache first.
+"""
+from __future__ import annotations
+
+import os
+import re
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+from qgis.core import (
+    QgsCoordinateReferenceSystem,
+    QgsFeature,
+    QgsField,
+    QgsGeometry,
+    QgsLayerTreeGroup,
+    QgsProject,
+    QgsRasterLayer,
+    QgsRectangle,
+    QgsVectorLayer,
+)
+from qgis.PyQt.QtCore import QObject, QVariant, pyqtSignal
+
+from . import styling
+from .styling import LandCoverClass, class_field
+
+N_CAPTIONS = 5
+LIVE_TILES = "tiles (live)"
+
+
+def _layer_order_key(name: str) -> tuple:
+    """Draw order inside a group, top first: tiles, masks, images; real before synthetic."""
+    rank = 0 if name.startswith("tiles") else 1 if "mask" in name else 2
+    m = re.search(r"_v(\d+)$", name)
+    return rank, int(m.group(1)) if m else 0, name
+
+
+class ArtefactSource:
+    """Where a job's files are read from: the job dir itself, or a fetch cache."""
+
+    def __init__(self, job_id: str, output_dir: str, client=None, cache_dir: str | os.PathLike | None = None,
+                 force_fetch: bool = False):
+        self.job_id = job_id
+        self.output_dir = Path(output_dir) if output_dir else None
+        self.client = client
+        self.cache_dir = Path(cache_dir) / job_id if cache_dir else None
+        self.local = bool(self.output_dir and self.output_dir.is_dir() and not force_fetch)
+
+    def path(self, rel: str) -> Path:
+        """Local path of a job file, fetching it (and for a VRT its sources) if remote."""
+        if self.local:
+            return self.output_dir / rel
+        if self.client is None or self.cache_dir is None:
+            raise FileNotFoundError(f"job file {rel} is on a remote backend and no client/cache is set")
+        dest = self.cache_dir / rel
+        self.client.fetch_artefact(self.job_id, rel, dest)
+        if rel.lower().endswith(".vrt"):
+            base = Path(rel).parent
+            for src in ET.parse(dest).getroot().iter("SourceFilename"):
+                if src.get("relativeToVRT") == "1" and src.text:
+                    sub = (base / src.text).as_posix()
+                    if not (self.cache_dir / sub).exists():
+                        self.client.fetch_artefact(self.job_id, sub, self.cache_dir / sub)
+        return dest
+
+
+class JobResults(QObject):
+    """Layer-tree group and layers of one job; feed it JobEvents with `handle()`."""
+
+    report_ready = pyqtSignal(str)          # local path of report.html
+    layer_added = pyqtSignal(str)           # layer kind, e.g. "real_mask"
+
+    def __init__(self, job_id: str, source: ArtefactSource, classes: list[LandCoverClass] | None = None,
+                 score: str | None = None, title: str = "", project: QgsProject | None = None, parent=None):
+        super().__init__(parent)
+        self.job_id = job_id
+        self.source = source
+        self.classes = classes or styling.classes_from_capabilities()
+        self.score = score
+        self.project = project or QgsProject.instance()
+        root = self.project.layerTreeRoot()
+        group_name = f"GroundSynth {title or job_id}"
+        self.group: QgsLayerTreeGroup = root.findGroup(group_name) or root.insertGroup(0, group_name)
+        self.layers: dict[str, object] = {}
+        self.live: QgsVectorLayer | None = None
+        self.report_path: str = ""
+
+    # ------------------------------------------------------------ events
+    def handle(self, ev) -> None:
+        which = ev.WhichOneof("event")
+        if which == "tile":
+            self.add_tile(ev.tile)
+        elif which == "layer":
+            self.add_layer(ev.layer.layer, ev.layer.path, ev.layer.format)
+        elif which == "report":
+            self.report_path = str(self.source.path(ev.report.html_path)) if ev.report.html_path else ""
+            if self.report_path:
+                self.report_ready.emit(self.report_path)
+
+    def load_job_info(self, info) -> None:
+        """Load every layer (and the report) of a finished job from its JobInfo."""
+        for lr in info.layers:
+            self.add_layer(lr.layer, lr.path, lr.format)
+        if info.report.html_path:
+            self.report_path = str(self.source.path(info.report.html_path))
+            self.report_ready.emit(self.report_path)
+
+    # ------------------------------------------------------------ layers
+    def _insert(self, kind: str, layer) -> None:
+        old = self.layers.pop(kind, None)
+        if old is not None:
+            self._remove(old)
+        self.project.addMapLayer(layer, False)
+        keys = sorted([*self.layers, kind], key=_layer_order_key)
+        self.group.insertLayer(keys.index(kind), layer)
+        self.layers[kind] = layer
+
+    def _remove(self, layer) -> None:
+        try:
+            self.project.removeMapLayer(layer.id())
+        except RuntimeError:   # already deleted by the user
+            pass
+
+    def add_layer(self, kind: str, rel_path: str, fmt: str = ""):
+        path = str(self.source.path(rel_path))
+        if kind == "tiles" or fmt == "gpkg":
+            layer = QgsVectorLayer(f"{path}|layername=tiles", "tiles", "ogr")
+            if not layer.isValid():
+                layer = QgsVectorLayer(path, "tiles", "ogr")
+            if not layer.isValid():
+                raise RuntimeError(f"cannot open the tile grid {path}")
+            styling.style_tiles(layer, self.score, self.classes)
+            if self.live is not None:
+                self._remove(self.live)
+                self.layers.pop(LIVE_TILES, None)
+                self.live = None
+        else:
+            layer = QgsRasterLayer(path, kind, "gdal")
+            if not layer.isValid():
+                raise RuntimeError(f"cannot open layer {kind} at {path}")
+            if "mask" in kind or kind == "labels":
+                styling.style_mask(layer, self.classes)
+            else:
+                styling.style_image(layer)
+        self._insert(kind, layer)
+        self.layer_added.emit(kind)
+        return layer
+
+    def set_score(self, score: str) -> None:
+        """Re-style the tile layers by another score."""
+        self.score = score
+        for kind in ("tiles", LIVE_TILES):
+            layer = self.layers.get(kind)
+            if layer is not None:
+                styling.style_tiles(layer, score, self.classes)
+
+    # ------------------------------------------------------------ live tiles
+    def _live_layer(self, crs_text: str) -> QgsVectorLayer:
+        if self.live is not None:
+            return self.live
+        layer = QgsVectorLayer("Polygon", LIVE_TILES, "memory")
+        layer.setCrs(QgsCoordinateReferenceSystem(crs_text))
+        fields = [QgsField("tile_id", QVariant.String), QgsField("kind", QVariant.String),
+                  QgsField("row", QVariant.Int), QgsField("col", QVariant.Int), QgsField("variant", QVariant.Int),
+                  QgsField("source_tile", QVariant.String), QgsField("nodata", QVariant.Int)]
+        fields += [QgsField(class_field(c.name), QVariant.Double) for c in self.classes]
+        fields += [QgsField(f"caption_{i}", QVariant.String) for i in range(1, N_CAPTIONS + 1)]
+        layer.dataProvider().addAttributes(fields)
+        layer.updateFields()
+        self.live = layer
+        self._insert(LIVE_TILES, layer)
+        return layer
+
+    def add_tile(self, t) -> None:
+        if "tiles" in self.layers:     # the final grid is already loaded
+            return
+        layer = self._live_layer(t.footprint.crs)
+        prov = layer.dataProvider()
+        new = [QgsField(k, QVariant.Double) for k in sorted(t.metrics) if layer.fields().indexOf(k) < 0]
+        if new:
+            prov.addAttributes(new)
+            layer.updateFields()
+        values = {"tile_id": t.tile_id, "kind": t.kind, "row": t.row, "col": t.col, "variant": t.variant,
+                  "source_tile": t.source_tile_id, "nodata": int(t.nodata)}
+        for c in self.classes:
+            values[class_field(c.name)] = float(t.composition.get(c.name, 0.0))
+        for i, cap in enumerate(list(t.captions)[:N_CAPTIONS], start=1):
+            values[f"caption_{i}"] = cap
+        values.update({k: float(v) for k, v in t.metrics.items()})
+        feat = QgsFeature(layer.fields())
+        for k, v in values.items():
+            feat[k] = v
+        b = t.footprint.bounds
+        feat.setGeometry(QgsGeometry.fromRect(QgsRectangle(b.minx, b.miny, b.maxx, b.maxy)))
+        prov.addFeatures([feat])
+        layer.updateExtents()
+        if t.metrics and (self.score in t.metrics or self.score is None):
+            styling.style_tiles(layer, self.score, self.classes)
+        else:
+            layer.setMapTipTemplate(styling.map_tip_html(self.classes, layer))
+            layer.triggerRepaint()
+
+    # ------------------------------------------------------------ cleanup
+    def remove(self) -> None:
+        for layer in list(self.layers.values()):
+            self._remove(layer)
+        self.layers.clear()
+        parent = self.group.parent()
+        if parent is not None:
+            parent.removeChildNode(self.group)

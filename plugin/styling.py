@@ -1,0 +1,159 @@
+"""Styles for the layers a job produces.
+
+- masks: QgsPalettedRasterRenderer with the 7 land-cover classes (colours and
+  names from Capabilities.classes, falling back to backend.palette), 255 = nodata
+  (transparent);
+- images: multiband colour (bands 1, 2, 3) with a 2-98 % cumulative-cut stretch;
+- tiles: QgsGraduatedSymbolRenderer on the chosen score, plus a map tip showing
+  caption, composition and scores.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from qgis.core import (
+    QgsClassificationQuantile,
+    QgsContrastEnhancement,
+    QgsFillSymbol,
+    QgsGradientColorRamp,
+    QgsGraduatedSymbolRenderer,
+    QgsMultiBandColorRenderer,
+    QgsPalettedRasterRenderer,
+    QgsRasterBandStats,
+    QgsRasterLayer,
+    QgsRasterMinMaxOrigin,
+    QgsVectorLayer,
+)
+from qgis.PyQt.QtGui import QColor
+
+MASK_NODATA = 255
+
+# Fallback palette, identical to backend/palette.py (REFERENCE.md); used when no
+# Capabilities answer is at hand (e.g. a job reloaded while offline).
+DEFAULT_CLASSES: tuple[tuple[int, str, str], ...] = (
+    (0, "Tree", "#006400"),
+    (1, "Shrub", "#ffb6c1"),
+    (2, "Grass", "#9acd32"),
+    (3, "Crop", "#ffd700"),
+    (4, "Built-up", "#8b4513"),
+    (5, "Barren", "#d3d3d3"),
+    (6, "Water", "#0000ff"),
+)
+
+
+@dataclass(frozen=True)
+class LandCoverClass:
+    index: int
+    name: str
+    color: str   # "#rrggbb"
+
+
+def classes_from_capabilities(caps=None) -> list[LandCoverClass]:
+    if caps is not None and len(caps.classes):
+        return [LandCoverClass(c.index, c.name, c.color) for c in caps.classes]
+    return [LandCoverClass(*c) for c in DEFAULT_CLASSES]
+
+
+def class_field(name: str) -> str:
+    """Column name of a class share in tiles.gpkg (pct_<class>, lower case, '-' -> '_')."""
+    return "pct_" + name.lower().replace("-", "_").replace(" ", "_")
+
+
+# ------------------------------------------------------------------ masks
+def style_mask(layer: QgsRasterLayer, classes: list[LandCoverClass] | None = None) -> QgsPalettedRasterRenderer:
+    classes = classes or classes_from_capabilities()
+    entries = [QgsPalettedRasterRenderer.Class(c.index, QColor(c.color), c.name) for c in classes]
+    renderer = QgsPalettedRasterRenderer(layer.dataProvider(), 1, entries)
+    provider = layer.dataProvider()
+    provider.setUserNoDataValue(1, [])
+    provider.setNoDataValue(1, MASK_NODATA)
+    provider.setUseSourceNoDataValue(1, True)
+    layer.setRenderer(renderer)
+    layer.triggerRepaint()
+    return renderer
+
+
+# ------------------------------------------------------------------ images
+def style_image(layer: QgsRasterLayer, cut: tuple[float, float] = (0.02, 0.98)) -> QgsMultiBandColorRenderer:
+    provider = layer.dataProvider()
+    renderer = QgsMultiBandColorRenderer(provider, 1, 2, 3)
+    extent = layer.extent()
+    for band, setter in ((1, renderer.setRedContrastEnhancement), (2, renderer.setGreenContrastEnhancement),
+                         (3, renderer.setBlueContrastEnhancement)):
+        if band > layer.bandCount():
+            continue
+        ce = QgsContrastEnhancement(provider.dataType(band))
+        ce.setContrastEnhancementAlgorithm(QgsContrastEnhancement.StretchToMinimumMaximum, True)
+        lo, hi = provider.cumulativeCut(band, cut[0], cut[1], extent, 250_000)
+        if not hi > lo:
+            stats = provider.bandStatistics(band, QgsRasterBandStats.Min | QgsRasterBandStats.Max, extent, 250_000)
+            lo, hi = stats.minimumValue, stats.maximumValue
+        ce.setMinimumValue(lo)
+        ce.setMaximumValue(hi if hi > lo else lo + 1)
+        setter(ce)
+    origin = QgsRasterMinMaxOrigin()
+    origin.setLimits(QgsRasterMinMaxOrigin.CumulativeCut)
+    origin.setCumulativeCutLower(cut[0])
+    origin.setCumulativeCutUpper(cut[1])
+    renderer.setMinMaxOrigin(origin)
+    layer.setRenderer(renderer)
+    layer.triggerRepaint()
+    return renderer
+
+
+# ------------------------------------------------------------------ tiles
+def score_fields(layer: QgsVectorLayer, classes: list[LandCoverClass] | None = None) -> list[str]:
+    """Numeric attributes of a tiles layer that are scores (not ids, grid or class shares)."""
+    classes = classes or classes_from_capabilities()
+    skip = {"fid", "row", "col", "variant", "nodata"} | {class_field(c.name) for c in classes}
+    out = []
+    for f in layer.fields():
+        if f.isNumeric() and f.name().lower() not in skip:
+            out.append(f.name())
+    return out
+
+
+def map_tip_html(classes: list[LandCoverClass] | None = None, layer: QgsVectorLayer | None = None) -> str:
+    """A map tip template: caption, composition (class shares in %) and all scores."""
+    classes = classes or classes_from_capabilities()
+    names = {f.name() for f in layer.fields()} if layer is not None else None
+    comp = []
+    for c in classes:
+        fname = class_field(c.name)
+        if names is None or fname in names:
+            comp.append(f'[% CASE WHEN "{fname}" > 0 THEN \'<span style="color:{c.color}">&#9632;</span> {c.name} \' '
+                        f'|| format_number("{fname}" * 100, 0) || \'%<br>\' ELSE \'\' END %]')
+    scores = []
+    if layer is not None:
+        for s in score_fields(layer, classes):
+            scores.append(f'{s}: [% format_number("{s}", 2) %]<br>')
+    caption = '[% "caption_1" %]' if names is None or "caption_1" in names else ""
+    return (
+        '<div style="max-width:360px"><b>[% "tile_id" %]</b> ([% "kind" %])<br>'
+        f'<i>{caption}</i><br><b>Composition</b><br>{"".join(comp)}'
+        f'<b>Scores</b><br>{"".join(scores)}</div>'
+    )
+
+
+def style_tiles(layer: QgsVectorLayer, score: str | None = None, classes: list[LandCoverClass] | None = None,
+                n_classes: int = 5) -> QgsGraduatedSymbolRenderer | None:
+    """Graduated fill by `score` (default: the first score field) and a map tip; returns the renderer."""
+    classes = classes or classes_from_capabilities()
+    fields = score_fields(layer, classes)
+    layer.setMapTipTemplate(map_tip_html(classes, layer))
+    layer.setDisplayExpression('"tile_id"')
+    if score is None or layer.fields().indexOf(score) < 0:
+        score = next((f for f in ("grounding", "fidelity_miou") if f in fields), fields[0] if fields else None)
+    if score is None:
+        return None
+    symbol = QgsFillSymbol.createSimple({"color": "0,0,0,0", "outline_color": "40,40,40,255", "outline_width": "0.3"})
+    ramp = QgsGradientColorRamp(QColor(215, 25, 28, 150), QColor(26, 150, 65, 150))
+    renderer = QgsGraduatedSymbolRenderer(score)
+    renderer.setSourceSymbol(symbol)
+    renderer.setSourceColorRamp(ramp)
+    renderer.setClassificationMethod(QgsClassificationQuantile())
+    renderer.updateClasses(layer, n_classes)
+    renderer.updateColorRamp(ramp)
+    layer.setRenderer(renderer)
+    layer.triggerRepaint()
+    return renderer
