@@ -49,7 +49,7 @@ class Cell:
     height: int
 
     def transform(self, raster_transform: Affine) -> Affine:
-        return raster_transform * Affine.translation(self.col_off, self.row_off)
+        return raster_transform @ Affine.translation(self.col_off, self.row_off)
 
     def bounds(self, raster_transform: Affine) -> tuple[float, float, float, float]:
         """(minx, miny, maxx, maxy) of the window in the raster CRS."""

@@ -39,7 +39,7 @@ def write_vrt(path: str | Path, tiles: Sequence[VrtTile], raster_transform: Affi
     row0 = min(t.row_off for t in tiles)
     col1 = max(t.col_off + t.width for t in tiles)
     row1 = max(t.row_off + t.height for t in tiles)
-    gt = raster_transform * Affine.translation(col0, row0)
+    gt = raster_transform @ Affine.translation(col0, row0)
     geo = ", ".join(repr(float(v)) for v in gt.to_gdal())
     lines = [f'<VRTDataset rasterXSize="{col1 - col0}" rasterYSize="{row1 - row0}">',
              f"  <SRS>{escape(crs_wkt)}</SRS>",

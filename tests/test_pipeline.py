@@ -1,0 +1,254 @@
+"""run_job end to end with the test engines: events, journal, resume, outputs (VRT, tiles.gpkg), CLI."""
+import json
+import os
+
+import numpy as np
+import pytest
+import rasterio
+
+from backend.contract import pb
+from backend.errors import GroundSynthError
+from backend.journal import Journal
+from backend.palette import CLASS_NAMES
+from backend.pipeline import RunOptions, new_job_id, prepare_job, run_job
+from backend.spec import Aoi, JobSpec, SynthesisOptions
+from backend.tilegrid import CLASS_COLUMNS
+from tests.helpers_engines import TEST_STAGES, test_engines
+from tests.helpers_rasters import px_bbox, write_raster
+
+
+@pytest.fixture(autouse=True)
+def engines():
+    with test_engines():
+        yield
+
+
+@pytest.fixture(scope="module")
+def source(tmp_path_factory):
+    # 256 x 192 px -> with 64 px tiles a 4 x 3 grid (AOI = whole raster)
+    return write_raster(tmp_path_factory.mktemp("pipe") / "src.tif", width=256, height=192, seed=1)
+
+
+def _spec(source, **kw):
+    kw.setdefault("stages", TEST_STAGES())
+    kw.setdefault("synthesis", SynthesisOptions(variants=2))
+    return JobSpec(aoi=Aoi(bbox=px_bbox(0, 0, 256, 192)), raster_path=str(source), tile_size=64, seed=11, **kw)
+
+
+class Events(list):
+    def __call__(self, kind, msg):
+        self.append((kind, msg))
+
+    def kinds(self):
+        return [k for k, _ in self]
+
+    def of(self, kind):
+        return [m for k, m in self if k == kind]
+
+
+def _files(job_dir, records):
+    return {rel: (os.stat(job_dir / rel).st_ino, os.stat(job_dir / rel).st_mtime_ns)
+            for r in records for rel in r.artefacts.values()}
+
+
+@pytest.fixture(scope="module")
+def full_job(source, tmp_path_factory):
+    ws = tmp_path_factory.mktemp("ws")
+    journal = Journal(ws / "journal.sqlite")
+    ev = Events()
+    with test_engines():
+        state = run_job("full", _spec(source), ws, journal, ev, lambda: False, RunOptions(batch_size=5))
+    yield state, ev, journal, ws / "jobs" / "full"
+    journal.close()
+
+
+def test_events_and_journal_of_a_full_job(full_job):
+    state, ev, journal, job_dir = full_job
+    assert state == "SUCCEEDED"
+    kinds = ev.kinds()
+    assert kinds[0] == "accepted" and kinds[-1] == "done"
+    assert kinds.index("report") > max(i for i, k in enumerate(kinds) if k == "tile")
+    acc = ev.of("accepted")[0]
+    assert (acc.tile_count, acc.skipped_tiles, acc.output_dir) == (12, 0, str(job_dir))
+    tiles = ev.of("tile")
+    assert len(tiles) == 12 + 24 and len({t.tile_id for t in tiles}) == 36
+    done = ev.of("done")[0]
+    assert (done.state, done.real_tiles, done.synthetic_tiles) == (pb.SUCCEEDED, 12, 24)
+    syn_progress = [p for p in ev.of("progress") if p.stage == "synthesise"]
+    assert syn_progress[-1].done == syn_progress[-1].total == 24
+    row = journal.get_job("full")
+    assert (row.state, row.tiles_total, row.tiles_done, row.synthetic_total, row.synthetic_done) == \
+        ("SUCCEEDED", 12, 12, 24, 24)
+    assert set(journal.get_meta("full", "stretch")) == {"low", "high"}
+    timings = journal.get_meta("full", "timings")
+    assert {"segment", "synthesise", "caption", "ground", "write", "report", "total"} <= set(timings)
+    rec = next(t for t in tiles if t.kind == "synthetic")
+    assert rec.source_tile_id and rec.variant in (1, 2) and len(rec.captions) == 5
+    assert "fidelity_miou" in rec.metrics and rec.attributes["engine_synthesise"] == "test-palette"
+    # the test synthesiser paints class k at the grey level the test segmenter maps to k: fidelity is perfect
+    assert min(t.metrics["fidelity_miou"] for t in tiles if t.kind == "synthetic") > 0.9
+    # composition shares of real tiles sum to 1 and match the mask file
+    real = next(t for t in journal.tiles("full", "real"))
+    with rasterio.open(job_dir / real.artefacts["mask"]) as m:
+        counts = np.bincount(m.read(1).ravel(), minlength=7)[:7]
+    assert real.composition == pytest.approx(list(counts / counts.sum()))
+    report = json.loads((job_dir / "report.json").read_text())
+    assert report["job_id"] == "full"
+    assert ev.of("report")[0].json_path == "report.json"
+
+
+def test_vrt_mosaics_open_and_match_tiles(full_job):
+    _, ev, journal, job_dir = full_job
+    layers = {m.layer: m for m in ev.of("layer")}
+    assert {"real_image", "real_mask", "synthetic_image_v1", "synthetic_mask_v2", "synthetic_cond_mask_v1",
+            "tiles"} <= set(layers)
+    assert layers["real_image"].format == "vrt" and layers["tiles"].format == "gpkg"
+    for layer, kind, variant in (("real_image", "real", 0), ("real_mask", "real", 0),
+                                 ("synthetic_image_v2", "synthetic", 2), ("synthetic_mask_v1", "synthetic", 1)):
+        art = "image" if "image" in layer else "mask"
+        recs = [r for r in journal.tiles("full", kind) if r.variant == variant]
+        with rasterio.open(job_dir / f"{layer}.vrt") as vrt:
+            assert (vrt.width, vrt.height) == (256, 192)
+            with rasterio.open(job_dir / recs[0].artefacts[art]) as t0:
+                assert vrt.crs == t0.crs and vrt.count == t0.count
+                assert vrt.transform.almost_equals(t0.transform @ t0.transform.translation(-recs[0].col_off,
+                                                                                           -recs[0].row_off))
+            if art == "mask":
+                assert vrt.nodata == 255 and vrt.colormap(1)[6] == (0, 0, 255, 255)
+            mosaic = vrt.read()
+        for r in recs:
+            with rasterio.open(job_dir / r.artefacts[art]) as t:
+                tile = t.read()
+            assert (mosaic[:, r.row_off:r.row_off + r.height, r.col_off:r.col_off + r.width] == tile).all(), r.tile_id
+
+
+def test_tiles_gpkg_has_one_row_per_tile(full_job):
+    import fiona
+
+    _, _, journal, job_dir = full_job
+    records = {r.tile_id: r for r in journal.tiles("full")}
+    with fiona.open(job_dir / "tiles.gpkg", layer="tiles") as layer:
+        rows = list(layer)
+        schema = layer.schema["properties"]
+        assert layer.crs.to_epsg() == 32618
+    assert len(rows) == len(records) == 36
+    assert {"tile_id", "kind", "row", "col", "variant", "source_tile", "nodata", "caption_1", "caption_5",
+            "grounding", "fidelity_miou", "engine_segment", "art_image"} <= set(schema)
+    assert set(CLASS_COLUMNS) <= set(schema) and "pct_built_up" in schema and len(CLASS_NAMES) == 7
+    for f in rows:
+        p = f.properties
+        rec = records[p["tile_id"]]
+        assert (p["kind"], p["row"], p["col"], p["variant"]) == (rec.kind, rec.row, rec.col, rec.variant)
+        assert p["caption_1"] == rec.captions[0]
+        assert sum(p[c] for c in CLASS_COLUMNS) == pytest.approx(100, abs=0.01)
+        assert p["grounding"] == pytest.approx(rec.metrics["grounding"])
+        xs, ys = zip(*f.geometry.coordinates[0])
+        assert (min(xs), min(ys), max(xs), max(ys)) == pytest.approx(rec.bounds)
+
+
+def test_resume_after_cancel_keeps_finished_tiles(source, tmp_path):
+    journal = Journal(tmp_path / "journal.sqlite")
+    spec = _spec(source)
+    ev = Events()
+    state = run_job("c1", spec, tmp_path, journal, ev, lambda: len(ev.of("tile")) >= 5, RunOptions(batch_size=2))
+    assert state == "CANCELLED" and ev.of("done")[0].state == pb.CANCELLED
+    assert journal.get_job("c1").state == "CANCELLED"
+    first = journal.tiles("c1")
+    assert len(first) == 6           # the batch in progress (2 tiles) was finished: 3 batches
+    assert "tiles" in {m.layer for m in ev.of("layer")}      # layers written for what is done
+    job_dir = tmp_path / "jobs" / "c1"
+    before = _files(job_dir, first)
+    stretch = journal.get_meta("c1", "stretch")
+
+    ev2 = Events()
+    assert run_job("c1", spec, tmp_path, journal, ev2, lambda: False, RunOptions(batch_size=2)) == "SUCCEEDED"
+    assert journal.get_meta("c1", "stretch") == stretch
+    resumed_ids = {t.tile_id for t in ev2.of("tile")}
+    assert not resumed_ids & {r.tile_id for r in first}            # nothing recomputed
+    all_tiles = journal.tiles("c1")
+    assert len(all_tiles) == len({r.tile_id for r in all_tiles}) == 36
+    assert _files(job_dir, first) == before                       # finished tiles' files untouched
+    leftovers = [p for p in job_dir.rglob(".tmp-*")]
+    assert leftovers == []
+
+
+def test_resume_after_engine_failure(source, tmp_path):
+    journal = Journal(tmp_path / "journal.sqlite")
+    marker = tmp_path / "fail-now"
+    marker.write_text("x")
+    spec = _spec(source, stages=TEST_STAGES(fail_on="r0001_c0002", fail_marker=str(marker)),
+                 synthesis=SynthesisOptions(variants=1))
+    with pytest.raises(GroundSynthError) as err:
+        run_job("f1", spec, tmp_path, journal, Events(), lambda: False, RunOptions(batch_size=1))
+    assert "r0001_c0002" in err.value.message and "test-bright" in err.value.message
+    row = journal.get_job("f1")
+    assert row.state == "FAILED" and "r0001_c0002" in row.error
+    first = journal.tiles("f1")
+    assert [r.tile_id for r in first] == ["r0000_c0000", "r0000_c0001", "r0000_c0002", "r0000_c0003",
+                                          "r0001_c0000", "r0001_c0001"]
+    before = _files(tmp_path / "jobs" / "f1", first)
+    marker.unlink()      # the cause is fixed; a restarted backend resumes the job
+    ev = Events()
+    assert run_job("f1", spec, tmp_path, journal, ev, lambda: False, RunOptions(batch_size=4)) == "SUCCEEDED"
+    assert len(ev.of("tile")) == 6 + 12
+    assert sorted(journal.tile_ids("f1", "real")) == sorted({f"r{r:04d}_c{c:04d}" for r in range(3) for c in range(4)})
+    assert _files(tmp_path / "jobs" / "f1", first) == before
+
+
+def test_nodata_tiles_are_flagged_and_not_synthesised(tmp_path):
+    data = np.full((4, 128, 128), 1200, np.uint16)
+    data[:, :, 64:] = 0                     # right half: nodata (0)
+    data[:, 5:60, 5:60] = 3000
+    src = write_raster(tmp_path / "half.tif", width=128, height=128, data=data)
+    journal = Journal(tmp_path / "journal.sqlite")
+    spec = JobSpec(aoi=Aoi(bbox=px_bbox(0, 0, 128, 128)), raster_path=str(src), tile_size=64,
+                   stages=TEST_STAGES(), synthesis=SynthesisOptions(variants=1))
+    assert run_job("n1", spec, tmp_path, journal, Events(), lambda: False) == "SUCCEEDED"
+    real = {r.tile_id: r for r in journal.tiles("n1", "real")}
+    assert {k for k, r in real.items() if r.nodata} == {"r0000_c0001", "r0001_c0001"}
+    flagged = real["r0000_c0001"]
+    assert flagged.captions == [] and flagged.metrics == {}
+    with rasterio.open(tmp_path / "jobs" / "n1" / flagged.artefacts["mask"]) as m:
+        assert (m.read(1) == 255).all()
+    assert {r.source_tile_id for r in journal.tiles("n1", "synthetic")} == {"r0000_c0000", "r0001_c0000"}
+    assert journal.get_job("n1").synthetic_total == 2
+
+
+def test_only_requested_stages_run(source, tmp_path):
+    journal = Journal(tmp_path / "journal.sqlite")
+    spec = _spec(source, stages=TEST_STAGES(("segment",)), synthesis=SynthesisOptions())
+    ev = Events()
+    assert run_job(new_job_id(), spec, tmp_path, journal, ev, lambda: False) == "SUCCEEDED"
+    tiles = ev.of("tile")
+    assert len(tiles) == 12 and all(t.kind == "real" and not t.captions and not t.metrics for t in tiles)
+    assert {p.stage for p in ev.of("progress")} == {"segment", "report"}
+
+
+def test_prepare_is_cheap_and_counts_tiles(source, tmp_path):
+    prep = prepare_job(_spec(source), tmp_path)
+    assert prep.tile_count == 12 and prep.variants == 2 and prep.has_nir
+    assert not (tmp_path / "jobs").exists()     # prepare writes nothing
+    jid = new_job_id()
+    assert jid.startswith("j") and "/" not in jid and jid != new_job_id()
+
+
+def test_run_command_prints_the_job_dir_last(source, tmp_path, capsys):
+    from backend.__main__ import main
+
+    rc = main(["run", "--raster", str(source), "--aoi", ",".join(map(str, px_bbox(0, 0, 128, 64))),
+               "--workspace", str(tmp_path / "ws"), "--tile-size", "64", "--variants", "1", "--seed", "3",
+               "--engine", "segment=test-bright", "--engine", "synthesise=test-palette",
+               "--engine", "caption=test-count", "--engine", "ground=test-agree", "--param", "segment.sleep=0"])
+    out, err = capsys.readouterr()
+    assert rc == 0
+    job_dir = out.strip().splitlines()[-1]
+    assert job_dir.startswith(str((tmp_path / "ws" / "jobs").resolve()))
+    assert os.path.exists(os.path.join(job_dir, "tiles.gpkg")) and os.path.exists(os.path.join(job_dir, "report.json"))
+    assert "tile" in err       # the tqdm bar on stderr
+
+    rc = main(["run", "--raster", str(source), "--aoi=-10,40,-9,41", "--aoi-crs", "EPSG:4326",
+               "--workspace", str(tmp_path / "ws"), "--engine", "segment=test-bright", "--stages", "segment"])
+    out, err = capsys.readouterr()
+    assert rc == 2 and "error (INVALID_ARGUMENT): aoi:" in err and "entirely outside" in err
+    rc = main(["run", "--raster", str(source), "--aoi", "1,2,3", "--workspace", str(tmp_path / "ws")])
+    assert rc == 2 and "aoi.bbox" in capsys.readouterr().err
