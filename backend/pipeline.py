@@ -263,7 +263,9 @@ class _JobRun:
                           attributes={f"engine_{s}": p.cls.name for s, p in self.prep.plans.items()})
 
     def _maybe_refresh_layers(self) -> None:
-        if self.since_layers >= self.opt.layers_every:
+        # every layers_every tiles, but at most ~10 times per job so that big jobs stay linear
+        every = max(self.opt.layers_every, (self.real_total + self.syn_total) // 10)
+        if self.since_layers >= every:
             self.write_layers()
 
     # ------------------------------------------------------------ setup
