@@ -74,3 +74,19 @@ def test_image_and_mask_encoding(job):
         mask = m.read(1)
         assert m.nodata == 255 and m.colormap(1)[3] == gdal_colormap()[3]
     assert (mask[:, inside:] == 255).all() and (mask[:, :inside] < 7).all()
+
+
+def test_vrt_with_overlapping_tiles_matches_every_tile(job):
+    _, job_dir, records = job
+    real = [r for r in records if r.kind == "real"]
+    col0, row0 = min(r.col_off for r in real), min(r.row_off for r in real)
+    for layer, art in (("real_image", "image"), ("real_mask", "mask")):
+        with rasterio.open(job_dir / f"{layer}.vrt") as vrt:
+            mosaic = vrt.read()
+            assert vrt.bounds.left == pytest.approx(min(r.bounds[0] for r in real))
+            assert vrt.bounds.top == pytest.approx(max(r.bounds[3] for r in real))
+        for r in real:
+            with rasterio.open(job_dir / r.artefacts[art]) as t:
+                tile = t.read()
+            y, x = r.row_off - row0, r.col_off - col0
+            assert (mosaic[:, y:y + r.height, x:x + r.width] == tile).all(), (layer, r.tile_id)

@@ -252,3 +252,22 @@ def test_run_command_prints_the_job_dir_last(source, tmp_path, capsys):
     assert rc == 2 and "error (INVALID_ARGUMENT): aoi:" in err and "entirely outside" in err
     rc = main(["run", "--raster", str(source), "--aoi", "1,2,3", "--workspace", str(tmp_path / "ws")])
     assert rc == 2 and "aoi.bbox" in capsys.readouterr().err
+
+
+def test_run_command_resumes_a_job_by_id(source, tmp_path, capsys):
+    from backend.__main__ import main
+
+    journal = Journal(tmp_path / "journal.sqlite")
+    spec = _spec(source, stages=TEST_STAGES(("segment", "caption")), synthesis=SynthesisOptions())
+    ev = Events()
+    assert run_job("cli1", spec, tmp_path, journal, ev, lambda: len(ev.of("tile")) >= 4,
+                   RunOptions(batch_size=4)) == "CANCELLED"
+    journal.close()
+    rc = main(["run", "--workspace", str(tmp_path), "--job-id", "cli1", "--quiet"])
+    out, _ = capsys.readouterr()
+    assert rc == 0 and out.strip().splitlines()[-1] == str((tmp_path / "jobs" / "cli1").resolve())
+    journal = Journal(tmp_path / "journal.sqlite")
+    assert journal.get_job("cli1").state == "SUCCEEDED" and journal.get_job("cli1").tiles_done == 12
+    journal.close()
+    assert main(["run", "--workspace", str(tmp_path), "--job-id", "nope"]) == 2
+    assert "unknown job 'nope'" in capsys.readouterr().err
