@@ -179,14 +179,20 @@ class GroundSynthDock(QgsDockWidget):
         self.workspace = QgsFileWidget()
         self.workspace.setStorageMode(QgsFileWidget.GetDirectory)
         self.workspace.setFilePath(self.settings.workspace)
-        self.workspace.fileChanged.connect(lambda _p: self.reload_token())
+        self.workspace.fileChanged.connect(lambda _p: self.reload_token(force=True))
         form.addRow("Workspace", self.workspace)
         self.token = QLineEdit()
         self.token.setEchoMode(QLineEdit.Password)
         self.token.setPlaceholderText("read from <workspace>/token")
+        self.token.textEdited.connect(lambda _t: setattr(self, "_token_from_file", False))
+        self._token_from_file = True
         form.addRow("Token", self.token)
         self.python = QLineEdit(self.settings.python)
         form.addRow("Python", self.python)
+        self.extra_args = QLineEdit()
+        self.extra_args.setPlaceholderText("e.g. --allow-root /data/rasters")
+        self.extra_args.setToolTip("extra arguments for `python -m backend serve` when started from here")
+        form.addRow("Serve arguments", self.extra_args)
         buttons = QHBoxLayout()
         self.start_button = QPushButton("Start")
         self.stop_button = QPushButton("Stop")
@@ -368,17 +374,30 @@ class GroundSynthDock(QgsDockWidget):
     def client(self) -> BackendClient:
         return BackendClient(self.address.text().strip(), self.token.text().strip())
 
-    def reload_token(self) -> None:
+    def reload_token(self, force: bool = False) -> None:
+        """Fill the token from <workspace>/token unless the user typed one (or `force`)."""
+        if not (force or self._token_from_file or not self.token.text()):
+            return
         token = read_token(self.workspace.filePath())
         if token:
             self.token.setText(token)
+            self._token_from_file = True
+
+    def set_token(self, token: str) -> None:
+        """Use this token instead of the workspace's (as if typed)."""
+        self.token.setText(token)
+        self._token_from_file = False
 
     def start_backend(self) -> None:
         ws = self.workspace.filePath()
         if not ws:
             self.message("Backend", "choose a workspace folder first", Qgis.Warning)
             return
-        self.backend.start(self.address.text().strip(), ws, self.python.text().strip())
+        import shlex
+
+        self.backend.start(self.address.text().strip(), ws, self.python.text().strip(),
+                           extra_args=shlex.split(self.extra_args.text()))
+        self._token_from_file = True
         self.log(f"starting backend on {self.address.text().strip()} (workspace {ws})")
         self.health = "unknown"
         self._paint_light()
@@ -477,6 +496,18 @@ class GroundSynthDock(QgsDockWidget):
         for role, band in zip(("red", "green", "blue", "nir"), (red, green, blue, nir)):
             self.band_combos[role].setBand(band)
 
+    def set_engine(self, stage: str, engine: str, params: dict[str, str] | None = None,
+                   enabled: bool = True) -> None:
+        """Choose a stage's engine (and parameter values) as a user would in the Stages section."""
+        row = self.stage_rows[stage]
+        index = row.engine.findData(engine)
+        if index < 0:
+            raise InputError(f"engine {engine!r} is not offered for stage {stage!r}")
+        row.check.setChecked(enabled)
+        row.engine.setCurrentIndex(index)
+        for name, value in (params or {}).items():
+            row.form_by_engine[engine].params[name].set_text(str(value))
+
     def set_area_mode(self, mode: str) -> None:
         self.area_buttons[mode].setChecked(True)
 
@@ -529,9 +560,10 @@ class GroundSynthDock(QgsDockWidget):
         area = self.current_area()
         area_mod.check_against_raster(area, layer.crs(), layer.extent())
         label_layer = self.label_combo.currentLayer()
-        if not self.stage_rows:
-            raise InputError("the engines are not known yet: start the backend or press Capabilities")
-        stages = {s: row.choice() for s, row in self.stage_rows.items() if row.check.isChecked()}
+        if self.stage_rows:
+            stages = {s: row.choice() for s, row in self.stage_rows.items() if row.check.isChecked()}
+        else:   # engines not listed yet: all stages with the backend's default engines
+            stages = {s: StageChoice() for s in STAGES}
         targets = {name: share.value() for name, (check, share) in self.boost_widgets.items() if check.isChecked()}
         req = JobRequest(
             raster_path=str(Path(path).resolve()),
@@ -636,6 +668,9 @@ class GroundSynthDock(QgsDockWidget):
             self.show_error(exc)
 
     def _start_results(self, job_id: str, output_dir: str, name: str) -> None:
+        for old in [r for r in self.all_results if r.job_id == job_id]:
+            old.remove()
+            self.all_results.remove(old)
         source = ArtefactSource(job_id, output_dir, client=self._task_client, cache_dir=self.settings.cache_dir)
         classes = styling.classes_from_capabilities(self.capabilities)
         self.results = JobResults(job_id, source, classes, self.score_combo.currentText(),

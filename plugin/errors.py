@@ -71,6 +71,14 @@ def user_message(exc: BaseException, address: str = "") -> tuple[str, str]:
             if field.startswith("bands"):
                 return BandMappingError.title, details
             return "Invalid input", details
+        if code == grpc.StatusCode.PERMISSION_DENIED:
+            return ("Raster not allowed",
+                    f"{details}; the backend reads rasters only under its workspace and its allowed roots: "
+                    "start it with --allow-root <folder> (dock: Serve arguments)")
+        if code == grpc.StatusCode.FAILED_PRECONDITION:
+            return "Backend cannot run this", details
+        if code == grpc.StatusCode.RESOURCE_EXHAUSTED:
+            return "Backend limit reached", details
         if code == grpc.StatusCode.DEADLINE_EXCEEDED:
             return "Backend timeout", f"the backend{where} did not answer in time ({details})"
         if code == grpc.StatusCode.CANCELLED:

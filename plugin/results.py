@@ -89,6 +89,7 @@ class JobResults(QObject):
         group_name = f"GroundSynth {title or job_id}"
         self.group: QgsLayerTreeGroup = root.findGroup(group_name) or root.insertGroup(0, group_name)
         self.layers: dict[str, object] = {}
+        self.added: list[str] = []            # layer kinds in the order they arrived
         self.live: QgsVectorLayer | None = None
         self.report_path: str = ""
 
@@ -119,8 +120,11 @@ class JobResults(QObject):
             self._remove(old)
         self.project.addMapLayer(layer, False)
         keys = sorted([*self.layers, kind], key=_layer_order_key)
-        self.group.insertLayer(keys.index(kind), layer)
+        node = self.group.insertLayer(keys.index(kind), layer)
+        # the real mosaics and the grid show at once; synthetic variants are one click away
+        node.setItemVisibilityChecked(not kind.startswith("synthetic"))
         self.layers[kind] = layer
+        self.added.append(kind)
 
     def _remove(self, layer) -> None:
         try:
@@ -190,7 +194,7 @@ class JobResults(QObject):
         values = {"tile_id": t.tile_id, "kind": t.kind, "row": t.row, "col": t.col, "variant": t.variant,
                   "source_tile": t.source_tile_id, "nodata": int(t.nodata)}
         for c in self.classes:
-            values[class_field(c.name)] = float(t.composition.get(c.name, 0.0))
+            values[class_field(c.name)] = 100.0 * float(t.composition.get(c.name, 0.0))   # percent, as tiles.gpkg
         for i, cap in enumerate(list(t.captions)[:N_CAPTIONS], start=1):
             values[f"caption_{i}"] = cap
         values.update({k: float(v) for k, v in t.metrics.items()})

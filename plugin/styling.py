@@ -55,7 +55,7 @@ def classes_from_capabilities(caps=None) -> list[LandCoverClass]:
 
 
 def class_field(name: str) -> str:
-    """Column name of a class share in tiles.gpkg (pct_<class>, lower case, '-' -> '_')."""
+    """Column of a class share in tiles.gpkg: pct_<class> (lower case, '-' -> '_'), in percent (0-100)."""
     return "pct_" + name.lower().replace("-", "_").replace(" ", "_")
 
 
@@ -105,7 +105,7 @@ def style_image(layer: QgsRasterLayer, cut: tuple[float, float] = (0.02, 0.98)) 
 def score_fields(layer: QgsVectorLayer, classes: list[LandCoverClass] | None = None) -> list[str]:
     """Numeric attributes of a tiles layer that are scores (not ids, grid or class shares)."""
     classes = classes or classes_from_capabilities()
-    skip = {"fid", "row", "col", "variant", "nodata"} | {class_field(c.name) for c in classes}
+    skip = {"fid", "row", "col", "variant", "nodata", "n_captions"} | {class_field(c.name) for c in classes}
     out = []
     for f in layer.fields():
         if f.isNumeric() and f.name().lower() not in skip:
@@ -122,7 +122,7 @@ def map_tip_html(classes: list[LandCoverClass] | None = None, layer: QgsVectorLa
         fname = class_field(c.name)
         if names is None or fname in names:
             comp.append(f'[% CASE WHEN "{fname}" > 0 THEN \'<span style="color:{c.color}">&#9632;</span> {c.name} \' '
-                        f'|| format_number("{fname}" * 100, 0) || \'%<br>\' ELSE \'\' END %]')
+                        f'|| format_number("{fname}", 1) || \'%<br>\' ELSE \'\' END %]')
     scores = []
     if layer is not None:
         for s in score_fields(layer, classes):

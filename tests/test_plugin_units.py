@@ -83,7 +83,7 @@ def write_tiles_gpkg(path: Path, bounds, crs_wkt):
             rec = {k: None for k in props}
             rec.update(tile_id=f"r0000_c{i:04d}", kind="real", row=0, col=i, variant=0, source_tile="", nodata=0,
                        caption_1=f"farmland with a village {i}", grounding=g, fidelity_miou=0.4 + i / 10,
-                       pct_crop=0.6, pct_tree=0.4)
+                       pct_crop=60.0, pct_tree=40.0)
             ring = [(x0, miny), (x1, miny), (x1, maxy), (x0, maxy), (x0, miny)]
             dst.write({"geometry": {"type": "Polygon", "coordinates": [ring]}, "properties": rec})
 
@@ -138,7 +138,7 @@ def test_results_follow_the_event_stream(qgis_new_project, job_dir, tmp_path, qt
     live = res.layers[LIVE_TILES]
     assert live.featureCount() == 1
     f = next(live.getFeatures())
-    assert f["caption_1"] == "cropland tile r0000_c0000" and f["grounding"] == 30.0 and f["pct_crop"] == 0.75
+    assert f["caption_1"] == "cropland tile r0000_c0000" and f["grounding"] == 30.0 and f["pct_crop"] == 75.0
     assert live.renderer().classAttribute() == "grounding"
     res.handle(pb.JobEvent(job_id="job1", seq=3, layer=pb.LayerReady(layer="real_mask", path="real_mask.tif",
                                                                        format="vrt")))

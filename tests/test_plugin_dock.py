@@ -1,0 +1,242 @@
+"""The dock against a REAL backend process (python -m backend serve, test engines) on a Sentinel-2 crop:
+a run lands styled layers in a per-job group, cancel stops the job on the backend, a finished job reloads,
+and every error case reaches the message bar."""
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import pytest
+from qgis.core import (
+    Qgis,
+    QgsApplication,
+    QgsCoordinateReferenceSystem,
+    QgsCoordinateTransform,
+    QgsFeature,
+    QgsGeometry,
+    QgsGraduatedSymbolRenderer,
+    QgsMultiBandColorRenderer,
+    QgsPalettedRasterRenderer,
+    QgsProject,
+    QgsRasterLayer,
+    QgsRectangle,
+    QgsVectorLayer,
+)
+
+from backend import palette
+from plugin.backend_api import BackendClient, state_name
+from plugin.dock import GroundSynthDock
+from plugin.settings import PluginSettings
+from tests.plugin_fixtures import sample_raster
+from tests.server_fixture import start_server
+
+TEST_ENGINES = {"segment": "test-bright", "synthesise": "test-palette", "caption": "test-count",
+                "ground": "test-agree"}
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    base = tmp_path_factory.mktemp("plugin_srv")
+    srv = start_server(base / "workspace")
+    srv.raster = sample_raster(srv.workspace / "data", size=256)
+    yield srv
+    srv.kill()
+
+
+@pytest.fixture
+def dock(server, qgis_iface, qgis_new_project, qtbot, tmp_path):
+    settings = PluginSettings(address=server.address, workspace=str(server.workspace), python="",
+                              cache_dir=str(tmp_path / "cache"), score="grounding", tile_size=128)
+    d = GroundSynthDock(qgis_iface, settings=settings)
+    qtbot.addWidget(d)
+    qgis_iface.messageBar().clear_messages()
+    qtbot.waitUntil(lambda: d.capabilities is not None, timeout=10000)
+    for stage, engine in TEST_ENGINES.items():
+        d.set_engine(stage, engine)
+    yield d
+    d.shutdown()
+
+
+def add_raster(path: Path) -> QgsRasterLayer:
+    layer = QgsRasterLayer(str(path), "s2", "gdal")
+    assert layer.isValid()
+    QgsProject.instance().addMapLayer(layer)
+    return layer
+
+
+def wgs84_rect_inside(layer: QgsRasterLayer, shrink: float = 0.1) -> QgsRectangle:
+    """The raster's extent, shrunk a little, in EPSG:4326 (a project CRS other than the raster's)."""
+    e = layer.extent()
+    dx, dy = e.width() * shrink, e.height() * shrink
+    inner = QgsRectangle(e.xMinimum() + dx, e.yMinimum() + dy, e.xMaximum() - dx, e.yMaximum() - dy)
+    tr = QgsCoordinateTransform(layer.crs(), QgsCoordinateReferenceSystem("EPSG:4326"), QgsProject.instance())
+    return tr.transformBoundingBox(inner)
+
+
+def critical(iface) -> list[str]:
+    return iface.messageBar().get_messages(Qgis.Critical)
+
+
+# ------------------------------------------------------------------ a full run
+def test_dock_runs_a_job_and_lands_styled_layers(server, dock, qgis_iface, qtbot):
+    layer = add_raster(server.raster)
+    dock.raster_combo.setLayer(layer)
+    assert [dock.band_combos[r].currentBand() for r in ("red", "green", "blue", "nir")] == [1, 2, 3, 4]
+    dock.set_drawn_rectangle(wgs84_rect_inside(layer, 0.0), QgsCoordinateReferenceSystem("EPSG:4326"))
+    dock.tile_size.setValue(128)
+    dock.variants.setValue(1)
+    with qtbot.waitSignal(dock.job_finished, timeout=60000) as finished:
+        task = dock.run_job()
+        assert task is not None and not dock.is_idle()
+    assert finished.args[1] == "SUCCEEDED", critical(qgis_iface)
+    assert dock.is_idle()
+    res = dock.results
+    group = QgsProject.instance().layerTreeRoot().findGroup(res.group.name())
+    assert group is not None and res.job_id in group.name()
+    kinds = {n.name() for n in group.children()}
+    assert {"tiles", "real_mask", "real_image", "synthetic_image_v1", "synthetic_mask_v1"} <= kinds
+    assert "tiles (live)" not in kinds
+    # tiles showed up while streaming (live layer), before the final grid replaced them
+    assert res.added.index("tiles (live)") < res.added.index("real_mask") < res.added.index("tiles")
+    want = [(i, palette.hex_color(i), palette.CLASS_NAMES[i]) for i in range(7)]
+    for kind in ("real_mask", "synthetic_mask_v1"):
+        r = res.layers[kind].renderer()
+        assert isinstance(r, QgsPalettedRasterRenderer), kind
+        assert [(c.value, c.color.name(), c.label) for c in r.classes()] == want
+    for kind in ("real_image", "synthetic_image_v1"):
+        assert isinstance(res.layers[kind].renderer(), QgsMultiBandColorRenderer), kind
+    tiles = res.layers["tiles"]
+    assert isinstance(tiles.renderer(), QgsGraduatedSymbolRenderer)
+    assert tiles.renderer().classAttribute() == "grounding"
+    feats = list(tiles.getFeatures())
+    real = [f for f in feats if f["kind"] == "real"]
+    assert len(real) == 4 and len(feats) == 8
+    assert all(f["caption_1"] and f["grounding"] is not None for f in real)
+    assert "caption_1" in tiles.mapTipTemplate() and "pct_crop" in tiles.mapTipTemplate()
+    # the user picks another score: the grid is re-styled by it
+    dock.score_combo.setCurrentText("fidelity_miou")
+    assert tiles.renderer().classAttribute() == "fidelity_miou"
+    # progress bars filled, log tells the story
+    assert dock.progress["segment"].value() == dock.progress["segment"].maximum() > 0
+    assert "accepted" in dock.log_view.toPlainText()
+
+    # reload the finished job from the backend's job list
+    job_id = res.job_id
+    with qtbot.waitSignal(dock.jobs_combo.model().rowsInserted, timeout=10000):
+        dock.refresh_jobs()
+    qtbot.waitUntil(lambda: dock.jobs_combo.findData(job_id) >= 0, timeout=5000)
+    dock.jobs_combo.setCurrentIndex(dock.jobs_combo.findData(job_id))
+    with qtbot.waitSignal(dock.job_finished, timeout=30000) as again:
+        dock.jobs_load.click()
+    assert again.args == [job_id, "SUCCEEDED"]
+    groups = [g for g in QgsProject.instance().layerTreeRoot().findGroups() if job_id in g.name()]
+    assert len(groups) == 1
+    assert isinstance(dock.results.layers["real_mask"].renderer(), QgsPalettedRasterRenderer)
+
+
+# ------------------------------------------------------------------ cancel
+def test_cancel_mid_run_cancels_the_backend_job(server, dock, qgis_iface, qtbot):
+    layer = add_raster(server.raster)
+    dock.raster_combo.setLayer(layer)
+    dock.set_area_mode("extent")
+    qgis_iface.mapCanvas().setDestinationCrs(layer.crs())
+    qgis_iface.mapCanvas().setExtent(layer.extent())
+    dock.tile_size.setValue(32)                                  # 64 tiles, 8 engine batches
+    dock.set_engine("segment", "test-bright", {"sleep": "0.1"})  # ~6 s of segmenting
+    dock.set_engine("synthesise", "test-palette", enabled=False)
+    tiles_seen = []
+    task = dock.run_job()
+    task.job_event.connect(lambda ev: tiles_seen.append(ev) if ev.WhichOneof("event") == "progress" else None)
+    qtbot.waitUntil(lambda: len(tiles_seen) >= 1 and dock.job_id != "", timeout=20000)
+    job_id = dock.job_id
+    with qtbot.waitSignal(dock.job_finished, timeout=30000) as finished:
+        dock.cancel_button.click()
+    assert finished.args == [job_id, "CANCELLED"]
+    with BackendClient(server.address, server.token) as c:
+        assert state_name(c.get_job(job_id).state) == "CANCELLED"
+    assert dock.is_idle() and dock.state_label.text().startswith("idle")
+    assert dock.run_button.isEnabled() and not dock.cancel_button.isEnabled()
+
+
+# ------------------------------------------------------------------ errors
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_backend_not_running_is_reported(server, dock, qgis_iface, qtbot):
+    layer = add_raster(server.raster)
+    dock.raster_combo.setLayer(layer)
+    dock.set_drawn_rectangle(layer.extent(), layer.crs())
+    dock.address.setText(f"127.0.0.1:{free_port()}")
+    with qtbot.waitSignal(dock.job_finished, timeout=20000):
+        dock.run_job()
+    assert any(m.startswith("Backend not running:") for m in critical(qgis_iface)), critical(qgis_iface)
+    assert dock.is_idle()
+    dock.check_health()
+    qtbot.waitUntil(lambda: dock.health == "down", timeout=5000)
+
+
+def test_bad_token_is_reported(server, dock, qgis_iface, qtbot):
+    layer = add_raster(server.raster)
+    dock.raster_combo.setLayer(layer)
+    dock.set_drawn_rectangle(layer.extent(), layer.crs())
+    dock.set_token("not-the-token")
+    with qtbot.waitSignal(dock.job_finished, timeout=20000):
+        dock.run_job()
+    assert any(m.startswith("Bad token:") for m in critical(qgis_iface)), critical(qgis_iface)
+
+
+def test_invalid_area_is_reported(server, dock, qgis_iface):
+    layer = add_raster(server.raster)
+    dock.raster_combo.setLayer(layer)
+    e = layer.extent()
+    far = QgsRectangle(e.xMaximum() + 1000, e.yMaximum() + 1000, e.xMaximum() + 2000, e.yMaximum() + 2000)
+    dock.set_drawn_rectangle(far, layer.crs())
+    assert dock.run_job() is None
+    assert any(m.startswith("Invalid area:") and "does not overlap" in m for m in critical(qgis_iface))
+    qgis_iface.messageBar().clear_messages()
+    dock.set_drawn_rectangle(QgsRectangle(e.xMinimum(), e.yMinimum(), e.xMinimum(), e.yMaximum()), layer.crs())
+    assert dock.run_job() is None
+    assert any(m.startswith("Invalid area:") and "empty" in m for m in critical(qgis_iface))
+
+
+def test_invalid_area_from_the_backend_is_reported(server, dock, qgis_iface, qtbot):
+    """The backend's own INVALID_ARGUMENT on the aoi reaches the bar as "Invalid area" (dock checks bypassed)."""
+    from plugin.job_request import JobRequest, StageChoice
+    from plugin.job_task import JobTask
+
+    spec = JobRequest(raster_path=str(server.raster), band_count=4, bbox=(0, 0, 10, 10), aoi_crs="EPSG:32618",
+                      tile_size=128, stages={"segment": StageChoice("test-bright")}).check().to_proto()
+    client = dock.client()
+    with qtbot.waitSignal(dock.job_finished, timeout=20000):
+        dock._watch_task(JobTask(client, spec=spec), client)
+    msgs = critical(qgis_iface)
+    assert any(m.startswith("Invalid area:") and "outside the raster" in m for m in msgs), msgs
+
+
+def test_crs_mismatch_is_reported(server, dock, qgis_iface):
+    layer = add_raster(server.raster)
+    dock.raster_combo.setLayer(layer)
+    aoi = QgsVectorLayer("Polygon?field=id:integer", "aoi", "memory")
+    aoi.setCrs(QgsCoordinateReferenceSystem())
+    f = QgsFeature(aoi.fields())
+    f.setGeometry(QgsGeometry.fromRect(layer.extent()))
+    aoi.dataProvider().addFeatures([f])
+    QgsProject.instance().addMapLayer(aoi)
+    aoi.selectAll()
+    dock.polygon_combo.setLayer(aoi)
+    dock.set_area_mode("selection")
+    assert dock.run_job() is None
+    assert any(m.startswith("CRS mismatch:") for m in critical(qgis_iface)), critical(qgis_iface)
+
+
+def test_band_mapping_missing_is_reported(server, dock, qgis_iface):
+    layer = add_raster(server.raster)
+    dock.raster_combo.setLayer(layer)
+    dock.set_drawn_rectangle(layer.extent(), layer.crs())
+    dock.set_bands(-1, 2, 3, 4)     # red "not set"
+    assert dock.run_job() is None
+    assert any(m.startswith("Band mapping missing:") and "red" in m for m in critical(qgis_iface))
+    assert QgsApplication.taskManager().countActiveTasks() == 0
