@@ -764,8 +764,7 @@ class GroundSynthDock(QgsDockWidget):
         self.health_timer.stop()
         task = self.task
         if task is not None:
-            task.cancel()
-            task.close_stream()
+            task.cancel_now()
             task.waitForFinished(timeout_ms)
         if self.map_tool is not None and self.canvas() is not None:
             self.canvas().unsetMapTool(self.map_tool)

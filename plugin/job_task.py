@@ -113,6 +113,20 @@ class JobTask(QgsTask):
             time.sleep(0.1)
         self.close_stream()
 
+    def cancel_now(self) -> None:
+        """Cancel the job on the backend synchronously (unload), then close the stream."""
+        self._cancel_requested.set()
+        with self._lock:
+            send = not self._cancel_sent and bool(self.job_id)
+            self._cancel_sent = True
+        if send:
+            try:
+                self.client.cancel(self.job_id)
+            except grpc.RpcError:
+                pass
+        self.close_stream()
+        super().cancel()
+
     def close_stream(self) -> None:
         """Close the gRPC stream now (used on unload and as the cancel fallback)."""
         self._cancel_requested.set()

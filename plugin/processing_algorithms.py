@@ -120,7 +120,8 @@ class GroundSynthAlgorithm(QgsProcessingAlgorithm):
         self.addParameter(QgsProcessingParameterString(self.ADDRESS, "Backend address", settings.address))
         self.addParameter(QgsProcessingParameterFile(self.TOKEN_FILE, "Token file (<workspace>/token)",
                                                      QgsProcessingParameterFile.File, "",
-                                                     str(Path(settings.workspace) / "token"), optional=True))
+                                                     str(Path(settings.workspace) / "token"), optional=True,
+                                                     fileFilter="All files (*)"))
         self.addParameter(QgsProcessingParameterFile(self.CACHE_DIR, "Download folder (remote backend)",
                                                      QgsProcessingParameterFile.Folder, "", settings.cache_dir,
                                                      optional=True))

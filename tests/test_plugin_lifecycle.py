@@ -1,0 +1,82 @@
+"""Load the plugin as QGIS does, start a REAL backend from the dock (QProcess), run a job, unload mid-run:
+nothing is left behind (no process, task or thread) and the job is cancelled on the backend."""
+from __future__ import annotations
+
+import os
+import socket
+
+from qgis.core import QgsApplication, QgsProject, QgsRasterLayer
+
+from plugin import async_call, classFactory
+from plugin.backend_api import BackendClient, state_name
+from tests.plugin_fixtures import sample_raster
+from tests.server_fixture import start_server
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:   # a zombie is not alive
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().split()[2] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_plugin_starts_a_backend_and_unload_leaves_nothing_behind(qgis_iface, qgis_new_project, qtbot, tmp_path):
+    workspace = tmp_path / "ws"
+    raster = sample_raster(workspace / "data", size=256)
+    plugin = classFactory(qgis_iface)
+    plugin.initGui()
+    try:
+        assert QgsApplication.processingRegistry().providerById("groundsynth") is not None
+        dock = plugin.dock
+        dock.address.setText(f"127.0.0.1:{free_port()}")
+        dock.workspace.setFilePath(str(workspace))
+        dock.extra_args.setText("--engine-module tests.server_engines --quiet")
+        dock.start_button.click()
+        assert plugin.backend.is_running()
+        pid = int(plugin.backend.process.processId())
+        dock.health_timer.setInterval(300)
+        qtbot.waitUntil(lambda: dock.health == "up", timeout=40000)
+        qtbot.waitUntil(lambda: dock.capabilities is not None, timeout=10000)
+        assert dock.token.text() == (workspace / "token").read_text().strip()
+        assert not dock.start_button.isEnabled() and dock.stop_button.isEnabled()
+
+        layer = QgsRasterLayer(str(raster), "s2", "gdal")
+        QgsProject.instance().addMapLayer(layer)
+        dock.raster_combo.setLayer(layer)
+        dock.set_drawn_rectangle(layer.extent(), layer.crs())
+        dock.tile_size.setValue(32)
+        dock.set_engine("segment", "test-bright", {"sleep": "0.2"})    # 64 tiles: ~13 s
+        for stage in ("synthesise", "caption", "ground"):
+            dock.set_engine(stage, {"synthesise": "test-palette", "caption": "test-count",
+                                    "ground": "test-agree"}[stage], enabled=False)
+        task = dock.run_job()
+        assert task is not None
+        qtbot.waitUntil(lambda: dock.job_id != "", timeout=20000)
+        job_id = dock.job_id
+        assert QgsApplication.taskManager().countActiveTasks() == 1
+    finally:
+        plugin.unload()
+
+    assert not pid_alive(pid)
+    assert plugin.backend is None and plugin.dock is None
+    assert QgsApplication.taskManager().countActiveTasks() == 0
+    assert async_call.in_flight() == 0
+    assert QgsApplication.processingRegistry().providerById("groundsynth") is None
+    # the job was cancelled on the backend before it stopped (not left to resume)
+    srv = start_server(workspace, engine_module="tests.server_engines")
+    try:
+        with BackendClient(srv.address, srv.token) as c:
+            assert state_name(c.get_job(job_id).state) == "CANCELLED"
+    finally:
+        srv.kill()
