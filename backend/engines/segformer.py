@@ -29,12 +29,12 @@ DEVICE_PARAM = Param("device", "choice", "auto", "Where the model runs: auto pic
                      choices=("auto", "cpu", "cuda", "mps"))
 
 
-def normalisation(path: Path, config, channels: int) -> tuple[list[float], list[float]]:
+def normalisation(path: Path | None, config, channels: int) -> tuple[list[float], list[float]]:
     """Per-channel mean/std: config.image_mean/std (written by our trainer), else
     preprocessor_config.json, else ImageNet; a NIR channel gets 0.5/0.25 when not given."""
     mean = getattr(config, "image_mean", None)
     std = getattr(config, "image_std", None)
-    if mean is None and (path / "preprocessor_config.json").is_file():
+    if mean is None and path is not None and (path / "preprocessor_config.json").is_file():
         pre = json.loads((path / "preprocessor_config.json").read_text())
         mean, std = pre.get("image_mean"), pre.get("image_std")
     mean = list(mean or IMAGENET_MEAN)

@@ -1,0 +1,113 @@
+"""synthesise/spade: the original work's SPADE generator, with a noise input.
+
+Loads a checkpoint directory written by `python -m backend train generator`
+(config.json + generator.safetensors, see backend.neural.spade_model). Each
+tile's seed draws the noise map, so variants of one mask differ and the same
+seed always gives the same image. A 4-band generator serves RGB-only jobs by
+dropping NIR; a 3-band generator refuses RGB-NIR jobs (FAILED_PRECONDITION).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from ..errors import FailedPrecondition
+from . import register
+from .base import Param, Synthesiser, shared_model
+from .segformer import DEVICE_PARAM
+
+NEED = "config.json + generator.safetensors from `python -m backend train generator`"
+
+
+def check_spade_dir(path: Path) -> tuple[bool, str]:
+    from ..neural.weights import missing_reason
+
+    if not path.is_dir():
+        return False, missing_reason(path, NEED)
+    for f in ("config.json", "generator.safetensors"):
+        if not (path / f).is_file():
+            return False, missing_reason(path, NEED) + f": {f} is missing"
+    return True, ""
+
+
+def load_spade(path: Path, device: str, dtype_name: str):
+    from ..neural.weights import load_or_fail, require
+
+    require(check_spade_dir(path))
+
+    def _load():
+        import torch
+
+        from ..neural.spade_model import load_generator
+
+        return load_generator(path).to(device=device, dtype=getattr(torch, dtype_name))
+
+    return load_or_fail(path, "SPADE generator", _load)
+
+
+@register
+class SpadeSynthesiser(Synthesiser):
+    name = "spade"
+    description = ("SPADE conditional generator (the original work's design) with a noise input so variants "
+                   "differ; 4-band or 3-band output. Train one with `python -m backend train generator`.")
+    params = (
+        Param("weights", "path", "", "SPADE checkpoint directory (config.json + generator.safetensors); "
+                                     "empty = <models dir>/spade"),
+        DEVICE_PARAM,
+        Param("batch_size", "int", 8, "Masks per forward pass", min=1, max=256),
+        Param("precision", "choice", "auto", "auto = fp16 on GPU, fp32 on CPU", choices=("auto", "fp32", "fp16")),
+        Param("noise_scale", "float", 1.0, "Scale of the noise map: 0 = one image per mask, larger = more varied",
+              min=0.0, max=10.0),
+    )
+
+    @classmethod
+    def availability(cls, models_dir: str | None = None) -> tuple[bool, str]:
+        from ..neural.weights import default_weights_path
+
+        return check_spade_dir(default_weights_path(cls.name, models_dir))
+
+    def _model(self):
+        from ..neural.device import dtype_name, engine_device, resolve_dtype
+        from ..neural.weights import weights_location
+
+        path = weights_location(self.p["weights"], self.name, self.ctx)
+        device = engine_device(self.ctx.device, self.p["device"])
+        dtype = dtype_name(resolve_dtype(device, self.p["precision"]))
+        return shared_model((self.name, str(path), device, dtype), lambda: load_spade(path, device, dtype))
+
+    def synthesise(self, masks: Sequence[np.ndarray], seeds: Sequence[int]) -> list[np.ndarray]:
+        if len(masks) != len(seeds):
+            raise ValueError(f"{len(masks)} masks but {len(seeds)} seeds")
+        if not len(masks):
+            return []
+        import torch
+
+        from ..neural.spade_model import one_hot
+
+        gen = self._model()
+        want = 4 if self.ctx.has_nir else 3
+        if gen.cfg.out_channels < want:
+            raise FailedPrecondition(
+                f"the SPADE generator makes {gen.cfg.out_channels} bands but this job has NIR; "
+                "train a 4-band generator or run the job RGB-only (bands.nir = -1)", "weights")
+        p = next(gen.parameters())
+        out: list[np.ndarray] = []
+        bs = self.p["batch_size"]
+        for start in range(0, len(masks), bs):
+            chunk = [np.asarray(m) for m in masks[start:start + bs]]
+            shapes = {m.shape for m in chunk}
+            if len(shapes) != 1:
+                raise FailedPrecondition(f"masks of one batch differ in shape: {sorted(shapes)}", "masks")
+            h, w = chunk[0].shape
+            if h % gen.factor or w % gen.factor:
+                raise FailedPrecondition(f"the SPADE generator needs tile sizes divisible by {gen.factor}, "
+                                         f"got {h}x{w}", "tile_size")
+            seg = one_hot(torch.from_numpy(np.stack(chunk))).to(p.device, p.dtype)
+            z = gen.noise(len(chunk), (h, w), seeds[start:start + bs], p.device) * self.p["noise_scale"]
+            with torch.inference_mode():
+                img = gen(seg, z.to(p.dtype)).float()
+            img = ((img + 1) / 2).clamp(0, 1)[:, :want].cpu().numpy().astype(np.float32)
+            out.extend(img)
+        return out
