@@ -287,6 +287,7 @@ class GroundSynthServer:
     def start(self) -> "GroundSynthServer":
         cfg = self.config
         Path(cfg.workspace).mkdir(parents=True, exist_ok=True)
+        self._lock_workspace()
         load_engine_modules(cfg.engine_modules)
         self.token = create_token(cfg.token_path)
         self.journal = Journal.for_workspace(cfg.workspace)
@@ -319,6 +320,23 @@ class GroundSynthServer:
         log.info("serving on %s (workspace %s, %d job(s) resumed)", self.address, cfg.workspace, len(resumed))
         return self
 
+    def _lock_workspace(self) -> None:
+        """One server per workspace: two would both resume the same jobs. The lock dies with the process."""
+        import fcntl
+
+        path = Path(self.config.workspace) / "server.lock"
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            from .errors import FailedPrecondition
+            raise FailedPrecondition(f"another server already uses the workspace {self.config.workspace} "
+                                     f"(lock {path}); stop it or choose another --workspace", "workspace") from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self._lock_fd = fd
+
     def wait(self, timeout: float | None = None) -> bool:
         return self._server.wait_for_termination(timeout) if self._server else True
 
@@ -332,5 +350,8 @@ class GroundSynthServer:
         self._server = None
         self.events.close()
         self.journal.close()
+        if getattr(self, "_lock_fd", None) is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
         log.info("stopped")
 

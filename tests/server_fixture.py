@@ -72,10 +72,13 @@ class ServerProcess:
     raster: Path | None = None
     env: dict = field(default_factory=dict)
     engine_module: str | None = ENGINE_MODULE
+    tls_ca: Path | None = None
 
     def client(self, **kwargs):
         from backend.client import GroundSynthClient
 
+        if self.tls_ca is not None:
+            kwargs.setdefault("tls_ca", self.tls_ca)
         return GroundSynthClient(self.address, token=self.token, **kwargs)
 
     def alive(self) -> bool:
@@ -101,7 +104,8 @@ class ServerProcess:
     def restart(self) -> "ServerProcess":
         if self.alive():
             self.stop()
-        new = start_server(self.workspace, *self.args, env=self.env or None, engine_module=self.engine_module)
+        new = start_server(self.workspace, *self.args, env=self.env or None, engine_module=self.engine_module,
+                           tls_ca=self.tls_ca)
         new.raster = self.raster
         return new
 
@@ -113,8 +117,11 @@ class ServerProcess:
 
 
 def start_server(workspace: str | os.PathLike, *extra_args: str, timeout: float = 30.0,
-                 engine_module: str | None = ENGINE_MODULE, env: dict | None = None) -> ServerProcess:
-    """Start `python -m backend serve` on 127.0.0.1 (free port) and wait for Health SERVING."""
+                 engine_module: str | None = ENGINE_MODULE, env: dict | None = None,
+                 tls_ca: str | os.PathLike | None = None) -> ServerProcess:
+    """Start `python -m backend serve` on 127.0.0.1 (free port) and wait for Health SERVING.
+
+    With `tls_ca` (pass --tls-cert/--tls-key in `extra_args`) clients connect with TLS."""
     from backend.client import GroundSynthClient
     from backend.errors import GroundSynthError
 
@@ -144,7 +151,7 @@ def start_server(workspace: str | os.PathLike, *extra_args: str, timeout: float 
         proc.wait(10)
         raise RuntimeError(f"server did not start (exit {proc.returncode}):\n{log_path.read_text()[-3000:]}")
     token = (workspace / "token").read_text().strip()
-    client = GroundSynthClient(address, token=token)
+    client = GroundSynthClient(address, token=token, tls_ca=tls_ca)
     try:
         while True:
             try:
@@ -159,7 +166,39 @@ def start_server(workspace: str | os.PathLike, *extra_args: str, timeout: float 
     finally:
         client.close()
     return ServerProcess(workspace=workspace, args=tuple(extra_args), proc=proc, address=address, token=token,
-                         log_path=log_path, env=env or {}, engine_module=engine_module)
+                         log_path=log_path, env=env or {}, engine_module=engine_module,
+                         tls_ca=Path(tls_ca) if tls_ca else None)
+
+
+def self_signed_cert(folder: str | os.PathLike) -> tuple[Path, Path]:
+    """(cert.pem, key.pem) for 127.0.0.1/localhost, valid one day; the cert is its own CA."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost"),
+                                                        x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                           critical=False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256()))
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    cert_path, key_path = folder / "cert.pem", folder / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    key_path.chmod(0o600)
+    return cert_path, key_path
 
 
 @pytest.fixture(scope="module")

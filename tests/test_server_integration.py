@@ -13,7 +13,7 @@ from backend.contract import pb
 from backend.journal import Journal
 from backend.spec import Aoi, JobSpec
 from tests.helpers_engines import TEST_STAGES
-from tests.server_fixture import ROOT, make_test_raster, raster_bbox, start_server
+from tests.server_fixture import ROOT, make_test_raster, raster_bbox, self_signed_cert, start_server
 
 pytestmark = pytest.mark.slow
 
@@ -246,5 +246,28 @@ def test_sigterm_leaves_job_interrupted_and_restart_resumes(tmp_path):
             events = list(c.watch(job_id, after_seq=first[-1].seq))
             assert events[-1].done.state == pb.SUCCEEDED
             assert c.get_job(job_id).tiles_done == 16
+    finally:
+        server.kill()
+
+
+def test_tls_server_on_loopback(tmp_path):
+    import grpc
+
+    from backend.client import GroundSynthClient
+    from backend.errors import GroundSynthError
+
+    cert, key = self_signed_cert(tmp_path / "tls")
+    workspace = tmp_path / "workspace"
+    raster = make_test_raster(workspace / "data" / "src.tif", size=128)
+    server = start_server(workspace, "--tls-cert", str(cert), "--tls-key", str(key), tls_ca=cert)
+    try:
+        with server.client() as c:
+            events = list(c.submit(spec_for(raster, bbox=raster_bbox(128), stages=TEST_STAGES(("segment",)))))
+            assert events[-1].done.state == pb.SUCCEEDED
+        plain = GroundSynthClient(server.address, token=server.token, timeout_s=3)   # no TLS: refused
+        with pytest.raises(GroundSynthError) as err:
+            plain.list_jobs()
+        assert err.value.code == grpc.StatusCode.UNAVAILABLE
+        plain.close()
     finally:
         server.kill()
