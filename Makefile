@@ -19,3 +19,15 @@ demo: setup            ## the main job on the real Sentinel-2 demo scene with th
 
 bench: setup           ## speed benchmarks (print numbers)
 	$(PY) bench/pipeline_speed.py
+
+# ---------------------------------------------------------------- QGIS plugin (docs/plugin.md)
+QGIS_PLUGINS ?= $(HOME)/.local/share/QGIS/QGIS3/profiles/default/python/plugins
+.PHONY: package install-plugin screenshot
+package: setup         ## build the installable QGIS plugin zip into dist/
+	$(PY) scripts/package_plugin.py --out dist
+
+install-plugin: setup  ## build the plugin and symlink it into a QGIS profile (QGIS_PLUGINS=... to choose)
+	$(PY) scripts/package_plugin.py --link "$(QGIS_PLUGINS)"
+
+screenshot: setup      ## demo run through a real backend, canvas + dock rendered into docs/screenshot.png
+	$(PY) scripts/screenshot.py --out docs/screenshot.png

@@ -1,0 +1,47 @@
+"""`make package`'s zip: one top-level folder with metadata, plugin code and the vendored gRPC client code;
+importable from the zip alone (no repository on sys.path)."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "scripts"))
+import package_plugin  # noqa: E402
+
+
+def test_zip_is_self_contained_and_importable(tmp_path):
+    folder = package_plugin.build(tmp_path / "build")
+    zpath = package_plugin.make_zip(folder, tmp_path / "dist")
+    with zipfile.ZipFile(zpath) as zf:
+        names = zf.namelist()
+        zf.extractall(tmp_path / "plugins")
+    assert {n.split("/")[0] for n in names} == {"groundsynth_plugin"}
+    for need in ("metadata.txt", "__init__.py", "dock.py", "processing_provider.py", "icon.svg",
+                 "_vendor/backend/contract.py", "_vendor/backend/_generated/groundsynth/v1/groundsynth_pb2_grpc.py"):
+        assert f"groundsynth_plugin/{need}" in names, need
+    assert not any("__pycache__" in n for n in names)
+    code = (
+        "import sys, groundsynth_plugin, groundsynth_plugin.backend_api as api, backend\n"
+        "assert '_vendor' in backend.__file__, backend.__file__\n"
+        "assert api.pb.JobSpec(tile_size=64).tile_size == 64\n"
+        "import groundsynth_plugin.processing_algorithms as algs\n"
+        "print(len(algs.ALGORITHMS), callable(groundsynth_plugin.classFactory))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env["QT_QPA_PLATFORM"] = "offscreen"
+    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path / "plugins", env=env, capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == ["5", "True"]
+
+
+def test_link_points_a_profile_at_the_built_plugin(tmp_path):
+    folder = package_plugin.build(tmp_path / "build")
+    target = package_plugin.link(folder, tmp_path / "profile" / "python" / "plugins")
+    assert target.is_symlink() and (target / "metadata.txt").exists()
+    # linking again replaces the link
+    assert package_plugin.link(folder, tmp_path / "profile" / "python" / "plugins") == target
