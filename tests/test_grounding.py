@@ -2,6 +2,7 @@
 import numpy as np
 import pytest
 
+from backend.captions import parse_claims
 from backend.engines import get_engine, register, unregister
 from backend.engines.base import GroundInput, Segmenter
 from backend.engines.composition_caption import CompositionCaptioner
@@ -198,3 +199,101 @@ def test_summarise_hand_computed():
     assert d["fidelity_miou"]["mean"] == 0.5
     assert list(d["fidelity_iou_by_class"]) == ["Water"]
     assert CompositionGrounder().summarise(records) == s
+
+
+# ------------------------------------------------------------------ quality on the demo scene
+
+class IndexSegmenter(Segmenter):
+    """Fallback reference for the demo-scene tests while no spectral engine is registered:
+    a fixed NDWI / NDVI / brightness rule set (deterministic, no fitting)."""
+    __test__ = False
+    name = "test-index"
+
+    def segment(self, tiles):
+        out = []
+        for t in tiles:
+            r, g, b, nir = t.image[:4]
+            ndvi = (nir - r) / (nir + r + 1e-6)
+            ndwi = (g - nir) / (g + nir + 1e-6)
+            bright = (r + g + b) / 3
+            m = np.full(r.shape, BARREN, np.uint8)
+            m[bright > 0.55] = BUILT
+            m[ndvi > 0.15] = GRASS
+            m[ndvi > 0.35] = CROP
+            m[(ndvi > 0.35) & (bright < 0.25)] = TREE
+            m[ndwi > 0.05] = WATER
+            m[~t.valid] = NODATA
+            out.append(m)
+        return out
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory):
+    """The demo scene in 256 px tiles, segmented, captioned with caption/composition and grounded."""
+    from backend.demo_data import demo_raster
+    from backend.engines import engines
+    from backend.engines.base import EngineContext, TileInput
+    from backend.raster_io import SourceRaster, Stretch
+    from backend.seeds import derive_seed
+    from backend.spec import BandMapping
+
+    reference = "spectral" if "spectral" in engines("segment") else IndexSegmenter.name
+    register(IndexSegmenter)
+    try:
+        path = demo_raster(tmp_path_factory.mktemp("demo"))
+        tiles = []
+        with SourceRaster(path, BandMapping()) as src:
+            stretch = Stretch.from_sample(*src.read_sample((0, 0, src.width, src.height)))
+            for row in range(0, src.height, 256):
+                for col in range(0, src.width, 256):
+                    data, valid = src.read_window(col, row, 256, 256)
+                    if valid.mean() >= 0.5:
+                        tiles.append(TileInput(f"r{row // 256:04d}_c{col // 256:04d}", stretch.apply(data), valid))
+        ctx = EngineContext(seed=0)
+        masks = get_engine("segment", reference)({}, ctx).segment(tiles)
+        seeds = [derive_seed(0, t.tile_id, "caption") for t in tiles]
+        caps = CompositionCaptioner({}, ctx).caption([t.image for t in tiles], masks, seeds)
+        g = CompositionGrounder({"reference_segmenter": reference}, ctx)
+        items = [GroundInput(t.tile_id, "real", t.image, t.valid, m, c) for t, m, c in zip(tiles, masks, caps)]
+        yield {"reference": reference, "tiles": tiles, "masks": masks, "captions": caps, "items": items,
+               "grounder": g, "scores": g.ground(items)}
+    finally:
+        unregister("segment", IndexSegmenter.name)
+
+
+def test_demo_scene_own_captions_ground_at_least_90(demo_run):
+    scores = [s["grounding"] for s in demo_run["scores"]]
+    assert len(scores) >= 30
+    assert np.mean(scores) >= 90, (demo_run["reference"], np.mean(scores))
+    assert np.mean(np.array(scores) >= 80) >= 0.9
+    assert np.mean([s["resegment_agreement"] for s in demo_run["scores"]]) >= 0.99
+
+
+def test_demo_scene_caption_redundancy_below_the_original(demo_run):
+    from backend.metrics import caption_redundancy
+
+    caps = [c for cs in demo_run["captions"] for c in cs]
+    assert len(caps) == 5 * len(demo_run["tiles"])
+    assert caption_redundancy(caps) < 0.0801
+    classes = {name for cs in demo_run["captions"] for c in cs for name in parse_claims(c).named}
+    assert len(classes) >= 3                          # the scene is varied: water, crops, trees, ...
+
+
+def test_demo_scene_caption_naming_an_absent_class_scores_clearly_lower(demo_run):
+    from backend.engines.composition_caption import NOUNS
+    from backend.palette import CLASS_NAMES, composition
+
+    lying = []
+    for it in demo_run["items"]:
+        shares = composition(it.mask)
+        absent = [i for i in range(7) if shares[i] == 0]
+        if not absent:
+            continue
+        noun = NOUNS[CLASS_NAMES[absent[0]]][0][0]
+        lying.append(GroundInput(it.tile_id, it.kind, it.image, it.valid, it.mask,
+                                 [f"{c[:-1]}, and there is also {noun}." for c in it.captions]))
+    assert len(lying) >= 10
+    honest = {s_it.tile_id: s["grounding"] for s_it, s in zip(demo_run["items"], demo_run["scores"])}
+    lied = demo_run["grounder"].ground(lying)
+    drops = [honest[it.tile_id] - s["grounding"] for it, s in zip(lying, lied)]
+    assert np.mean(drops) >= 30 and min(drops) > 0

@@ -118,7 +118,8 @@ AMOUNTS: tuple[tuple[float, tuple[str, ...]], ...] = (
     (0.6, ("most of", "the bulk of")),
     (0.4, ("about half of", "roughly half of", "around half of")),
     (0.28, ("about a third of", "roughly a third of", "around a third of")),
-    (0.18, ("about a quarter of", "roughly a quarter of", "around a fifth of")),
+    (0.22, ("about a quarter of", "roughly a quarter of", "around a quarter of")),
+    (0.15, ("about a fifth of", "roughly a fifth of", "around a fifth of")),
     (0.08, ("a tenth or so of", "a small part of", "a modest slice of")),
     (0.0, ("a sliver of", "a small fraction of", "a thin slice of")),
 )

@@ -25,7 +25,8 @@ segmenter (`reference_segmenter`, default "spectral"), and:
 A tile with no valid pixel gets only {"valid_share": 0.0}.
 
 `summarise_records` (also `CompositionGrounder.summarise`) computes the set
-metrics: caption redundancy (all / real / synthetic), the real-vs-synthetic
+metrics: caption redundancy (all / real / synthetic; None for a group without
+captions), the real-vs-synthetic
 composition shift (per-class mean shares, Jensen-Shannon divergence) and score
 distributions (grounding overall and by dominant class, fidelity per class).
 """
@@ -207,9 +208,8 @@ def summarise_records(records: Sequence[Any]) -> dict[str, Any]:
         "counts": {"tiles_real": len(real), "tiles_synthetic": len(synth),
                    "tiles_nodata": len(records) - len(recs),
                    "captions": len(caps(recs))},
-        "redundancy": {"all": metrics.caption_redundancy(caps(recs)),
-                       "real": metrics.caption_redundancy(caps(real)),
-                       "synthetic": metrics.caption_redundancy(caps(synth))},
+        "redundancy": {name: metrics.caption_redundancy(caps(rs)) if caps(rs) else None
+                       for name, rs in (("all", recs), ("real", real), ("synthetic", synth))},
         "composition_shift": metrics.composition_shift(comps(real), comps(synth)),
         "distributions": {
             "grounding": {"all": dist(recs, "grounding"), "real": dist(real, "grounding"),

@@ -101,7 +101,8 @@ def plot_composition(shift: dict) -> str | None:
     ax.set_xticks(x, CLASS_NAMES)
     ax.set_ylabel("mean share of tile (%)")
     js = shift.get("js_divergence")
-    ax.set_title("Class composition, real (plain) vs synthetic (hatched)"
+    ax.set_title(("Class composition, real (plain) vs synthetic (hatched)" if real and synth else
+                  "Class composition, " + ("real" if real else "synthetic") + " tiles")
                  + (f" — JS divergence {js:.3f} bits" if js is not None else ""), fontsize=10)
     from matplotlib.patches import Patch
 
@@ -196,8 +197,10 @@ def thumbnail_strip(job_dir: Path, tiles: Sequence[dict]) -> str:
     if not best:
         return "<p>No scored tiles to show.</p>"
     by_id = {t["tile_id"]: t for t in tiles}
-    header = ["tile", "real image", "real mask", "synthetic image", "synthetic mask", "conditioning mask",
-              "caption", "scores"]
+    with_synth = any(t["kind"] == "synthetic" for t in best + worst)
+    header = ["tile", "real image", "real mask"]
+    header += ["synthetic image", "synthetic mask", "conditioning mask"] if with_synth else []
+    header += ["caption", "scores"]
     out = []
     for title, group in (("Best", best), ("Worst", worst)):
         if not group:
@@ -210,10 +213,11 @@ def thumbnail_strip(job_dir: Path, tiles: Sequence[dict]) -> str:
                      "</td>"]
             cells.append(f"<td>{_thumb(job_dir, real and real['artefacts'].get('image'), 'image')}</td>")
             cells.append(f"<td>{_thumb(job_dir, real and real['artefacts'].get('mask'), 'mask')}</td>")
-            for rel, kind in ((synth and synth["artefacts"].get("image"), "image"),
-                              (synth and synth["artefacts"].get("mask"), "mask"),
-                              (synth and synth["artefacts"].get("cond_mask"), "mask")):
-                cells.append(f"<td>{_thumb(job_dir, rel, kind) if synth else '–'}</td>")
+            if with_synth:
+                for rel, kind in ((synth and synth["artefacts"].get("image"), "image"),
+                                  (synth and synth["artefacts"].get("mask"), "mask"),
+                                  (synth and synth["artefacts"].get("cond_mask"), "mask")):
+                    cells.append(f"<td>{_thumb(job_dir, rel, kind) if synth else '–'}</td>")
             caption = (t["captions"] or ["(no caption)"])[0]
             cells.append(f'<td class="cap">{html.escape(caption)}</td>')
             scores = ", ".join(f"{k}={_fmt(t['metrics'].get(k), 2)}" for k in
