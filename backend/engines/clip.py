@@ -212,6 +212,7 @@ class ClipGrounder(Grounder):
     def __init__(self, params=None, ctx=None):
         super().__init__(params, ctx)
         self._embeddings: dict[str, tuple[str, np.ndarray]] = {}
+        self._encoder()   # load (or reuse) now: missing/corrupt weights fail before any tile runs
 
     @classmethod
     def availability(cls, models_dir: str | None = None) -> tuple[bool, str]:

@@ -62,6 +62,10 @@ class SpadeSynthesiser(Synthesiser):
               min=0.0, max=10.0),
     )
 
+    def __init__(self, params=None, ctx=None):
+        super().__init__(params, ctx)
+        self._model()     # load (or reuse) now: missing/corrupt weights fail before any tile runs
+
     @classmethod
     def availability(cls, models_dir: str | None = None) -> tuple[bool, str]:
         from ..neural.weights import default_weights_path

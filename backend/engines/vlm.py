@@ -193,6 +193,10 @@ class VlmCaptioner(Captioner):
         Param("precision", "choice", "auto", "auto = fp16 on GPU, fp32 on CPU", choices=("auto", "fp32", "fp16")),
     )
 
+    def __init__(self, params=None, ctx=None):
+        super().__init__(params, ctx)
+        self._model()     # load (or reuse) now: missing/corrupt weights fail before any tile runs
+
     @classmethod
     def availability(cls, models_dir: str | None = None) -> tuple[bool, str]:
         from ..neural.weights import check_hf_dir, default_weights_path

@@ -55,13 +55,8 @@ def dtype_name(dtype) -> str:
 
 
 def engine_device(ctx_device: str | None, param: str | None = None) -> str:
-    """The device an engine runs on: its own `device` param if set, else the job's, else auto."""
+    """The device an engine runs on: its own `device` param unless "auto", else the job's
+    (EngineContext.device: the server's `device` setting, "auto" by default)."""
     if param and param != "auto":
         return resolve_device(param, "device")
-    # EngineContext.device defaults to "cpu"; only a GPU named by the job counts as a choice.
-    if ctx_device and ctx_device not in ("", "auto", "cpu"):
-        try:
-            return resolve_device(ctx_device)
-        except FailedPrecondition:
-            return resolve_device("auto")
-    return resolve_device("auto")
+    return resolve_device(ctx_device or "auto", "device")
