@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import socket
 
-from qgis.core import QgsApplication, QgsProject, QgsRasterLayer
+from qgis.core import QgsApplication, QgsProject, QgsRasterLayer, QgsSettings
 
 from plugin import async_call, classFactory
 from plugin.backend_api import BackendClient, state_name
@@ -64,6 +64,7 @@ def test_plugin_starts_a_backend_and_unload_leaves_nothing_behind(qgis_iface, qg
         assert task is not None
         qtbot.waitUntil(lambda: dock.job_id != "", timeout=20000)
         job_id = dock.job_id
+        address = dock.address.text()
         assert QgsApplication.taskManager().countActiveTasks() == 1
     finally:
         plugin.unload()
@@ -73,6 +74,12 @@ def test_plugin_starts_a_backend_and_unload_leaves_nothing_behind(qgis_iface, qg
     assert QgsApplication.taskManager().countActiveTasks() == 0
     assert async_call.in_flight() == 0
     assert QgsApplication.processingRegistry().providerById("groundsynth") is None
+    # the dock's settings were saved for the next session (then removed: the test profile is shared)
+    settings = QgsSettings()
+    assert settings.value("groundsynth/address") == address
+    assert settings.value("groundsynth/workspace") == str(workspace)
+    settings.remove("groundsynth")
+    settings.sync()
     # the job was cancelled on the backend before it stopped (not left to resume)
     srv = start_server(workspace, engine_module="tests.server_engines")
     try:
