@@ -93,6 +93,8 @@ class JobManager:
             t.join(max(grace, 0.0) / max(len(self._threads), 1))
         for job_id in self.journal.mark_interrupted():
             log.info("job %s interrupted; it resumes on the next start", job_id)
+        with self._lock:
+            self._active.clear()        # open Submit/Watch streams end now (their job is no longer active)
         self.events.wake_all()
 
     # ---------------------------------------------------------------- queries

@@ -226,14 +226,25 @@ def test_sigterm_leaves_job_interrupted_and_restart_resumes(tmp_path):
         spec = spec_for(raster, bbox=raster_bbox(256), stages=TEST_STAGES(("segment",), sleep=0.1))
         with server.client() as c:
             stream = c.submit(spec)
-            first = []
-            for ev in stream:
-                first.append(ev)
-                if ev.HasField("tile"):
-                    break
-            stream.cancel()
+            first, errors, got_tile = [], [], threading.Event()
+
+            def listen():
+                try:
+                    for ev in stream:
+                        first.append(ev)
+                        if ev.HasField("tile"):
+                            got_tile.set()
+                except Exception as exc:  # noqa: BLE001
+                    errors.append(exc)
+
+            listener = threading.Thread(target=listen)
+            listener.start()
+            assert got_tile.wait(30)
+            assert server.stop() == 0                                # graceful
+            listener.join(10)
+            assert not listener.is_alive() and errors == []          # the open stream ended cleanly ...
+            assert first[-1].WhichOneof("event") != "done"           # ... without claiming the job ended
             job_id = first[0].job_id
-        assert server.stop() == 0                                    # graceful
         assert "interrupted" in server.log()
         journal = Journal.for_workspace(workspace)
         try:

@@ -82,7 +82,7 @@ def follow(client: Any, stream: Any, quiet: bool = False, detach: bool = False) 
     from .run import ProgressBar
 
     bar = ProgressBar(quiet)
-    job_id, output_dir, code = "", "", 1
+    job_id, output_dir, code, ended = "", "", 1, False
     try:
         for event in stream:
             kind = event.WhichOneof("event")
@@ -101,11 +101,12 @@ def follow(client: Any, stream: Any, quiet: bool = False, detach: bool = False) 
                 name = _code_name(msg.code)
                 where = f" (tile {msg.tile_id})" if msg.tile_id else ""
                 print(f"error ({name}): job {job_id} failed{where}: {msg.message}", file=sys.stderr)
-                code = 1
+                code, ended = 1, True
             elif kind == "done":
                 output_dir = msg.output_dir or output_dir
                 state = pb.JobState.Name(msg.state)
                 code = 0 if msg.state == pb.SUCCEEDED else 1
+                ended = True
                 if code:
                     print(f"job {job_id} ended {state}", file=sys.stderr)
     except KeyboardInterrupt:
@@ -117,6 +118,9 @@ def follow(client: Any, stream: Any, quiet: bool = False, detach: bool = False) 
         return 130
     finally:
         bar.close()
+    if not ended and job_id:
+        print(f"the stream ended before job {job_id} did (server stopped?); it resumes when the server "
+              f"restarts; follow it with `python -m backend jobs watch {job_id}`", file=sys.stderr)
     if output_dir:
         print(output_dir)
     return code
