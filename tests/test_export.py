@@ -126,3 +126,41 @@ def test_command_line(job_dir, tmp_path, capsys):
     assert (tmp_path / "cli/dataset.csv").exists() and (tmp_path / "cli/export.json").exists()
     assert main(["export", "--job-dir", str(job_dir), "--out", str(tmp_path / "bad"), "--splits", "0.8,x"]) == 2
     assert "splits" in capsys.readouterr().err
+
+
+def test_real_pipeline_job_reports_and_exports(tmp_path):
+    """run_job with the cheap test segment/synthesise engines and the composition caption/ground engines:
+    the pipeline's report call, report.json and export work together."""
+    from backend.journal import Journal
+    from backend.pipeline import RunOptions, run_job
+    from backend.spec import Aoi, JobSpec, StageConfig, SynthesisOptions
+    from tests.helpers_engines import TestBright, test_engines
+    from tests.helpers_rasters import px_bbox, write_raster
+
+    src = write_raster(tmp_path / "src.tif", width=128, height=128, seed=2)
+    stages = [StageConfig("segment", TestBright.name), StageConfig("synthesise", "test-palette"),
+              StageConfig("caption", "composition"),
+              StageConfig("ground", "composition", {"reference_segmenter": TestBright.name})]
+    spec = JobSpec(aoi=Aoi(bbox=px_bbox(0, 0, 128, 128)), raster_path=str(src), tile_size=64, seed=5,
+                   stages=stages, synthesis=SynthesisOptions(variants=1))
+    journal = Journal(tmp_path / "ws" / "journal.sqlite")
+    try:
+        with test_engines():
+            state = run_job("e2e", spec, tmp_path / "ws", journal, lambda kind, msg: None, lambda: False,
+                            RunOptions(batch_size=4))
+    finally:
+        journal.close()
+    assert state == "SUCCEEDED"
+    job_dir = tmp_path / "ws" / "jobs" / "e2e"
+    doc = read_report(job_dir)
+    s = doc["summary"]
+    assert s["tiles_real"] == 4 and s["tiles_synthetic"] == 4
+    assert s["grounding_mean_real"] >= 90                    # own captions, same segmenter re-segments
+    assert 0 <= s["fidelity_miou_mean"] <= 1
+    assert doc["engines"]["caption"]["name"] == "composition"
+    assert JobSpec.from_dict(doc["spec"]).seed == 5
+    assert (job_dir / "report.html").stat().st_size > 10_000
+    out = export_dataset(job_dir, tmp_path / "ds", seed=1)
+    assert out["images"] == 8 and out["real"] == 4
+    rows = read_rows(tmp_path / "ds")
+    assert all(r[9] for r in rows[1:])                       # every row has captions
