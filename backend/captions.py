@@ -124,6 +124,7 @@ class Mention:
 class Claims:
     mentions: list[Mention] = field(default_factory=list)
     dominant: list[str] = field(default_factory=list)              # classes said to be the largest
+    regional_dominant: list[tuple[str, str]] = field(default_factory=list)  # (class, region) largest THERE
     positions: list[tuple[str, str]] = field(default_factory=list)  # (class, region)
 
     @property
@@ -173,6 +174,9 @@ def parse_claims(text: str) -> Claims:
             mentions.append(Mention(term_to_class[word], m.group(0), c0 + m.start(), negated))
         claims.mentions.extend(mentions)
         present = [mm for mm in mentions if not mm.negated]
+        regions_here = [REGION_PATTERNS[int(k[1:])][0] for pm in region.finditer(clause)
+                        for k, v in pm.groupdict().items() if v]
+        local = [r for r in regions_here if r != "all"]
         # Dominance (cues inside a negation scope, "no class dominates", do not count).
         for pattern, prefer_after in ((pre, True), (post, False)):
             for cue in pattern.finditer(clause):
@@ -182,7 +186,12 @@ def parse_claims(text: str) -> Claims:
                 after = [mm for mm in present if mm.start > at]
                 before = [mm for mm in present if mm.start < at]
                 pick = (after[:1] or before[-1:]) if prefer_after else (before[-1:] or after[:1])
-                if pick and pick[0].cls not in claims.dominant:
+                if not pick:
+                    continue
+                if local:     # "trees dominate the northern half": largest in that region, not overall
+                    if (pick[0].cls, local[0]) not in claims.regional_dominant:
+                        claims.regional_dominant.append((pick[0].cls, local[0]))
+                elif pick[0].cls not in claims.dominant:
                     claims.dominant.append(pick[0].cls)
         # Positions, tied to the class named last before them in the clause (else the first after).
         for pm in region.finditer(clause):

@@ -297,3 +297,16 @@ def test_demo_scene_caption_naming_an_absent_class_scores_clearly_lower(demo_run
     lied = demo_run["grounder"].ground(lying)
     drops = [honest[it.tile_id] - s["grounding"] for it, s in zip(lying, lied)]
     assert np.mean(drops) >= 30 and min(drops) > 0
+
+
+def test_regional_dominance_is_checked_inside_the_region():
+    m = np.full((40, 40), GRASS, dtype=np.uint8)
+    m[:20, :] = TREE                                  # trees fill the north, grass the south: a tie overall
+    m[:20, :10] = GRASS                               # grass is 62.5 % of the tile, trees 37.5 %
+    right = "Tree cover dominates the northern half while the southern half is mostly grassland."
+    wrong = "Grassland dominates the northern half while the southern half is mostly tree cover."
+    assert parse_claims(right).regional_dominant == [("Tree", "north"), ("Grass", "south")]
+    assert parse_claims(right).dominant == []
+    assert score_caption(right, m)[0] == 100.0
+    score, why = score_caption(wrong, m)
+    assert score <= 100 - 2 * 30 and any("dominates the north" in w for w in why)

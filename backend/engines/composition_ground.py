@@ -9,7 +9,8 @@ segmenter (`reference_segmenter`, default "spectral"), and:
     less than `present_share` of the re-segmentation (scaled down linearly
     when the class is present but below that share);
   * 30 when a class said to dominate is not the largest (within
-    `dominance_tolerance`);
+    `dominance_tolerance`), over the tile, or inside the region when the
+    claim names one ("trees dominate the north");
   * 25 for each class said to be absent ("no water") that covers >= 5 %;
   * 10 for each class covering >= `major_share` that the caption never names;
   * up to 10 for each position claim the class's pixels do not bear out
@@ -37,7 +38,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from .. import metrics
-from ..captions import enrichment, parse_claims
+from ..captions import enrichment, parse_claims, region_mask
 from ..errors import InvalidArgument
 from ..palette import CLASS_NAMES, NODATA, composition
 from . import register
@@ -82,6 +83,11 @@ def score_caption(text: str, mask: np.ndarray, present_share: float = 0.01, majo
         if s < top - dominance_tolerance:
             largest = CLASS_NAMES[int(shares.argmax())]
             deductions.append((DOMINANCE_PENALTY, f"says {name} dominates, but {largest} is largest"))
+    for name, region in claims.regional_dominant:
+        local = composition(np.where(region_mask(region, *mask.shape), mask, NODATA))
+        if local.sum() > 0 and local[CLASS_NAMES.index(name)] < local.max() - dominance_tolerance:
+            largest = CLASS_NAMES[int(local.argmax())]
+            deductions.append((DOMINANCE_PENALTY, f"says {name} dominates the {region}, but {largest} is largest there"))
     for i, s in enumerate(shares):
         if s >= major_share and CLASS_NAMES[i] not in named:
             deductions.append((UNNAMED_PENALTY, f"never names {CLASS_NAMES[i]} ({100 * s:.0f}%)"))
