@@ -355,6 +355,11 @@ class GroundSynthDock(QgsDockWidget):
         row.addWidget(self.jobs_refresh)
         row.addWidget(self.jobs_load)
         form.addRow("Jobs", row)
+        self.fetch_check = QCheckBox("Download job files (backend on another machine)")
+        self.fetch_check.setChecked(bool(self.settings.fetch_artefacts))
+        self.fetch_check.setToolTip("fetch layers and the report with FetchArtefact into the cache folder instead of "
+                                    "reading the backend's job folder directly")
+        form.addRow(self.fetch_check)
 
     # ================================================================ messages
     def message(self, title: str, text: str, level=Qgis.Critical, duration: int = 10) -> None:
@@ -671,7 +676,8 @@ class GroundSynthDock(QgsDockWidget):
         for old in [r for r in self.all_results if r.job_id == job_id]:
             old.remove()
             self.all_results.remove(old)
-        source = ArtefactSource(job_id, output_dir, client=self._task_client, cache_dir=self.settings.cache_dir)
+        source = ArtefactSource(job_id, output_dir, client=self._task_client, cache_dir=self.settings.cache_dir,
+                                force_fetch=self.fetch_check.isChecked())
         classes = styling.classes_from_capabilities(self.capabilities)
         self.results = JobResults(job_id, source, classes, self.score_combo.currentText(),
                                   title=f"{name} {job_id}".strip() if name else job_id, parent=self)
@@ -773,3 +779,4 @@ class GroundSynthDock(QgsDockWidget):
         self.settings.python = self.python.text().strip()
         self.settings.score = self.score_combo.currentText()
         self.settings.tile_size = self.tile_size.value()
+        self.settings.fetch_artefacts = self.fetch_check.isChecked()

@@ -257,7 +257,7 @@ class GroundSynthAlgorithm(QgsProcessingAlgorithm):
             cache = self.parameterAsFile(parameters, self.CACHE_DIR, context) or PluginSettings.load().cache_dir
             source = ArtefactSource(state["job_id"], state["output_dir"], client=client, cache_dir=cache)
             out = {self.JOB_ID: state["job_id"], self.STATE_OUT: state["final"], "TILE_COUNT": state["tiles"],
-                   self.OUTPUT_DIR: str(source.output_dir if source.local else source.cache_dir)}
+                   self.OUTPUT_DIR: str(source.folder)}
             if "tiles" in state["layers"]:
                 out[self.TILES] = f"{source.path(state['layers']['tiles'])}|layername=tiles"
             if "real_mask" in state["layers"]:

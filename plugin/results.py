@@ -51,7 +51,17 @@ class ArtefactSource:
         self.output_dir = Path(output_dir) if output_dir else None
         self.client = client
         self.cache_dir = Path(cache_dir) / job_id if cache_dir else None
-        self.local = bool(self.output_dir and self.output_dir.is_dir() and not force_fetch)
+        self.force_fetch = force_fetch
+
+    @property
+    def local(self) -> bool:
+        """True when the job directory is visible here (checked at each use: it may appear after Accepted)."""
+        return bool(self.output_dir and not self.force_fetch and self.output_dir.is_dir())
+
+    @property
+    def folder(self) -> Path | None:
+        """Where this machine finds the job's files."""
+        return self.output_dir if self.local else self.cache_dir
 
     def path(self, rel: str) -> Path:
         """Local path of a job file, fetching it (and for a VRT its sources) if remote."""

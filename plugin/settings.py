@@ -27,6 +27,7 @@ class PluginSettings:
     cache_dir: str = ""          # where artefacts of a remote backend are fetched to
     score: str = "grounding"     # score that colours the tile grid
     tile_size: int = 256
+    fetch_artefacts: bool = False   # always download job files (FetchArtefact), even if the job dir is visible
 
     @classmethod
     def load(cls) -> "PluginSettings":
@@ -34,7 +35,11 @@ class PluginSettings:
         out = cls()
         for f in fields(cls):
             value = s.value(PREFIX + f.name, getattr(out, f.name))
-            setattr(out, f.name, type(getattr(out, f.name))(value) if value is not None else getattr(out, f.name))
+            if value is None:
+                continue
+            if isinstance(getattr(out, f.name), bool):
+                value = str(value).lower() in ("true", "1")
+            setattr(out, f.name, type(getattr(out, f.name))(value))
         out.workspace = out.workspace or default_workspace()
         out.python = out.python or default_python()
         out.cache_dir = out.cache_dir or default_cache()

@@ -26,6 +26,7 @@ from qgis.core import (
 from backend import palette
 from plugin.backend_api import BackendClient, state_name
 from plugin.dock import GroundSynthDock
+from plugin.report_panel import ReportPanel
 from plugin.settings import PluginSettings
 from tests.plugin_fixtures import sample_raster
 from tests.server_fixture import start_server
@@ -47,8 +48,9 @@ def server(tmp_path_factory):
 def dock(server, qgis_iface, qgis_new_project, qtbot, tmp_path):
     settings = PluginSettings(address=server.address, workspace=str(server.workspace), python="",
                               cache_dir=str(tmp_path / "cache"), score="grounding", tile_size=128)
-    d = GroundSynthDock(qgis_iface, settings=settings)
+    d = GroundSynthDock(qgis_iface, settings=settings, report_panel=ReportPanel())
     qtbot.addWidget(d)
+    qtbot.addWidget(d.report_panel)
     qgis_iface.messageBar().clear_messages()
     qtbot.waitUntil(lambda: d.capabilities is not None, timeout=10000)
     for stage, engine in TEST_ENGINES.items():
@@ -116,6 +118,10 @@ def test_dock_runs_a_job_and_lands_styled_layers(server, dock, qgis_iface, qtbot
     # the user picks another score: the grid is re-styled by it
     dock.score_combo.setCurrentText("fidelity_miou")
     assert tiles.renderer().classAttribute() == "fidelity_miou"
+    # the report opened in its panel
+    assert dock.report_panel.path == str(Path(res.source.output_dir) / "report.html")
+    text = dock.report_panel.browser.toPlainText()
+    assert "GroundSynth report" in text and "Summary" in text and res.job_id in dock.report_panel.windowTitle()
     # progress bars filled, log tells the story
     assert dock.progress["segment"].value() == dock.progress["segment"].maximum() > 0
     assert "accepted" in dock.log_view.toPlainText()
@@ -126,12 +132,21 @@ def test_dock_runs_a_job_and_lands_styled_layers(server, dock, qgis_iface, qtbot
         dock.refresh_jobs()
     qtbot.waitUntil(lambda: dock.jobs_combo.findData(job_id) >= 0, timeout=5000)
     dock.jobs_combo.setCurrentIndex(dock.jobs_combo.findData(job_id))
+    dock.fetch_check.setChecked(True)     # as for a backend on another machine: files come via FetchArtefact
     with qtbot.waitSignal(dock.job_finished, timeout=30000) as again:
         dock.jobs_load.click()
     assert again.args == [job_id, "SUCCEEDED"]
     groups = [g for g in QgsProject.instance().layerTreeRoot().findGroups() if job_id in g.name()]
     assert len(groups) == 1
-    assert isinstance(dock.results.layers["real_mask"].renderer(), QgsPalettedRasterRenderer)
+    reloaded = dock.results
+    cache = Path(dock.settings.cache_dir) / job_id
+    assert not reloaded.source.local and reloaded.source.folder == cache
+    mask = reloaded.layers["real_mask"]
+    assert Path(mask.source()).is_relative_to(cache) and mask.isValid()
+    assert isinstance(mask.renderer(), QgsPalettedRasterRenderer)
+    assert mask.dataProvider().sample(mask.extent().center(), 1)[1]        # the fetched tiles are readable
+    assert reloaded.layers["tiles"].featureCount() == 8
+    assert dock.report_panel.path == str(cache / "report.html")
 
 
 # ------------------------------------------------------------------ cancel

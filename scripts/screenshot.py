@@ -1,0 +1,231 @@
+"""`make screenshot`: a demo job through a real backend, rendered like the analyst sees it.
+
+Starts `python -m backend serve` on 127.0.0.1 (free port) with a scratch
+workspace, builds the Sentinel-2 demo raster there (backend.demo_data), opens
+the GroundSynth dock in an offscreen QGIS, runs a job on an area of the scene
+with the backend's default engines (the first available engine where a
+default is unavailable), then renders three map panels (real image with the
+tile grid coloured by grounding, the real land-cover mask, a synthetic
+variant) next to the dock (widget.grab()) into docs/screenshot.png.
+
+    python scripts/screenshot.py [--out docs/screenshot.png] [--tiles 3] [--tile-size 256] [--keep]
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+
+def start_backend(workspace: Path, log: Path, extra: list[str]) -> tuple[subprocess.Popen, str]:
+    out = log.with_suffix(".out")
+    cmd = [sys.executable, "-m", "backend", "serve", "--address", "127.0.0.1:0", "--workspace", str(workspace),
+           "--quiet", *extra]
+    with open(log, "wb") as err, open(out, "wb") as so:
+        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=so, stderr=err, start_new_session=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        for line in out.read_text(errors="replace").splitlines():
+            if line.startswith("serving on "):
+                return proc, line.split()[-1]
+        time.sleep(0.1)
+    proc.kill()
+    raise SystemExit(f"backend did not start:\n{log.read_text(errors='replace')[-3000:]}")
+
+
+class Iface:
+    """The part of QgisInterface the dock uses."""
+
+    def __init__(self, canvas, bar):
+        self.canvas, self.bar = canvas, bar
+
+    def mapCanvas(self):  # noqa: N802
+        return self.canvas
+
+    def messageBar(self):  # noqa: N802
+        return self.bar
+
+
+def render(layers, extent, crs, size):
+    from qgis.core import QgsMapRendererParallelJob, QgsMapSettings
+    from qgis.PyQt.QtCore import QSize
+    from qgis.PyQt.QtGui import QColor
+
+    ms = QgsMapSettings()
+    ms.setLayers(layers)
+    ms.setDestinationCrs(crs)
+    ms.setOutputSize(QSize(size, size))
+    ms.setExtent(extent)
+    ms.setBackgroundColor(QColor(255, 255, 255))
+    job = QgsMapRendererParallelJob(ms)
+    job.start()
+    job.waitForFinished()
+    return job.renderedImage()
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", default=str(ROOT / "docs" / "screenshot.png"))
+    ap.add_argument("--tiles", type=int, default=3, help="AOI is tiles x tiles tiles of the scene")
+    ap.add_argument("--tile-size", type=int, default=256)
+    ap.add_argument("--variants", type=int, default=1)
+    ap.add_argument("--workspace", help="backend workspace (default: a temporary folder)")
+    ap.add_argument("--serve-arg", action="append", default=[], help="extra argument for `backend serve`")
+    ap.add_argument("--keep", action="store_true", help="keep the temporary workspace")
+    ap.add_argument("--timeout", type=float, default=900)
+    args = ap.parse_args(argv)
+
+    from qgis.core import QgsApplication, QgsProject, QgsRasterLayer, QgsRectangle
+    from qgis.gui import QgsMapCanvas, QgsMessageBar
+    from qgis.PyQt.QtCore import QRect, Qt
+    from qgis.PyQt.QtGui import QColor, QFont, QImage, QPainter
+    from qgis.PyQt.QtWidgets import QApplication
+
+    from backend.demo_data import demo_raster
+
+    tmp = Path(tempfile.mkdtemp(prefix="gs-shot-"))
+    workspace = Path(args.workspace) if args.workspace else tmp / "workspace"
+    workspace.mkdir(parents=True, exist_ok=True)
+    raster = demo_raster(workspace / "data")
+    proc, address = start_backend(workspace, tmp / "backend.log", args.serve_arg)
+    app = QgsApplication([], True)
+    app.initQgis()
+    try:
+        from plugin.dock import GroundSynthDock
+        from plugin.report_panel import ReportPanel
+        from plugin.settings import PluginSettings
+
+        canvas = QgsMapCanvas()
+        canvas.resize(800, 800)
+        bar = QgsMessageBar()
+        iface = Iface(canvas, bar)
+        layer = QgsRasterLayer(str(raster), "Sentinel-2 demo (R,G,B,NIR)", "gdal")
+        QgsProject.instance().addMapLayer(layer)
+        from plugin import styling
+        styling.style_image(layer)
+        canvas.setDestinationCrs(layer.crs())
+        settings = PluginSettings(address=address, workspace=str(workspace), python=sys.executable,
+                                  cache_dir=str(tmp / "cache"), score="grounding", tile_size=args.tile_size)
+        report = ReportPanel()
+        dock = GroundSynthDock(iface, settings=settings, report_panel=report)
+        dock.resize(430, 1250)
+        dock.show()
+        deadline = time.monotonic() + 60
+        while dock.capabilities is None and time.monotonic() < deadline:
+            app.processEvents()
+            time.sleep(0.05)
+        if dock.capabilities is None:
+            raise SystemExit("no Capabilities from the backend")
+        chosen = {}
+        for st in dock.capabilities.stages:
+            engines = [e for e in st.engines if e.available and not e.name.startswith("test-")]
+            pick = next((e for e in engines if e.is_default), engines[0] if engines else None)
+            if pick is None:
+                dock.stage_rows[st.stage].check.setChecked(False)
+                continue
+            dock.set_engine(st.stage, pick.name)
+            chosen[st.stage] = pick.name
+        print("engines:", chosen)
+        dock.raster_combo.setLayer(layer)
+        # an AOI of tiles x tiles whole tiles near the centre, on the backend's tile grid (raster origin)
+        e = layer.extent()
+        px = layer.rasterUnitsPerPixelX()
+        step = args.tile_size * px
+        side = args.tiles * step
+        col0 = int((e.width() / 2 - side / 2) // step)
+        row0 = int((e.height() / 2 - side / 2) // step)
+        x0, y1 = e.xMinimum() + col0 * step, e.yMaximum() - row0 * step
+        inset = px / 2     # half a pixel inside, so no neighbouring tile is touched
+        rect = QgsRectangle(x0 + inset, y1 - side + inset, x0 + side - inset, y1 - inset)
+        dock.set_drawn_rectangle(rect, layer.crs())
+        dock.tile_size.setValue(args.tile_size)
+        dock.variants.setValue(args.variants)
+        done = []
+        dock.job_finished.connect(lambda job, state: done.append(state))
+        t0 = time.monotonic()
+        if dock.run_job() is None:
+            raise SystemExit(f"the dock refused to run: {dock.log_view.toPlainText()[-2000:]}")
+        while not done and time.monotonic() - t0 < args.timeout:
+            app.processEvents()
+            time.sleep(0.02)
+        print(f"job {dock.job_id}: {done[0] if done else 'TIMEOUT'} in {time.monotonic() - t0:.1f} s")
+        if not done or done[0] != "SUCCEEDED":
+            print(dock.log_view.toPlainText()[-3000:])
+            return 1
+        for _ in range(20):
+            app.processEvents()
+        res = dock.results
+        # -------- compose: three map panels + the dock
+        panel = 560
+        crs = layer.crs()
+        extent = rect.buffered(side * 0.02)
+        synth = next((k for k in ("synthetic_image_v1",) if k in res.layers), None)
+        panels = [("Real image + tile grid (colour: grounding)", [res.layers["tiles"], res.layers["real_image"]]),
+                  ("Land-cover mask (segment)", [res.layers["tiles"], res.layers["real_mask"]])]
+        if synth:
+            panels.append(("Synthetic variant 1 (synthesise)", [res.layers["tiles"], res.layers[synth]]))
+        res.layers["tiles"].setOpacity(0.55)
+        images = [(title, render(layers, extent, crs, panel)) for title, layers in panels]
+        dock_img = dock.grab().toImage()
+        margin, header = 16, 34
+        legend_h = 40
+        width = margin + len(images) * (panel + margin) + dock_img.width() + margin
+        height = max(header + panel + legend_h + margin * 2, dock_img.height() + 2 * margin)
+        out = QImage(width, height, QImage.Format_ARGB32)
+        out.fill(QColor(245, 245, 245))
+        p = QPainter(out)
+        p.setRenderHint(QPainter.Antialiasing)
+        font = QFont()
+        font.setPointSize(12)
+        font.setBold(True)
+        p.setFont(font)
+        x = margin
+        for title, img in images:
+            p.setPen(QColor(30, 30, 30))
+            p.drawText(QRect(x, margin, panel, header), Qt.AlignLeft | Qt.AlignVCenter, title)
+            p.drawImage(x, margin + header, img)
+            x += panel + margin
+        # class legend under the panels
+        font.setBold(False)
+        font.setPointSize(10)
+        p.setFont(font)
+        lx, ly = margin, margin + header + panel + 10
+        for c in res.classes:
+            p.fillRect(lx, ly + 4, 16, 16, QColor(c.color))
+            p.setPen(QColor(30, 30, 30))
+            p.drawText(QRect(lx + 22, ly, 120, 24), Qt.AlignLeft | Qt.AlignVCenter, c.name)
+            lx += 110
+        p.drawImage(x, margin, dock_img)
+        p.end()
+        dest = Path(args.out)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        out.save(str(dest))
+        print(f"wrote {dest} ({out.width()}x{out.height()})")
+        dock.shutdown()
+        return 0
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        QApplication.processEvents()
+        if not args.keep:
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            print(f"kept {tmp}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
