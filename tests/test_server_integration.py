@@ -156,6 +156,21 @@ def test_submit_cli_end_to_end(srv):
         assert job.state == pb.SUCCEEDED and job.output_dir == out_dir and job.tiles_done == 4
 
 
+def test_submit_cli_uploads_a_local_raster(srv, tmp_path):
+    local = make_test_raster(tmp_path / "mine.tif", size=128, seed=9)       # not under the server's roots
+    cmd = [sys.executable, "-m", "backend", "submit", "--address", srv.address,
+           "--token-file", str(srv.workspace / "token"), "--raster", str(local), "--upload",
+           "--aoi=" + ",".join(str(v) for v in raster_bbox(128)), "--tile-size", "64",
+           "--engine", "segment=test-bright", "--stages", "segment", "--name", "uploaded-cli"]
+    res = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, res.stderr
+    assert "uploaded" in res.stderr
+    with srv.client() as c:
+        job = next(j for j in c.list_jobs() if j.spec.name == "uploaded-cli")
+        assert job.state == pb.SUCCEEDED and job.spec.upload_id and job.tiles_done == 4
+        assert res.stdout.strip().splitlines()[-1] == job.output_dir
+
+
 def test_jobs_cli_lists_and_shows(srv):
     base = [sys.executable, "-m", "backend", "jobs", "--address", srv.address,
             "--token-file", str(srv.workspace / "token")]

@@ -81,7 +81,19 @@ def follow(client: Any, stream: Any, quiet: bool = False, detach: bool = False) 
     from ..contract import pb
     from .run import ProgressBar
 
-    bar = ProgressBar(quiet)
+    class _Lazy:          # the bar appears with the first event, not before an early error
+        inner = None
+
+        def __call__(self, kind: str, msg: Any) -> None:
+            if self.inner is None:
+                self.inner = ProgressBar(quiet)
+            self.inner(kind, msg)
+
+        def close(self) -> None:
+            if self.inner is not None:
+                self.inner.close()
+
+    bar = _Lazy()
     job_id, output_dir, code, ended = "", "", 1, False
     try:
         for event in stream:
