@@ -78,9 +78,13 @@ class BackendClient:
         self.close()
 
     # ------------------------------------------------------------ calls
-    def health(self, timeout: float = 2.0) -> bool:
-        """True if the server answers Health with SERVING (no token needed)."""
-        from grpc_health.v1 import health_pb2, health_pb2_grpc
+    def health(self, timeout: float = 2.0) -> bool | None:
+        """True if the server answers Health with SERVING (no token needed); None if
+        grpcio-health-checking is not installed (state unknown)."""
+        try:
+            from grpc_health.v1 import health_pb2, health_pb2_grpc
+        except ImportError:
+            return None
 
         stub = health_pb2_grpc.HealthStub(self.channel)
         try:

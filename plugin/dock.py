@@ -430,11 +430,11 @@ class GroundSynthDock(QgsDockWidget):
 
         call_async(probe, self._health_result, lambda _e: self._health_result(False), self)
 
-    def _health_result(self, ok: bool) -> None:
+    def _health_result(self, ok: bool | None) -> None:
         if self._closing:
             return
         before = self.health
-        self.health = "up" if ok else "down"
+        self.health = "unknown" if ok is None else "up" if ok else "down"
         self._paint_light()
         if ok and before != "up":
             self.reload_token()
