@@ -15,8 +15,10 @@
 - `start()` resumes: jobs left QUEUED/RUNNING by a dead process, and jobs that a
   graceful shutdown marked INTERRUPTED, are queued again; the pipeline skips
   tiles the journal already holds, so every tile is written exactly once.
-- `shutdown()` asks running jobs to stop, waits up to `shutdown_grace_s`, and
-  leaves unfinished jobs INTERRUPTED (resumed on the next start).
+- `shutdown()` asks running jobs to stop at their next batch boundary (their
+  `cancelled()` callback raises a BaseException the pipeline does not catch, so
+  no final state is written), waits up to `shutdown_grace_s`, and leaves every
+  unfinished job INTERRUPTED (resumed on the next start).
 """
 from __future__ import annotations
 
@@ -38,6 +40,11 @@ from .spec import JobSpec
 
 log = logging.getLogger("groundsynth.jobs")
 UPLOAD_ID_RE = re.compile(r"^[0-9a-f]{32}$")
+
+
+class _ShutdownInterrupt(BaseException):
+    """Raised by a job's `cancelled()` callback when the server stops. A BaseException, so the
+    pipeline's `except Exception` does not turn it into FAILED; the worker marks the job INTERRUPTED."""
 
 
 @dataclass
@@ -149,7 +156,6 @@ class JobManager:
             raise FailedPrecondition("the server is shutting down; submit again after it restarts", "server")
         spec = spec.normalised()
         source = self._source_path(spec)
-        self._check_engines(spec)
         with self._lock:
             self._check_capacity()
         options = self.run_options()
@@ -188,19 +194,6 @@ class JobManager:
                 f"{len(self._active)} jobs are queued or running; this server takes at most {limit} "
                 f"(max_concurrent_jobs {self.config.max_concurrent_jobs} + max_queued_jobs "
                 f"{self.config.max_queued_jobs}); retry when one has finished", "jobs")
-
-    def _check_engines(self, spec: JobSpec) -> None:
-        from .engines import get_engine
-        from .engines.base import default_models_dir
-
-        models_dir = default_models_dir(str(self.config.workspace))
-        for st in spec.stages:
-            cls = get_engine(st.stage, st.engine)
-            cls.parse_params(st.params, f"stages[{st.stage}].params")
-            ok, reason = cls.availability(models_dir)
-            if not ok:
-                raise FailedPrecondition(f"engine {cls.name!r} is not available: {reason}",
-                                         f"stages[{st.stage}].engine")
 
     def _source_path(self, spec: JobSpec) -> Path:
         roots = self.config.roots()
@@ -275,31 +268,44 @@ class JobManager:
             source = self._source_path(row.spec)
 
             def cancelled() -> bool:
-                return act.cancel.is_set() or self._stopping.is_set()
+                if act.cancel.is_set():
+                    return True
+                if self._stopping.is_set():
+                    raise _ShutdownInterrupt     # not a cancel: unwinds run_job without a final state
+                return False
 
             def emit(kind: str, msg: Any) -> None:
                 self._emit(act, kind, msg)
 
             state = pipeline.run_job(job_id, row.spec, self.config.workspace, self.journal, emit, cancelled,
                                      self.run_options(), source_path=source)
-            if state == "CANCELLED" and not act.cancel.is_set():
-                self.journal.set_state(job_id, "INTERRUPTED")     # shutdown, not a user cancel
-                log.info("job %s interrupted by shutdown", job_id)
-                return
             self.journal.set_state(job_id, state)
             log.info("job %s %s", job_id, state.lower())
+        except _ShutdownInterrupt:
+            self._interrupted(job_id)
         except GroundSynthError as exc:
+            if self._stopping.is_set():
+                return self._interrupted(job_id)
             log.warning("job %s failed: %s", job_id, exc.message)
             self._fail(job_id, exc.code.value[0], exc.message, getattr(exc, "tile_id", "") or "")
         except Exception as exc:  # noqa: BLE001 - a job must never take the server down
+            if self._stopping.is_set():
+                return self._interrupted(job_id)
             log.exception("job %s: internal error", job_id)
             self._fail(job_id, pb_code_internal(), f"internal error: {type(exc).__name__}: {exc}")
+
+    def _interrupted(self, job_id: str) -> None:
+        """A job stopped by shutdown: INTERRUPTED, resumed on the next start (the journal may be closed
+        already when a job overran the grace period; mark_interrupted has then set the state)."""
+        try:
+            self.journal.set_state(job_id, "INTERRUPTED")
+        except Exception:  # noqa: BLE001
+            pass
+        log.info("job %s interrupted by shutdown; it resumes on the next start", job_id)
 
     def _emit(self, act: _Active, kind: str, msg: Any) -> None:
         if kind == "accepted" and self.events.last_seq(act.job_id) > 0:
             return          # the manager already emitted `accepted` at submit time
-        if kind == "done" and self._stopping.is_set() and not act.cancel.is_set():
-            return          # shutdown: the job is INTERRUPTED, not done
         self.events.append(act.job_id, kind, msg)
         if kind == "layer":
             layers = [x for x in self.journal.get_meta(act.job_id, "layers", []) if x["layer"] != msg.layer]
