@@ -76,3 +76,32 @@ def test_processing_reports_a_bad_token(server, provider, tmp_path):
     with pytest.raises(QgsProcessingException, match="Bad token"):
         processing.run("groundsynth:segment", base_params(server, tmp_path, ENGINES="segment=test-bright",
                                                           TOKEN_FILE=str(bad)))
+
+
+def test_algorithm_runs_inside_a_processing_model(server, provider, tmp_path):
+    """The graphical modeller's engine: a model with a GroundSynth child, run through processing.run."""
+    import processing
+    from qgis.core import (QgsProcessingModelAlgorithm, QgsProcessingModelChildAlgorithm,
+                           QgsProcessingModelChildParameterSource, QgsProcessingModelOutput,
+                           QgsProcessingModelParameter, QgsProcessingParameterRasterLayer)
+
+    alg = QgsApplication.processingRegistry().algorithmById("groundsynth:segment")
+    assert alg.flags() & alg.FlagSupportsBatch and not alg.flags() & alg.FlagHideFromModeler
+    model = QgsProcessingModelAlgorithm("segment tiles", "test")
+    model.addModelParameter(QgsProcessingParameterRasterLayer("raster", "raster"),
+                            QgsProcessingModelParameter("raster"))
+    child = QgsProcessingModelChildAlgorithm("groundsynth:segment")
+    child.setChildId("seg")
+    params = base_params(server, tmp_path, ENGINES="segment=test-bright")
+    params.pop("INPUT")
+    child.addParameterSources("INPUT", [QgsProcessingModelChildParameterSource.fromModelParameter("raster")])
+    for key, value in params.items():
+        child.addParameterSources(key, [QgsProcessingModelChildParameterSource.fromStaticValue(value)])
+    out = QgsProcessingModelOutput("tiles_out")
+    out.setChildOutputName("TILES")
+    out.setChildId("seg")
+    child.setModelOutputs({"tiles_out": out})
+    model.addChildAlgorithm(child)
+    result = processing.run(model, {"raster": str(server.raster)})
+    tiles = QgsVectorLayer(result["seg:tiles_out"], "tiles", "ogr")
+    assert tiles.isValid() and tiles.featureCount() == 4
