@@ -15,6 +15,10 @@ Weights (all local, nothing downloaded):
   "local-dir:"), or a transformers CLIPModel directory (config.json);
 - a hub id already in the local Hugging Face cache.
 
+With `with_composition` (default) the built-in ground/composition metrics
+(claim score "grounding", fidelity_miou, redundancy, composition shift) are
+computed too and merged, so reports keep their headline numbers.
+
 summarise() adds the silhouette score of real vs synthetic image embeddings
 (cosine geometry, computed in numpy) and the CLIPScore means per kind.
 """
@@ -207,11 +211,27 @@ class ClipGrounder(Grounder):
         DEVICE_PARAM,
         Param("batch_size", "int", 32, "Images per forward pass", min=1, max=1024),
         Param("precision", "choice", "auto", "auto = fp16 on GPU, fp32 on CPU", choices=("auto", "fp32", "fp16")),
+        Param("with_composition", "bool", True, "Also run ground/composition (caption claim score 'grounding', "
+                                                "fidelity_miou, redundancy, composition shift) and merge its metrics"),
+        Param("reference_segmenter", "str", "spectral", "Segment engine ground/composition re-segments images "
+                                                        "with (when with_composition is on)"),
     )
 
     def __init__(self, params=None, ctx=None):
         super().__init__(params, ctx)
         self._embeddings: dict[str, tuple[str, np.ndarray]] = {}
+        self._composition = None
+        self.composition_note = ""
+        if self.p["with_composition"]:
+            from ..errors import GroundSynthError
+            from .composition_ground import CompositionGrounder
+
+            try:
+                comp = CompositionGrounder({"reference_segmenter": self.p["reference_segmenter"]}, self.ctx)
+                comp.reference()          # its reference segmenter must exist and load
+                self._composition = comp
+            except GroundSynthError as exc:   # e.g. the reference segmenter is not installed
+                self.composition_note = f"per-tile composition metrics skipped: {exc.message}"
         self._encoder()   # load (or reuse) now: missing/corrupt weights fail before any tile runs
 
     @classmethod
@@ -257,21 +277,28 @@ class ClipGrounder(Grounder):
         bs = self.p["batch_size"]
         txt = np.concatenate([enc.encode_texts(texts[i:i + bs]) for i in range(0, len(texts), bs)]) \
             if texts else np.zeros((0, img.shape[1]), np.float32)
+        base = self._composition.ground(items) if self._composition is not None else [{} for _ in items]
         out, k = [], 0
-        for it, e in zip(items, img):
+        for it, e, extra in zip(items, img, base):
             self._embeddings[it.tile_id] = (it.kind, e)
             n = len(it.captions)
-            if n == 0:
-                out.append({})
-                continue
             scores = clipscore(txt[k:k + n] @ e)
             k += n
-            out.append({"clipscore": float(scores.mean()), "clipscore_max": float(scores.max()),
-                        "clipscore_min": float(scores.min())})
+            res = dict(extra)
+            if n:
+                res.update(clipscore=float(scores.mean()), clipscore_max=float(scores.max()),
+                           clipscore_min=float(scores.min()))
+            out.append(res)
         return out
 
     def summarise(self, records: Sequence[Any]) -> dict[str, Any]:
         summary: dict[str, Any] = {}
+        if self.p["with_composition"]:
+            from .composition_ground import summarise_records
+
+            summary.update(summarise_records(records))   # redundancy, composition shift: no model needed
+            if self.composition_note:
+                summary["composition_note"] = self.composition_note
         for kind in ("real", "synthetic", None):
             vals = [r.metrics["clipscore"] for r in records
                     if "clipscore" in r.metrics and (kind is None or r.kind == kind)]
