@@ -48,6 +48,7 @@ from qgis.PyQt.QtWidgets import (
     QPushButton,
     QRadioButton,
     QScrollArea,
+    QSizePolicy,
     QSpinBox,
     QStackedWidget,
     QVBoxLayout,
@@ -96,12 +97,21 @@ class StageRow:
             form = ParamForm(eng, parent)
             self.forms.addWidget(form)
             self.form_by_engine[eng.name] = form
-        self.engine.currentIndexChanged.connect(self.forms.setCurrentIndex)
+        self.engine.currentIndexChanged.connect(self._show_form)
         if self.engine.count():
             self.engine.setCurrentIndex(default_index)
-            self.forms.setCurrentIndex(default_index)
+            self._show_form(default_index)
         self.check.toggled.connect(self.engine.setEnabled)
         self.check.toggled.connect(self.forms.setEnabled)
+
+    def _show_form(self, index: int) -> None:
+        """Show the chosen engine's parameters; the stack takes the height of that form only."""
+        for i in range(self.forms.count()):
+            page = self.forms.widget(i)
+            policy = QSizePolicy.Preferred if i == index else QSizePolicy.Ignored
+            page.setSizePolicy(policy, policy)
+        self.forms.setCurrentIndex(index)
+        self.forms.adjustSize()
 
     def choice(self) -> StageChoice:
         name = self.engine.currentData() or ""
@@ -324,7 +334,7 @@ class GroundSynthDock(QgsDockWidget):
             bar = QProgressBar()
             bar.setRange(0, 1)
             bar.setValue(0)
-            bar.setFormat("%v / %m")
+            bar.setFormat("-")          # no event for this stage yet
             self.progress[stage] = bar
             form.addRow(stage, bar)
         layout.addLayout(form)
@@ -688,6 +698,7 @@ class GroundSynthDock(QgsDockWidget):
         bar = self.progress.get(stage)
         if bar is None:
             return
+        bar.setFormat("%v / %m")
         bar.setRange(0, max(total, 1))
         bar.setValue(min(done, max(total, 1)))
 
@@ -718,6 +729,7 @@ class GroundSynthDock(QgsDockWidget):
         for bar in self.progress.values():
             bar.setRange(0, 1)
             bar.setValue(0)
+            bar.setFormat("-")
 
     def is_idle(self) -> bool:
         return self.task is None and self.run_button.isEnabled()

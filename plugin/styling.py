@@ -146,14 +146,27 @@ def style_tiles(layer: QgsVectorLayer, score: str | None = None, classes: list[L
         score = next((f for f in ("grounding", "fidelity_miou") if f in fields), fields[0] if fields else None)
     if score is None:
         return None
-    symbol = QgsFillSymbol.createSimple({"color": "0,0,0,0", "outline_color": "40,40,40,255", "outline_width": "0.3"})
-    ramp = QgsGradientColorRamp(QColor(215, 25, 28, 150), QColor(26, 150, 65, 150))
+    symbol = QgsFillSymbol.createSimple({"color": "0,0,0,0", "outline_color": "40,40,40,255", "outline_width": "0.5"})
+    ramp = QgsGradientColorRamp(QColor(215, 25, 28), QColor(26, 150, 65))
     renderer = QgsGraduatedSymbolRenderer(score)
     renderer.setSourceSymbol(symbol)
     renderer.setSourceColorRamp(ramp)
     renderer.setClassificationMethod(QgsClassificationQuantile())
     renderer.updateClasses(layer, n_classes)
     renderer.updateColorRamp(ramp)
+    if len(renderer.ranges()) == 1:     # every tile has the same score: show it as the top of the ramp
+        only = renderer.ranges()[0].symbol().clone()
+        only.setColor(ramp.color(1.0))
+        renderer.updateRangeSymbol(0, only)
+    for i, rng in enumerate(renderer.ranges()):
+        # a light wash of the class colour and a strong outline: the imagery stays readable underneath
+        sym = rng.symbol().clone()
+        color = QColor(sym.color())
+        sym.setColor(QColor(color.red(), color.green(), color.blue(), 60))
+        sl = sym.symbolLayer(0)
+        sl.setStrokeColor(color)
+        sl.setStrokeWidth(0.6)
+        renderer.updateRangeSymbol(i, sym)
     layer.setRenderer(renderer)
     layer.triggerRepaint()
     return renderer

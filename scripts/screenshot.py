@@ -82,6 +82,7 @@ def main(argv=None) -> int:
     ap.add_argument("--variants", type=int, default=1)
     ap.add_argument("--workspace", help="backend workspace (default: a temporary folder)")
     ap.add_argument("--serve-arg", action="append", default=[], help="extra argument for `backend serve`")
+    ap.add_argument("--engines", default="", help="override engines, e.g. 'segment=spectral; caption=composition'")
     ap.add_argument("--keep", action="store_true", help="keep the temporary workspace")
     ap.add_argument("--timeout", type=float, default=900)
     args = ap.parse_args(argv)
@@ -119,7 +120,7 @@ def main(argv=None) -> int:
                                   cache_dir=str(tmp / "cache"), score="grounding", tile_size=args.tile_size)
         report = ReportPanel()
         dock = GroundSynthDock(iface, settings=settings, report_panel=report)
-        dock.resize(430, 1250)
+        dock.resize(460, 900)
         dock.show()
         deadline = time.monotonic() + 60
         while dock.capabilities is None and time.monotonic() < deadline:
@@ -136,6 +137,11 @@ def main(argv=None) -> int:
                 continue
             dock.set_engine(st.stage, pick.name)
             chosen[st.stage] = pick.name
+        from plugin.job_request import parse_engines
+
+        for stage, name in parse_engines(args.engines).items():
+            dock.set_engine(stage, name)
+            chosen[stage] = name
         print("engines:", chosen)
         dock.raster_combo.setLayer(layer)
         # an AOI of tiles x tiles whole tiles near the centre, on the backend's tile grid (raster origin)
@@ -166,22 +172,35 @@ def main(argv=None) -> int:
         for _ in range(20):
             app.processEvents()
         res = dock.results
-        # -------- compose: three map panels + the dock
-        panel = 560
+        # -------- compose: 2 x 2 panels (three maps + the report panel) and the dock's full content
+        panel = 600
         crs = layer.crs()
         extent = rect.buffered(side * 0.02)
-        synth = next((k for k in ("synthetic_image_v1",) if k in res.layers), None)
-        panels = [("Real image + tile grid (colour: grounding)", [res.layers["tiles"], res.layers["real_image"]]),
-                  ("Land-cover mask (segment)", [res.layers["tiles"], res.layers["real_mask"]])]
-        if synth:
-            panels.append(("Synthetic variant 1 (synthesise)", [res.layers["tiles"], res.layers[synth]]))
-        res.layers["tiles"].setOpacity(0.55)
-        images = [(title, render(layers, extent, crs, panel)) for title, layers in panels]
-        dock_img = dock.grab().toImage()
-        margin, header = 16, 34
-        legend_h = 40
-        width = margin + len(images) * (panel + margin) + dock_img.width() + margin
-        height = max(header + panel + legend_h + margin * 2, dock_img.height() + 2 * margin)
+        tiles = res.layers["tiles"]
+        panels = [("Real image + tile grid (colour: grounding)", render([tiles, res.layers["real_image"]], extent,
+                                                                      crs, panel)),
+                  ("Land-cover mask (segment)", render([res.layers["real_mask"]], extent, crs, panel))]
+        if "synthetic_image_v1" in res.layers:
+            panels.append(("Synthetic image, variant 1 (synthesise)",
+                           render([res.layers["synthetic_image_v1"]], extent, crs, panel)))
+        report.resize(panel, panel)
+        report.show()
+        for _ in range(10):
+            app.processEvents()
+        panels.append(("Report panel", report.grab().toImage().scaled(panel, panel, Qt.KeepAspectRatio,
+                                                                     Qt.SmoothTransformation)))
+        body = dock.widget().widget()              # the scroll area's content: every section, unclipped
+        body.resize(460, body.sizeHint().height())
+        for _ in range(10):
+            app.processEvents()
+        dock_img = body.grab().toImage()
+        margin, header, legend_h = 16, 34, 36
+        grid_w = 2 * panel + 3 * margin
+        grid_h = 2 * (header + panel) + 2 * margin + legend_h
+        if dock_img.height() > grid_h:
+            dock_img = dock_img.scaledToHeight(grid_h, Qt.SmoothTransformation)
+        width = grid_w + dock_img.width() + margin
+        height = max(grid_h, dock_img.height()) + 2 * margin
         out = QImage(width, height, QImage.Format_ARGB32)
         out.fill(QColor(245, 245, 245))
         p = QPainter(out)
@@ -190,23 +209,24 @@ def main(argv=None) -> int:
         font.setPointSize(12)
         font.setBold(True)
         p.setFont(font)
-        x = margin
-        for title, img in images:
+        for k, (title, img) in enumerate(panels):
+            x = margin + (k % 2) * (panel + margin)
+            y = margin + (k // 2) * (header + panel + margin)
             p.setPen(QColor(30, 30, 30))
-            p.drawText(QRect(x, margin, panel, header), Qt.AlignLeft | Qt.AlignVCenter, title)
-            p.drawImage(x, margin + header, img)
-            x += panel + margin
-        # class legend under the panels
+            p.drawText(QRect(x, y, panel, header), Qt.AlignLeft | Qt.AlignVCenter, title)
+            p.drawImage(x, y + header, img)
         font.setBold(False)
         font.setPointSize(10)
         p.setFont(font)
-        lx, ly = margin, margin + header + panel + 10
+        lx, ly = margin, margin + 2 * (header + panel + margin)
         for c in res.classes:
             p.fillRect(lx, ly + 4, 16, 16, QColor(c.color))
             p.setPen(QColor(30, 30, 30))
             p.drawText(QRect(lx + 22, ly, 120, 24), Qt.AlignLeft | Qt.AlignVCenter, c.name)
             lx += 110
-        p.drawImage(x, margin, dock_img)
+        p.drawText(QRect(lx + 10, ly, grid_w - lx - 10, 24), Qt.AlignLeft | Qt.AlignVCenter,
+                   f"job {res.job_id} | engines: " + ", ".join(f"{k}={v}" for k, v in chosen.items()))
+        p.drawImage(grid_w, margin, dock_img)
         p.end()
         dest = Path(args.out)
         dest.parent.mkdir(parents=True, exist_ok=True)
