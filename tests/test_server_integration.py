@@ -124,6 +124,29 @@ def test_cancel_mid_run_keeps_finished_tiles(srv):
         assert again.state == pb.CANCELLED and again.tiles_done == info.tiles_done
 
 
+def test_two_jobs_run_at_once_each_stream_sees_only_its_events(srv):
+    specs = [spec_for(srv.raster, stages=TEST_STAGES(("segment",), sleep=0.05)) for _ in range(2)]
+    results: dict[int, list] = {}
+    with srv.client() as c:
+        def run(i):
+            results[i] = list(c.submit(specs[i]))
+
+        threads = [threading.Thread(target=run, args=(i,)) for i in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+    ids = {i: ev[0].accepted.job_id for i, ev in results.items()}
+    assert len(set(ids.values())) == 2
+    for i, events in results.items():
+        assert {e.job_id for e in events} == {ids[i]}
+        assert [e.seq for e in events] == list(range(1, len(events) + 1))
+        assert events[-1].done.state == pb.SUCCEEDED and events[-1].done.real_tiles == 4
+    first_tile = {i: next(e.time for e in ev if e.HasField("tile")) for i, ev in results.items()}
+    done = {i: ev[-1].time for i, ev in results.items()}
+    assert first_tile[0] < done[1] and first_tile[1] < done[0]         # they ran side by side (2 workers)
+
+
 def test_upload_then_submit_with_upload_id(srv, tmp_path):
     local = make_test_raster(tmp_path / "local window.tif", size=128, seed=5)   # outside the allowed roots
     with srv.client() as c:
