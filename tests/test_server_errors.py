@@ -1,6 +1,5 @@
 """Bad input against a real server process: every kind gets its status code and a message naming the
 field, and the server still answers Health afterwards (checked after every test)."""
-import os
 import subprocess
 import sys
 import time
@@ -11,7 +10,6 @@ import pytest
 
 from backend.client import GroundSynthClient
 from backend.contract import pb, rpc
-from backend.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied, ResourceExhausted
 from tests.server_fixture import ROOT, make_test_raster, raster_bbox, start_server
 
 SC = grpc.StatusCode
