@@ -175,10 +175,9 @@ class JobSpec:
         )
         src = m.WhichOneof("source")
         bands = BandMapping(m.bands.red or 1, m.bands.green or 2, m.bands.blue or 3, m.bands.nir)
-        has_syn = m.HasField("synthesis")
         synthesis = SynthesisOptions(
-            variants=m.synthesis.variants if has_syn and (m.synthesis.variants or m.synthesis.mask_strategy
-                                                          or m.synthesis.boost_targets) else -1,
+            # proto3 cannot tell an unset 0 from 0: 0 means "default" (1 if synthesise runs)
+            variants=m.synthesis.variants or -1,
             mask_strategy=m.synthesis.mask_strategy or "real",
             boost_targets=dict(m.synthesis.boost_targets),
         )

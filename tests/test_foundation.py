@@ -93,3 +93,16 @@ def test_derived_seeds_are_stable_and_distinct():
     assert derive_seed(1, "t", "syn") == derive_seed(1, "t", "syn")
     assert len({derive_seed(1, "t", "syn"), derive_seed(2, "t", "syn"), derive_seed(1, "u", "syn")}) == 3
     assert 0 <= derive_seed(123, "x") < 2**63
+
+
+def test_proto_spec_with_synthesise_stage_defaults_to_one_variant():
+    from backend.contract import pb
+
+    m = pb.JobSpec(raster_path="/x.tif", aoi=pb.AreaOfInterest(bbox=pb.BBox(minx=0, miny=0, maxx=1, maxy=1)),
+                   synthesis=pb.SynthesisOptions(mask_strategy="real"))
+    assert JobSpec.from_proto(m).normalised().synthesis.variants == 1
+    m.synthesis.variants = 3
+    assert JobSpec.from_proto(m).normalised().synthesis.variants == 3
+    m.ClearField("synthesis")
+    m.stages.add(stage="segment")
+    assert JobSpec.from_proto(m).normalised().synthesis.variants == 0
