@@ -282,3 +282,32 @@ def tiny_spade(dest: Path, out_channels: int = 4, seed: int = 0) -> Path:
 def random_masks(n: int, size: int = 32, seed: int = 0) -> list[np.ndarray]:
     rng = np.random.default_rng(seed)
     return [_tile(rng, size)[1] for _ in range(n)]
+
+
+LLAVA_TEMPLATE = ("{% for m in messages %}{% if m['content'] is string %}{{ m['content'] }}{% else %}"
+                  "{% for c in m['content'] %}{% if c['type'] == 'image' %}<image> {% else %}{{ c['text'] }}"
+                  "{% endif %}{% endfor %}{% endif %}{% endfor %}{% if add_generation_prompt %} :{% endif %}")
+
+
+def tiny_llava(dest: Path, seed: int = 0) -> Path:
+    """A tiny LLaVA (CLIP vision tower + Llama) with a processor and a chat template: the path real
+    chat VLMs (LLaVA, Qwen-VL, SmolVLM...) take through AutoModelForImageTextToText + AutoProcessor."""
+    import torch
+    from transformers import (CLIPImageProcessor, CLIPVisionConfig, LlamaConfig, LlavaConfig,
+                              LlavaForConditionalGeneration, LlavaProcessor)
+
+    torch.manual_seed(seed)
+    tok = tiny_tokenizer(add_eos=False)
+    tok.add_special_tokens({"additional_special_tokens": ["<image>"]})
+    vision = CLIPVisionConfig(image_size=32, patch_size=16, hidden_size=32, intermediate_size=64,
+                              num_hidden_layers=1, num_attention_heads=2, projection_dim=16)
+    text = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                       num_attention_heads=2, num_key_value_heads=2, bos_token_id=2, eos_token_id=3, pad_token_id=0,
+                       max_position_embeddings=512)
+    cfg = LlavaConfig(vision_config=vision, text_config=text, image_token_index=tok.convert_tokens_to_ids("<image>"),
+                      vision_feature_layer=-1)
+    LlavaForConditionalGeneration(cfg).save_pretrained(str(dest))
+    LlavaProcessor(image_processor=CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}),
+                   tokenizer=tok, patch_size=16, vision_feature_select_strategy="default",
+                   chat_template=LLAVA_TEMPLATE, num_additional_image_tokens=1).save_pretrained(str(dest))
+    return dest

@@ -78,3 +78,22 @@ def test_vlm_missing_weights_name_the_path(tmp_path):
         E({"weights": str(tmp_path / "nothing"), "mode": "text"}).caption(images, masks, [0])
     ok, reason = E.availability(str(tmp_path))
     assert not ok and str(tmp_path / "vlm") in reason
+
+
+def test_chat_vlm_with_processor_vision_and_hybrid(tmp_path):
+    """A chat-template VLM (tiny LLaVA) goes through AutoProcessor + apply_chat_template."""
+    weights = nf.tiny_llava(tmp_path / "llava")
+    images, masks = _inputs(3)
+    for mode in ("vision", "hybrid"):
+        eng = get_engine("caption", "vlm")({"weights": str(weights), "mode": mode, "max_new_tokens": "6",
+                                            "batch_size": "4"}, EngineContext())
+        caps = eng.caption(images, masks, [0, 1, 2])
+        assert len(caps) == 3 and all(len(c) == 5 for c in caps)
+        assert any(c for cs in caps for c in cs)
+        assert not any(re.search(r"\d|%", c) for cs in caps for c in cs)
+    # the chat template wraps each prompt with the image placeholder the processor expands
+    from backend.engines.vlm import _chat
+
+    lm = eng._model()
+    text = _chat(lm.processor, "Describe it.", True)
+    assert text.startswith("<image>") and "Describe it." in text
