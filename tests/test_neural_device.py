@@ -68,3 +68,17 @@ def test_availability_names_the_default_path_then_finds_weights(tmp_path, stage,
     params = {p.name: p for p in E.params}
     assert params["weights"].type == "path" and all(p.help for p in E.params)
     assert {"device", "batch_size"} <= set(params)
+
+
+def test_weights_may_be_a_hub_id_already_in_the_local_cache(tmp_path, monkeypatch):
+    """A hub id resolves to its snapshot in the local HF cache, never a download."""
+    cache = tmp_path / "hub"
+    snap = cache / "models--someorg--tiny-segformer" / "snapshots" / "0123abcd"
+    nf.tiny_segformer(snap)
+    (cache / "models--someorg--tiny-segformer" / "refs").mkdir(parents=True)
+    (cache / "models--someorg--tiny-segformer" / "refs" / "main").write_text("0123abcd")
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+    eng = get_engine("segment", "segformer")({"weights": "someorg/tiny-segformer"}, EngineContext())
+    assert eng.segment(nf.random_tiles(1))[0].shape == (32, 32)
+    with pytest.raises(FailedPrecondition, match="weights not found at .*someorg/not-cached"):
+        get_engine("segment", "segformer")({"weights": "someorg/not-cached"}, EngineContext())

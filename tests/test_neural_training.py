@@ -129,3 +129,27 @@ def test_train_command_reports_bad_data_dir(tmp_path, capsys):
     rc = main(["train", "segmenter", "--data", str(tmp_path / "nope"), "--out", str(tmp_path / "o")])
     assert rc == 2
     assert "--data" in capsys.readouterr().err
+
+
+def test_generator_training_with_a_local_vgg19_perceptual_loss(export_dir, tmp_path):
+    import torch
+    from torchvision.models import vgg19
+
+    from backend.neural.spade_model import VGGLoss
+    from backend.neural.train_generator import GeneratorTrainConfig, train_generator
+
+    vgg_path = tmp_path / "vgg19_features.pth"
+    torch.manual_seed(0)
+    torch.save(vgg19(weights=None).features.state_dict(), vgg_path)
+    loss = VGGLoss(str(vgg_path))
+    a, b = torch.rand(2, 4, 32, 32) * 2 - 1, torch.rand(2, 4, 32, 32) * 2 - 1
+    assert float(loss(a, a)) == 0.0 and float(loss(a, b)) > 0
+    res = train_generator(GeneratorTrainConfig(str(export_dir), str(tmp_path / "g"), epochs=1, batch_size=4, ngf=4,
+                                               ndf=4, z_dim=4, spade_hidden=8, vgg19=str(vgg_path), max_steps=2,
+                                               device="cpu"), log=lambda s: None)
+    assert len(res.perceptual) == 2 and all(np.isfinite(res.perceptual))
+    meta = json.loads((tmp_path / "g" / "config.json").read_text())
+    assert meta["training"]["perceptual"] == "vgg19"
+    with pytest.raises(InvalidArgument, match="VGG19 weights not found"):
+        train_generator(GeneratorTrainConfig(str(export_dir), str(tmp_path / "g2"), vgg19=str(tmp_path / "none.pth"),
+                                             ngf=4, ndf=4, z_dim=4, device="cpu"), log=lambda s: None)

@@ -177,7 +177,8 @@ def feature_matching_loss(real_feats: list[torch.Tensor], fake_feats: list[torch
 
 
 class VGGLoss(nn.Module):
-    """SPADE's VGG19 perceptual loss on the RGB bands; needs a local torchvision VGG19 state dict."""
+    """SPADE's VGG19 perceptual loss on the RGB bands; needs a local torchvision VGG19 state dict
+    (the full model's, e.g. vgg19-dcbb9e9d.pth, or just `vgg19().features`)."""
 
     WEIGHTS = (1.0 / 32, 1.0 / 16, 1.0 / 8, 1.0 / 4, 1.0)
     CUTS = (2, 7, 12, 21, 30)
@@ -186,9 +187,12 @@ class VGGLoss(nn.Module):
         super().__init__()
         from torchvision.models import vgg19
 
-        net = vgg19(weights=None)
-        net.load_state_dict(torch.load(state_dict_path, map_location="cpu", weights_only=True))
-        feats = net.features.eval()
+        feats = vgg19(weights=None).features
+        sd = torch.load(state_dict_path, map_location="cpu", weights_only=True)
+        if any(k.startswith("features.") for k in sd):
+            sd = {k[len("features."):]: v for k, v in sd.items() if k.startswith("features.")}
+        feats.load_state_dict(sd)
+        feats = feats.eval()
         for p in feats.parameters():
             p.requires_grad_(False)
         self.slices = nn.ModuleList()

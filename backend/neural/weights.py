@@ -43,10 +43,12 @@ def hf_cache_snapshot(repo_id: str) -> Path | None:
     """The local snapshot directory of a hub repo already in the HF cache, else None (never downloads)."""
     if repo_id.count("/") != 1:
         return None
+    cache_dir = os.environ.get("HF_HUB_CACHE") or (
+        os.path.join(os.environ["HF_HOME"], "hub") if os.environ.get("HF_HOME") else None)
     try:
         from huggingface_hub import snapshot_download
 
-        return Path(snapshot_download(repo_id, local_files_only=True))
+        return Path(snapshot_download(repo_id, local_files_only=True, cache_dir=cache_dir))
     except Exception:   # not cached / hub library missing: treat as a missing path
         return None
 
