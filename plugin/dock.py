@@ -283,7 +283,7 @@ class GroundSynthDock(QgsDockWidget):
         box = self._group("Synthesis")
         form = QFormLayout(box)
         self.variants = QSpinBox()
-        self.variants.setRange(0, 16)
+        self.variants.setRange(1, 16)     # no synthesis = uncheck the synthesise stage
         self.variants.setValue(1)
         form.addRow("Variants per tile", self.variants)
         self.seed = QSpinBox()

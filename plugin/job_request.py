@@ -66,8 +66,10 @@ class JobRequest:
         for stage in self.stages:
             if stage not in STAGES:
                 raise InputError(f"unknown stage {stage!r}; expected one of {', '.join(STAGES)}")
-        if "synthesise" not in self.stages and self.variants:
+        if "synthesise" not in self.stages:
             self.variants = 0
+        elif not 1 <= self.variants <= 16:
+            raise InputError(f"variants per tile must be 1..16 when synthesising, got {self.variants}")
         if self.mask_strategy == "boost" and not self.boost_targets:
             raise InputError("mask strategy 'boost' needs at least one class with a target share")
         return self

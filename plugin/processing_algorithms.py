@@ -110,7 +110,7 @@ class GroundSynthAlgorithm(QgsProcessingAlgorithm):
                                                        "", multiLine=True, optional=True))
         if self.has_synthesis():
             self.addParameter(QgsProcessingParameterNumber(self.VARIANTS, "Synthetic variants per tile",
-                                                           QgsProcessingParameterNumber.Integer, 1, False, 0, 16))
+                                                           QgsProcessingParameterNumber.Integer, 1, False, 1, 16))
             self.addParameter(QgsProcessingParameterEnum(self.MASK_STRATEGY, "Mask strategy",
                                                          list(MASK_STRATEGIES), False, 0))
             self.addParameter(QgsProcessingParameterString(self.BOOST, "Boost targets (Class=share, ...)", "",
