@@ -113,6 +113,22 @@ class BackendClient:
         return self.stub.ListJobs(pb.ListJobsRequest(limit=limit), metadata=self.metadata,
                                   timeout=self.timeout).jobs
 
+    def upload_raster(self, path: str | os.PathLike, chunk_bytes: int = 1024 * 1024) -> str:
+        """Send a raster file with UploadRaster (for a backend on another machine); returns its upload id."""
+        path = Path(path)
+        total = path.stat().st_size
+
+        def chunks():
+            yield pb.UploadChunk(header=pb.UploadHeader(filename=path.name, total_size=total))
+            with open(path, "rb") as fh:
+                while True:
+                    data = fh.read(chunk_bytes)
+                    if not data:
+                        break
+                    yield pb.UploadChunk(data=data)
+
+        return self.stub.UploadRaster(chunks(), metadata=self.metadata, timeout=3600).upload_id
+
     def fetch_artefact(self, job_id: str, path: str, dest: str | os.PathLike) -> Path:
         """Download one job file to `dest` (written to a temp name, then renamed)."""
         dest = Path(dest)

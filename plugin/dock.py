@@ -365,10 +365,10 @@ class GroundSynthDock(QgsDockWidget):
         row.addWidget(self.jobs_refresh)
         row.addWidget(self.jobs_load)
         form.addRow("Jobs", row)
-        self.fetch_check = QCheckBox("Download job files (backend on another machine)")
+        self.fetch_check = QCheckBox("Backend on another machine: upload the raster, download job files")
         self.fetch_check.setChecked(bool(self.settings.fetch_artefacts))
-        self.fetch_check.setToolTip("fetch layers and the report with FetchArtefact into the cache folder instead of "
-                                    "reading the backend's job folder directly")
+        self.fetch_check.setToolTip("send the raster with UploadRaster, and fetch layers and the report with "
+                                    "FetchArtefact into the cache folder instead of sharing paths")
         form.addRow(self.fetch_check)
 
     # ================================================================ messages
@@ -610,8 +610,11 @@ class GroundSynthDock(QgsDockWidget):
             return None
         self._reset_progress()
         client = self.client()
-        task = JobTask(client, spec=spec, description=f"GroundSynth: {request.name}")
+        upload = request.raster_path if self.fetch_check.isChecked() else ""
+        task = JobTask(client, spec=spec, description=f"GroundSynth: {request.name}", upload=upload)
         self._watch_task(task, client)
+        if upload:
+            self.log(f"uploading {upload} ({Path(upload).stat().st_size // 1024} KiB)")
         self.log(f"submitting job on {client.address}: {len(request.stages)} stage(s), tile {request.tile_size}px")
         return task
 

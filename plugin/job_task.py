@@ -25,7 +25,7 @@ class JobTask(QgsTask):
     failed = pyqtSignal(str, str)       # message-bar title, text
 
     def __init__(self, client, spec=None, job_id: str = "", after_seq: int = 0, description: str = "GroundSynth job",
-                 cancel_grace_s: float = 20.0):
+                 cancel_grace_s: float = 20.0, upload: str = ""):
         super().__init__(description, QgsTask.CanCancel)
         if spec is None and not job_id:
             raise ValueError("JobTask needs a spec to submit or a job_id to watch")
@@ -33,6 +33,7 @@ class JobTask(QgsTask):
         self.spec = spec
         self.job_id = job_id
         self.after_seq = after_seq
+        self.upload = upload             # a raster file to send with UploadRaster before submitting
         self.cancel_grace_s = cancel_grace_s
         self.final_state = ""            # SUCCEEDED / CANCELLED / FAILED when the stream ended with it
         self.error_title = ""
@@ -46,6 +47,12 @@ class JobTask(QgsTask):
     # ------------------------------------------------------------ worker thread
     def run(self) -> bool:
         try:
+            if self.upload and self.spec is not None:
+                self.setProgress(0)
+                self.spec.upload_id = self.client.upload_raster(self.upload)   # replaces raster_path (oneof)
+                if self._cancel_requested.is_set():
+                    self.final_state = "CANCELLED"
+                    return True
             call = self.client.submit(self.spec) if self.spec is not None else self.client.watch(self.job_id,
                                                                                                  self.after_seq)
             with self._lock:

@@ -31,6 +31,7 @@ from qgis.core import (
     QgsProcessingOutputString,
     QgsProcessingOutputVectorLayer,
     QgsProcessingParameterBand,
+    QgsProcessingParameterBoolean,
     QgsProcessingParameterEnum,
     QgsProcessingParameterExtent,
     QgsProcessingParameterFeatureSource,
@@ -62,7 +63,7 @@ class GroundSynthAlgorithm(QgsProcessingAlgorithm):
     RED, GREEN, BLUE, NIR = "RED", "GREEN", "BLUE", "NIR"
     LABELS, TILE_SIZE, ENGINES, PARAMS = "LABELS", "TILE_SIZE", "ENGINES", "PARAMS"
     VARIANTS, SEED, MASK_STRATEGY, BOOST = "VARIANTS", "SEED", "MASK_STRATEGY", "BOOST"
-    ADDRESS, TOKEN_FILE, CACHE_DIR = "ADDRESS", "TOKEN_FILE", "CACHE_DIR"
+    ADDRESS, TOKEN_FILE, CACHE_DIR, REMOTE = "ADDRESS", "TOKEN_FILE", "CACHE_DIR", "REMOTE"
     OUTPUT_DIR, TILES, MASK, REPORT, JOB_ID, STATE_OUT = "OUTPUT_DIR", "TILES", "MASK", "REPORT", "JOB_ID", "STATE"
 
     def createInstance(self):
@@ -125,6 +126,8 @@ class GroundSynthAlgorithm(QgsProcessingAlgorithm):
         self.addParameter(QgsProcessingParameterFile(self.CACHE_DIR, "Download folder (remote backend)",
                                                      QgsProcessingParameterFile.Folder, "", settings.cache_dir,
                                                      optional=True))
+        self.addParameter(QgsProcessingParameterBoolean(
+            self.REMOTE, "Backend on another machine (upload the raster, download the results)", False))
         self.addOutput(QgsProcessingOutputFolder(self.OUTPUT_DIR, "Job folder"))
         self.addOutput(QgsProcessingOutputVectorLayer(self.TILES, "Tile grid", QgsProcessing.TypeVectorPolygon))
         self.addOutput(QgsProcessingOutputRasterLayer(self.MASK, "Real mask mosaic"))
@@ -213,9 +216,14 @@ class GroundSynthAlgorithm(QgsProcessingAlgorithm):
                 except grpc.RpcError:
                     pass
 
+        remote = self.parameterAsBoolean(parameters, self.REMOTE, context)
         feedback.canceled.connect(send_cancel)
         try:
-            call = client.submit(request.to_proto())
+            spec = request.to_proto()
+            if remote:
+                feedback.pushInfo(f"uploading {request.raster_path}")
+                spec.upload_id = client.upload_raster(request.raster_path)
+            call = client.submit(spec)
             for ev in call:
                 which = ev.WhichOneof("event")
                 if which == "accepted":
@@ -255,7 +263,8 @@ class GroundSynthAlgorithm(QgsProcessingAlgorithm):
                 pass
         try:
             cache = self.parameterAsFile(parameters, self.CACHE_DIR, context) or PluginSettings.load().cache_dir
-            source = ArtefactSource(state["job_id"], state["output_dir"], client=client, cache_dir=cache)
+            source = ArtefactSource(state["job_id"], state["output_dir"], client=client, cache_dir=cache,
+                                    force_fetch=remote)
             out = {self.JOB_ID: state["job_id"], self.STATE_OUT: state["final"], "TILE_COUNT": state["tiles"],
                    self.OUTPUT_DIR: str(source.folder)}
             if "tiles" in state["layers"]:

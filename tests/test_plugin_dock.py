@@ -255,3 +255,29 @@ def test_band_mapping_missing_is_reported(server, dock, qgis_iface):
     assert dock.run_job() is None
     assert any(m.startswith("Band mapping missing:") and "red" in m for m in critical(qgis_iface))
     assert QgsApplication.taskManager().countActiveTasks() == 0
+
+
+def test_remote_mode_uploads_the_raster_and_fetches_results(server, dock, qgis_iface, qtbot, tmp_path):
+    """A raster the backend cannot read (outside its roots): refused as is, fine once uploaded."""
+    outside = sample_raster(tmp_path / "elsewhere", size=128, name="local_only.tif")
+    layer = add_raster(outside)
+    dock.raster_combo.setLayer(layer)
+    dock.set_drawn_rectangle(layer.extent(), layer.crs())
+    dock.tile_size.setValue(64)
+    for stage in ("synthesise", "caption", "ground"):
+        dock.set_engine(stage, TEST_ENGINES[stage], enabled=False)
+    with qtbot.waitSignal(dock.job_finished, timeout=20000):
+        dock.run_job()
+    assert any(m.startswith("Raster not allowed:") and "--allow-root" in m for m in critical(qgis_iface)), \
+        critical(qgis_iface)
+    dock.fetch_check.setChecked(True)
+    with qtbot.waitSignal(dock.job_finished, timeout=30000) as finished:
+        dock.run_job()
+    assert finished.args[1] == "SUCCEEDED", critical(qgis_iface)
+    with BackendClient(server.address, server.token) as c:
+        info = c.get_job(finished.args[0])
+    assert info.spec.upload_id and not info.spec.raster_path
+    res = dock.results
+    mask = res.layers["real_mask"]
+    assert Path(mask.source()).is_relative_to(Path(dock.settings.cache_dir))
+    assert isinstance(mask.renderer(), QgsPalettedRasterRenderer) and res.layers["tiles"].featureCount() == 4

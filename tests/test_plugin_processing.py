@@ -105,3 +105,15 @@ def test_algorithm_runs_inside_a_processing_model(server, provider, tmp_path):
     result = processing.run(model, {"raster": str(server.raster)})
     tiles = QgsVectorLayer(result["seg:tiles_out"], "tiles", "ogr")
     assert tiles.isValid() and tiles.featureCount() == 4
+
+
+def test_remote_flag_uploads_and_downloads(server, provider, tmp_path):
+    import processing
+
+    outside = sample_raster(tmp_path / "elsewhere", size=128, name="local_only.tif")
+    params = base_params(server, tmp_path, INPUT=str(outside), ENGINES="segment=test-bright", REMOTE=True)
+    out = processing.run("groundsynth:segment", params)
+    assert out["STATE"] == "SUCCEEDED"
+    assert Path(out["OUTPUT_DIR"]) == tmp_path / "cache" / out["JOB_ID"]
+    assert QgsVectorLayer(out["TILES"], "tiles", "ogr").featureCount() == 1
+    assert QgsRasterLayer(out["MASK"], "mask", "gdal").isValid()
