@@ -153,3 +153,25 @@ def test_generator_training_with_a_local_vgg19_perceptual_loss(export_dir, tmp_p
     with pytest.raises(InvalidArgument, match="VGG19 weights not found"):
         train_generator(GeneratorTrainConfig(str(export_dir), str(tmp_path / "g2"), vgg19=str(tmp_path / "none.pth"),
                                              ngf=4, ndf=4, z_dim=4, device="cpu"), log=lambda s: None)
+
+
+def test_segmenter_init_adapts_an_rgb_checkpoint_to_rgb_nir(tmp_path):
+    import torch
+    from transformers import SegformerConfig, SegformerForSemanticSegmentation
+
+    from backend.neural.train_segmenter import init_from
+
+    torch.manual_seed(0)
+    src = SegformerForSemanticSegmentation(SegformerConfig(num_channels=3, num_labels=5,
+                                                           **nf.TINY_SEGFORMER_CONFIG))
+    src.save_pretrained(str(tmp_path / "rgb5"))
+    labels = dict(id2label=dict(enumerate(nf.CLASS_NAMES)), num_labels=7)
+    model = init_from(tmp_path / "rgb5", 4, labels, log=lambda s: None)
+    assert model.config.num_channels == 4 and model.config.num_labels == 7
+    s, d = src.state_dict(), model.state_dict()
+    first = next(k for k in d if "patch_embeddings" in k and k.endswith("proj.weight"))
+    assert torch.equal(d[first][:, :3], s[first])                       # RGB kernels kept
+    assert torch.allclose(d[first][:, 3], s[first].mean(1))             # NIR kernel = mean of RGB
+    shared = [k for k in d if k in s and s[k].shape == d[k].shape]
+    assert len(shared) > 20 and all(torch.equal(d[k], s[k]) for k in shared)
+    assert d["decode_head.classifier.weight"].shape[0] == 7             # new 7-class head

@@ -67,12 +67,7 @@ def build_model(cfg: SegmenterTrainConfig, channels: int):
     labels = dict(id2label=dict(enumerate(CLASS_NAMES)), label2id={n: i for i, n in enumerate(CLASS_NAMES)},
                   num_labels=NUM_CLASSES)
     if cfg.init:
-        from ..engines.segformer import load_segformer
-
-        model, _, _ = load_segformer(Path(cfg.init).absolute(), "cpu", "float32")
-        if model.config.num_channels != channels:
-            raise InvalidArgument(f"--init model takes {model.config.num_channels} channels, the data "
-                                  f"{channels}", "--init")
+        model = init_from(Path(cfg.init).absolute(), channels, labels)
     else:
         extra = dict(B0)
         if cfg.model_config:
@@ -84,6 +79,51 @@ def build_model(cfg: SegmenterTrainConfig, channels: int):
     mean, std = normalisation(Path(cfg.init) if cfg.init else None, model.config, channels)
     model.config.image_mean, model.config.image_std = mean, std
     return model, mean, std
+
+
+def init_from(path: Path, channels: int, labels: dict, log: Callable[[str], None] = print):
+    """A 7-class SegFormer with `channels` inputs, initialised from a local SegFormer checkpoint
+    (e.g. ImageNet mit-b0 or an ADE20k model). Matching tensors are copied; the first patch
+    embedding is adapted when the channel count differs (RGB kernels kept, an extra NIR kernel =
+    mean of the RGB kernels); tensors that cannot match (the classifier of another label set)
+    keep their fresh initialisation."""
+    import copy
+
+    import torch
+    from transformers import SegformerForSemanticSegmentation
+
+    from .weights import check_hf_dir, load_or_fail, require
+
+    require(check_hf_dir(path))
+    src = load_or_fail(path, "SegFormer --init", lambda: SegformerForSemanticSegmentation.from_pretrained(
+        str(path), local_files_only=True))
+    conf = copy.deepcopy(src.config)
+    conf.num_channels = channels
+    for k, v in labels.items():
+        setattr(conf, k, v)
+    model = SegformerForSemanticSegmentation(conf)
+    src_sd = src.state_dict()
+    new_sd = model.state_dict()
+    first_embed = next(k for k in new_sd if "patch_embeddings" in k and k.endswith("proj.weight"))
+    fresh = []
+    with torch.no_grad():
+        for key, dst in new_sd.items():
+            old = src_sd.get(key)
+            if old is not None and old.shape == dst.shape:
+                dst.copy_(old)
+            elif old is not None and key == first_embed:
+                n = min(old.shape[1], dst.shape[1])
+                dst[:, :n] = old[:, :n]
+                if dst.shape[1] > n:
+                    dst[:, n:] = old.mean(1, keepdim=True)
+                log(f"--init: {key} adapted from {old.shape[1]} to {dst.shape[1]} input channels")
+            else:
+                fresh.append(key)
+    model.load_state_dict(new_sd)
+    if fresh:
+        log(f"--init: {len(fresh)} tensors start fresh (no match in {path}): {', '.join(fresh[:4])}"
+            f"{' ...' if len(fresh) > 4 else ''}")
+    return model
 
 
 def evaluate(model, images: np.ndarray, masks: np.ndarray, mean, std, device, batch_size: int) -> dict:
