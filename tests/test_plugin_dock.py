@@ -281,3 +281,16 @@ def test_remote_mode_uploads_the_raster_and_fetches_results(server, dock, qgis_i
     mask = res.layers["real_mask"]
     assert Path(mask.source()).is_relative_to(Path(dock.settings.cache_dir))
     assert isinstance(mask.renderer(), QgsPalettedRasterRenderer) and res.layers["tiles"].featureCount() == 4
+
+
+def test_drawing_a_rectangle_sets_the_area_in_the_canvas_crs(dock, qgis_iface):
+    canvas = qgis_iface.mapCanvas()
+    canvas.setDestinationCrs(QgsCoordinateReferenceSystem("EPSG:3857"))
+    dock.set_area_mode("extent")
+    dock.start_drawing()
+    assert canvas.mapTool() is dock.map_tool and dock.area_mode() == "rectangle"
+    dock.map_tool.extentChanged.emit(QgsRectangle(1, 2, 3, 4))
+    area = dock.current_area()
+    assert area.bbox == (1, 2, 3, 4) and area.crs_text == "EPSG:3857"
+    dock.shutdown()
+    assert canvas.mapTool() is not dock.map_tool
