@@ -34,6 +34,15 @@ def test_segformer_segments_tiles_and_marks_nodata(seg_dirs, channels):
     assert all((a == b).all() for a, b in zip(masks, again))
 
 
+def test_segformer_batches_mixed_tile_sizes(seg_dirs):
+    eng = get_engine("segment", "segformer")({"weights": str(seg_dirs[4]), "batch_size": "4"}, EngineContext())
+    small = nf.random_tiles(1, size=24, seed=2)[0]
+    tiles = nf.random_tiles(2, size=32) + [small]
+    masks = eng.segment(tiles)
+    assert [m.shape for m in masks] == [(32, 32), (32, 32), (24, 24)]
+    assert np.array_equal(masks[2], eng.segment([small])[0])
+
+
 def test_segformer_4band_model_refuses_rgb_tiles(seg_dirs):
     eng = get_engine("segment", "segformer")({"weights": str(seg_dirs[4])}, EngineContext(has_nir=False))
     with pytest.raises(FailedPrecondition, match="expects 4 bands"):

@@ -79,5 +79,10 @@ def test_spade_missing_and_corrupt_checkpoints(tmp_path, spade_dirs):
         E({"weights": str(bad)}).synthesise(nf.random_masks(1), [0])
     ok, reason = E.availability(str(tmp_path))
     assert not ok and str(tmp_path / "spade") in reason
-    with pytest.raises(FailedPrecondition, match="divisible by 16"):
-        E({"weights": str(spade_dirs[4])}).synthesise([np.zeros((40, 40), np.uint8)], [0])
+
+def test_spade_handles_mixed_and_odd_tile_sizes(spade_dirs):
+    eng = get_engine("synthesise", "spade")({"weights": str(spade_dirs[4]), "batch_size": "4"}, EngineContext())
+    m32, m40 = nf.random_masks(1, 32)[0], nf.random_masks(1, 48)[0][:40, :36]
+    out = eng.synthesise([m32, m40, m32], [1, 2, 1])
+    assert [o.shape for o in out] == [(4, 32, 32), (4, 40, 36), (4, 32, 32)]
+    assert np.array_equal(out[0], out[2])              # same mask and seed, same image

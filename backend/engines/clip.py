@@ -84,11 +84,15 @@ class ClipEncoder:
         import torch
         import torch.nn.functional as F
 
-        x = torch.from_numpy(np.stack([np.asarray(im, np.float32)[:3] for im in images]))
-        if x.shape[1] != 3:
-            raise FailedPrecondition(f"CLIP needs 3 colour bands, got {x.shape[1]}", "image")
-        if tuple(x.shape[-2:]) != tuple(self.size):
-            x = F.interpolate(x, size=self.size, mode="bicubic", align_corners=False, antialias=True).clamp(0, 1)
+        resized = []
+        for im in images:
+            t = torch.from_numpy(np.nan_to_num(np.asarray(im, np.float32)[:3]))[None]
+            if t.shape[1] != 3:
+                raise FailedPrecondition(f"CLIP needs 3 colour bands, got {t.shape[1]}", "image")
+            if tuple(t.shape[-2:]) != tuple(self.size):
+                t = F.interpolate(t, size=self.size, mode="bicubic", align_corners=False, antialias=True)
+            resized.append(t.clamp(0, 1))
+        x = torch.cat(resized)
         return ((x - self.mean) / self.std).to(self.device, self.dtype)
 
     def encode_images(self, images: Sequence[np.ndarray]) -> np.ndarray:

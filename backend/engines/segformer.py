@@ -115,28 +115,25 @@ class SegformerSegmenter(Segmenter):
         param = next(model.parameters())
         m = torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1)
         s = torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1)
-        out: list[np.ndarray] = []
-        bs = self.p["batch_size"]
-        for start in range(0, len(tiles), bs):
-            chunk = tiles[start:start + bs]
-            arrays = []
-            for t in chunk:
-                img = np.asarray(t.image, dtype=np.float32)
-                if img.shape[0] < want:
-                    raise FailedPrecondition(
-                        f"the SegFormer expects {want} bands (R, G, B, NIR) but tile {t.tile_id} has "
-                        f"{img.shape[0]}; use a 3-channel model for RGB-only rasters", "weights")
-                arrays.append(img[:want])
-            shapes = {a.shape for a in arrays}
-            if len(shapes) != 1:
-                raise FailedPrecondition(f"tiles of one batch differ in shape: {sorted(shapes)}", "tiles")
-            x = (torch.from_numpy(np.stack(arrays)) - m) / s
+        from ..neural.batching import shape_batches
+
+        arrays = []
+        for t in tiles:
+            img = np.asarray(t.image, dtype=np.float32)
+            if img.shape[0] < want:
+                raise FailedPrecondition(
+                    f"the SegFormer expects {want} bands (R, G, B, NIR) but tile {t.tile_id} has "
+                    f"{img.shape[0]}; use a 3-channel model for RGB-only rasters", "weights")
+            arrays.append(np.nan_to_num(img[:want]))
+        out: list[np.ndarray | None] = [None] * len(tiles)
+        for idx in shape_batches([a.shape for a in arrays], self.p["batch_size"]):
+            x = (torch.from_numpy(np.stack([arrays[i] for i in idx])) - m) / s
             with torch.inference_mode():
                 logits = model(pixel_values=x.to(device=param.device, dtype=param.dtype)).logits
-                logits = torch.nn.functional.interpolate(logits.float(), size=arrays[0].shape[1:],
+                logits = torch.nn.functional.interpolate(logits.float(), size=x.shape[-2:],
                                                          mode="bilinear", align_corners=False)
                 pred = logits.argmax(1).to("cpu").numpy().astype(np.uint8)
-            for t, p in zip(chunk, pred):
-                p[~np.asarray(t.valid, dtype=bool)] = NODATA
-                out.append(p)
+            for i, p in zip(idx, pred):
+                p[~np.asarray(tiles[i].valid, dtype=bool)] = NODATA
+                out[i] = p
         return out

@@ -5,6 +5,7 @@ Loads a checkpoint directory written by `python -m backend train generator`
 tile's seed draws the noise map, so variants of one mask differ and the same
 seed always gives the same image. A 4-band generator serves RGB-only jobs by
 dropping NIR; a 3-band generator refuses RGB-NIR jobs (FAILED_PRECONDITION).
+Tiles whose size is not a multiple of 16 are padded (edge replication) and cropped back.
 """
 from __future__ import annotations
 
@@ -97,21 +98,26 @@ class SpadeSynthesiser(Synthesiser):
                 f"the SPADE generator makes {gen.cfg.out_channels} bands but this job has NIR; "
                 "train a 4-band generator or run the job RGB-only (bands.nir = -1)", "weights")
         p = next(gen.parameters())
-        out: list[np.ndarray] = []
-        bs = self.p["batch_size"]
-        for start in range(0, len(masks), bs):
-            chunk = [np.asarray(m) for m in masks[start:start + bs]]
-            shapes = {m.shape for m in chunk}
-            if len(shapes) != 1:
-                raise FailedPrecondition(f"masks of one batch differ in shape: {sorted(shapes)}", "masks")
-            h, w = chunk[0].shape
-            if h % gen.factor or w % gen.factor:
-                raise FailedPrecondition(f"the SPADE generator needs tile sizes divisible by {gen.factor}, "
-                                         f"got {h}x{w}", "tile_size")
-            seg = one_hot(torch.from_numpy(np.stack(chunk))).to(p.device, p.dtype)
-            z = gen.noise(len(chunk), (h, w), seeds[start:start + bs], p.device) * self.p["noise_scale"]
+        from ..neural.batching import shape_batches
+
+        f = gen.factor
+        sizes, arrays = [], []
+        for m in masks:
+            a = np.asarray(m)
+            if a.ndim != 2:
+                raise FailedPrecondition(f"expected a 2-D class mask, got shape {a.shape}", "masks")
+            sizes.append(a.shape)
+            # the generator works on multiples of 2**num_blocks: pad by edge replication, crop after
+            a = np.pad(a, ((0, -a.shape[0] % f), (0, -a.shape[1] % f)), mode="edge")
+            arrays.append(a)
+        out: list[np.ndarray | None] = [None] * len(arrays)
+        for idx in shape_batches([a.shape for a in arrays], self.p["batch_size"]):
+            h, w = arrays[idx[0]].shape
+            seg = one_hot(torch.from_numpy(np.stack([arrays[i] for i in idx]))).to(p.device, p.dtype)
+            z = gen.noise(len(idx), (h, w), [seeds[i] for i in idx], p.device) * self.p["noise_scale"]
             with torch.inference_mode():
                 img = gen(seg, z.to(p.dtype)).float()
             img = ((img + 1) / 2).clamp(0, 1)[:, :want].cpu().numpy().astype(np.float32)
-            out.extend(img)
+            for i, im in zip(idx, img):
+                out[i] = np.ascontiguousarray(im[:, :sizes[i][0], :sizes[i][1]])
         return out

@@ -103,7 +103,7 @@ def clean_caption(text: str) -> str:
 def to_pil(image: np.ndarray):
     from PIL import Image
 
-    rgb = np.clip(np.asarray(image, np.float32)[:3] * 255 + 0.5, 0, 255).astype(np.uint8).transpose(1, 2, 0)
+    rgb = np.clip(np.nan_to_num(np.asarray(image, np.float32)[:3]) * 255 + 0.5, 0, 255).astype(np.uint8).transpose(1, 2, 0)
     return Image.fromarray(rgb)
 
 
