@@ -82,14 +82,20 @@ def test_neural_engines_through_grpc(srv):
         assert -1 <= set_metrics["separability_silhouette"] <= 1
         assert "redundancy" in set_metrics
 
-        # 4. explicit weights that do not exist: FAILED_PRECONDITION naming that path
-        missing = srv.workspace / "models" / "no-such-segformer"
-        bad = [StageConfig("segment", "segformer", {"weights": str(missing)})]
-        try:
-            events = list(c.submit(_spec(srv.raster, bad)))
-        except FailedPrecondition as exc:        # refused at submit
-            assert str(missing) in exc.message
-        else:                                    # or the job fails with that status
-            failed = [e.failed for e in events if e.HasField("failed")]
-            assert failed and failed[0].code == grpc.StatusCode.FAILED_PRECONDITION.value[0]
-            assert str(missing) in failed[0].message
+        # 4. explicit weights that are missing or corrupt: FAILED_PRECONDITION naming that path
+        missing = models / "no-such-segformer"
+        corrupt = models / "corrupt-segformer"
+        corrupt.mkdir()
+        (corrupt / "config.json").write_text('{"model_type": "segformer"')
+        (corrupt / "model.safetensors").write_bytes(b"not safetensors")
+        for path in (missing, corrupt):
+            bad = [StageConfig("segment", "segformer", {"weights": str(path)})]
+            try:
+                events = list(c.submit(_spec(srv.raster, bad)))
+            except FailedPrecondition as exc:        # refused at submit
+                message = exc.message
+            else:                                    # or the job fails with that status
+                failed = [e.failed for e in events if e.HasField("failed")]
+                assert failed and failed[0].code == grpc.StatusCode.FAILED_PRECONDITION.value[0]
+                message = failed[0].message
+            assert str(path) in message and "Traceback" not in message

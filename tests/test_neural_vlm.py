@@ -97,3 +97,14 @@ def test_chat_vlm_with_processor_vision_and_hybrid(tmp_path):
     lm = eng._model()
     text = _chat(lm.processor, "Describe it.", True)
     assert text.startswith("<image>") and "Describe it." in text
+
+
+def test_vlm_corrupt_weights_name_the_path(tmp_path):
+    bad = tmp_path / "broken"
+    bad.mkdir()
+    (bad / "config.json").write_text('{"model_type": "gpt2", "n_embd": 8')
+    (bad / "model.safetensors").write_bytes(b"\x01\x02")
+    for mode in ("text", "vision"):
+        with pytest.raises(FailedPrecondition) as err:
+            get_engine("caption", "vlm")({"weights": str(bad), "mode": mode})
+        assert str(bad) in err.value.message and "Traceback" not in err.value.message
