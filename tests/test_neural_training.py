@@ -175,3 +175,43 @@ def test_segmenter_init_adapts_an_rgb_checkpoint_to_rgb_nir(tmp_path):
     shared = [k for k in d if k in s and s[k].shape == d[k].shape]
     assert len(shared) > 20 and all(torch.equal(d[k], s[k]) for k in shared)
     assert d["decode_head.classifier.weight"].shape[0] == 7             # new 7-class head
+
+
+def test_trainers_read_a_real_export_of_a_neural_job(tmp_path, model_config, monkeypatch):
+    """pipeline (segformer + spade + composition captions + clip) -> backend.export -> both trainers."""
+    from backend.export import export_dataset
+    from backend.journal import Journal
+    from backend.neural.train_generator import GeneratorTrainConfig, train_generator
+    from backend.neural.train_segmenter import SegmenterTrainConfig, train_segmenter
+    from backend.pipeline import RunOptions, job_dir, new_job_id, run_job
+    from backend.spec import Aoi, JobSpec, StageConfig, SynthesisOptions
+    from tests.server_fixture import make_test_raster, raster_bbox
+
+    monkeypatch.delenv("GROUNDSYNTH_MODELS", raising=False)
+    ws = tmp_path / "ws"
+    raster = make_test_raster(ws / "data" / "src.tif", size=128)
+    nf.tiny_segformer(ws / "models" / "segformer")
+    nf.tiny_spade(ws / "models" / "spade")
+    nf.tiny_clip_local_dir(ws / "models" / "clip")
+    stages = [StageConfig("segment", "segformer"), StageConfig("synthesise", "spade"),
+              StageConfig("caption", "composition"),
+              StageConfig("ground", "clip", {"reference_segmenter": "segformer"})]
+    spec = JobSpec(aoi=Aoi(bbox=raster_bbox(128)), raster_path=str(raster), tile_size=32, stages=stages,
+                   synthesis=SynthesisOptions(variants=1))
+    journal = Journal(ws / "journal.sqlite")
+    job = new_job_id()
+    assert run_job(job, spec, ws, journal, lambda k, m: None, options=RunOptions(batch_size=8)) == "SUCCEEDED"
+    journal.close()
+    info = export_dataset(job_dir(ws, job), tmp_path / "export", splits=(0.6, 0.2, 0.2))
+    assert info["real"] == 16 and info["synthetic"] == 16
+
+    res = train_segmenter(SegmenterTrainConfig(str(tmp_path / "export"), str(tmp_path / "seg"), epochs=1,
+                                               batch_size=8, selection="real+synthetic", model_config=model_config,
+                                               device="cpu"), log=lambda s: None)
+    meta = json.loads((tmp_path / "seg" / "training.json").read_text())
+    assert meta["channels"] == 4 and meta["train_tiles"] == info["splits"]["train"]
+    assert res.test and 0 <= res.test["macro_f1"] <= 1
+    gen = train_generator(GeneratorTrainConfig(str(tmp_path / "export"), str(tmp_path / "gen"), epochs=1,
+                                               batch_size=8, ngf=4, ndf=4, z_dim=4, spade_hidden=8, device="cpu"),
+                          log=lambda s: None)
+    assert len(gen.g_losses) >= 1 and (tmp_path / "gen" / "generator.safetensors").is_file()
