@@ -154,6 +154,20 @@ def test_silhouette_matches_definition():
     assert silhouette(x, labels) == pytest.approx(np.mean(s))
     assert silhouette(x, labels) > 0.5                  # well-separated groups
     assert np.isnan(silhouette(x, ["real"] * len(x)))
+    # three groups, one a singleton (scores 0), against the brute-force definition
+    labels3 = ["a"] * 4 + ["b"] * 4 + ["c"]
+    s3 = []
+    for i in range(len(x)):
+        same = [j for j in range(len(x)) if labels3[j] == labels3[i] and j != i]
+        if not same:
+            s3.append(0.0)
+            continue
+        a = d[i, same].mean()
+        b = min(d[i, [j for j in range(len(x)) if labels3[j] == o]].mean() for o in "abc" if o != labels3[i])
+        s3.append((b - a) / max(a, b))
+    assert silhouette(x, labels3) == pytest.approx(np.mean(s3))
+    sub = silhouette(x, labels, max_samples=6, seed=1)
+    assert -1 <= sub <= 1 and sub == silhouette(x, labels, max_samples=6, seed=1)
 
 
 def test_clip_missing_and_corrupt_weights(tmp_path):

@@ -42,28 +42,33 @@ def clipscore(cos: np.ndarray | float) -> np.ndarray | float:
     return 100.0 * np.maximum(cos, 0.0)
 
 
-def silhouette(x: np.ndarray, labels: Sequence[Any]) -> float:
+def silhouette(x: np.ndarray, labels: Sequence[Any], max_samples: int | None = None, seed: int = 0) -> float:
     """Mean silhouette coefficient of `x` (n, d) under `labels`, Euclidean distance
-    (same definition as sklearn.metrics.silhouette_score). NaN if fewer than two
-    labels or as many labels as samples."""
+    (same definition as sklearn.metrics.silhouette_score, singletons score 0). NaN if
+    fewer than two labels or as many labels as samples. With `max_samples`, a random
+    subset of that size (fixed `seed`) is scored, like sklearn's `sample_size`."""
     x = np.asarray(x, dtype=np.float64)
     labels = np.asarray(labels)
-    uniq = np.unique(labels)
-    n = len(x)
-    if len(uniq) < 2 or len(uniq) >= n:
+    if max_samples is not None and len(x) > max_samples:
+        keep = np.sort(np.random.default_rng(seed).choice(len(x), max_samples, replace=False))
+        x, labels = x[keep], labels[keep]
+    uniq, inv = np.unique(labels, return_inverse=True)
+    n, k = len(x), len(uniq)
+    if k < 2 or k >= n:
         return float("nan")
     sq = (x * x).sum(1)
     d = np.sqrt(np.maximum(sq[:, None] + sq[None, :] - 2 * x @ x.T, 0.0))
     np.fill_diagonal(d, 0.0)
-    s = np.zeros(n)
-    for i in range(n):
-        own = labels == labels[i]
-        n_own = own.sum()
-        if n_own <= 1:
-            continue   # singleton clusters score 0
-        a = d[i, own].sum() / (n_own - 1)
-        b = min(d[i, labels == other].mean() for other in uniq if other != labels[i])
-        s[i] = (b - a) / max(a, b) if max(a, b) > 0 else 0.0
+    onehot = np.eye(k)[inv]                       # (n, k)
+    sums = d @ onehot                             # distance sums from each sample to each cluster
+    counts = onehot.sum(0)
+    own = counts[inv]
+    a = sums[np.arange(n), inv] / np.maximum(own - 1, 1)
+    means = sums / counts
+    means[np.arange(n), inv] = np.inf
+    b = means.min(1)
+    denom = np.maximum(a, b)
+    s = np.where((own > 1) & (denom > 0), (b - a) / np.where(denom > 0, denom, 1), 0.0)
     return float(s.mean())
 
 
@@ -217,6 +222,8 @@ class ClipGrounder(Grounder):
         Param("precision", "choice", "auto", "auto = fp16 on GPU, fp32 on CPU", choices=("auto", "fp32", "fp16")),
         Param("with_composition", "bool", True, "Also run ground/composition (caption claim score 'grounding', "
                                                 "fidelity_miou, redundancy, composition shift) and merge its metrics"),
+        Param("silhouette_samples", "int", 4000, "Tiles scored for real-vs-synthetic separability (a random "
+                                                 "subset when there are more)", min=10, max=100000),
         Param("reference_segmenter", "str", "spectral", "Segment engine ground/composition re-segments images "
                                                         "with (when with_composition is on)"),
     )
@@ -312,7 +319,7 @@ class ClipGrounder(Grounder):
         if ids:
             kinds = [self._embeddings[i][0] for i in ids]
             emb = np.stack([self._embeddings[i][1] for i in ids])
-            sil = silhouette(emb, kinds)
+            sil = silhouette(emb, kinds, max_samples=self.p["silhouette_samples"], seed=self.ctx.seed)
             if np.isfinite(sil):
                 summary["separability_silhouette"] = sil
         return summary
