@@ -133,3 +133,10 @@ def test_missing_report_is_not_found(tmp_path):
 
     with pytest.raises(NotFound, match="report.json"):
         read_report(tmp_path)
+
+
+def test_report_of_a_job_without_tiles(tmp_path):
+    summary = write_report(tmp_path, make_spec(), [], context())
+    assert summary == {"tiles_real": 0.0, "tiles_synthetic": 0.0, "tiles_nodata": 0.0}
+    assert read_report(tmp_path)["tiles"] == []
+    assert "No composition data" in (tmp_path / "report.html").read_text()
