@@ -311,3 +311,23 @@ def tiny_llava(dest: Path, seed: int = 0) -> Path:
                    tokenizer=tok, patch_size=16, vision_feature_select_strategy="default",
                    chat_template=LLAVA_TEMPLATE, num_additional_image_tokens=1).save_pretrained(str(dest))
     return dest
+
+
+def tiny_blip(dest: Path, seed: int = 0) -> Path:
+    """A tiny BLIP captioner (processor without a chat template; the prompt is a text prefix)."""
+    import torch
+    from transformers import BlipConfig, BlipForConditionalGeneration, BlipImageProcessor, BlipProcessor
+
+    torch.manual_seed(seed)
+    tok = tiny_tokenizer(add_eos=True)       # like BERT's [SEP], which BLIP drops from the prompt
+    cfg = BlipConfig(
+        text_config=dict(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                         num_attention_heads=2, encoder_hidden_size=32, bos_token_id=2, eos_token_id=3,
+                         pad_token_id=0, sep_token_id=3, max_position_embeddings=256),
+        vision_config=dict(image_size=32, patch_size=16, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                           num_attention_heads=2),
+        projection_dim=16)
+    BlipForConditionalGeneration(cfg).save_pretrained(str(dest))
+    BlipProcessor(image_processor=BlipImageProcessor(size={"height": 32, "width": 32}),
+                  tokenizer=tok).save_pretrained(str(dest))
+    return dest

@@ -108,3 +108,17 @@ def test_vlm_corrupt_weights_name_the_path(tmp_path):
         with pytest.raises(FailedPrecondition) as err:
             get_engine("caption", "vlm")({"weights": str(bad), "mode": mode})
         assert str(bad) in err.value.message and "Traceback" not in err.value.message
+
+
+def test_blip_style_vlm_takes_the_prompt_as_prefix_and_does_not_echo_it(tmp_path):
+    weights = nf.tiny_blip(tmp_path / "blip")
+    images, masks = _inputs(2)
+    eng = get_engine("caption", "vlm")({"weights": str(weights), "mode": "hybrid", "max_new_tokens": "6",
+                                        "forbid_percentages": "false"}, EngineContext())
+    caps = eng.caption(images, masks, [0, 1])
+    assert all(len(c) == 5 for c in caps) and any(c for cs in caps for c in cs)
+    tok = eng._model().tokenizer
+    for mask, cs in zip(masks, caps):
+        for prompt, cap in zip(prompts_for("hybrid", 5, mask), cs):
+            echoed = tok.decode(tok(prompt)["input_ids"], skip_special_tokens=True)
+            assert not cap.startswith(echoed)

@@ -169,6 +169,9 @@ def load_vlm(path: Path, mode: str, device: str, dtype_name: str) -> LoadedModel
         if tok.pad_token is None:
             tok.pad_token = tok.eos_token
         tok.padding_side = "left"
+        gc = getattr(loaded.model, "generation_config", None)
+        if gc is not None and gc.pad_token_id is None:   # set here: some models (BLIP) pass it themselves
+            gc.pad_token_id = tok.pad_token_id
         loaded.model.eval().to(device)
         return loaded
 
@@ -251,8 +254,7 @@ class VlmCaptioner(Captioner):
 
         model, tok = lm.model, lm.tokenizer
         p = next(model.parameters())
-        gen: dict[str, Any] = dict(max_new_tokens=self.p["max_new_tokens"], do_sample=False, num_beams=1,
-                                   pad_token_id=tok.pad_token_id)
+        gen: dict[str, Any] = dict(max_new_tokens=self.p["max_new_tokens"], do_sample=False, num_beams=1)
         if self.p["forbid_percentages"] and lm.bad_words():
             gen["bad_words_ids"] = lm.bad_words()
         if lm.kind == "causal":
@@ -280,5 +282,10 @@ class VlmCaptioner(Captioner):
             out = model.generate(**inputs, **gen)
         if prompt_ids is not None and out.shape[1] >= prompt_ids.shape[1] and \
                 bool((out[:, :prompt_ids.shape[1]].cpu() == prompt_ids.cpu()).all()):
-            out = out[:, prompt_ids.shape[1]:]
-        return [t.strip() for t in tok.batch_decode(out, skip_special_tokens=True)]
+            out = out[:, prompt_ids.shape[1]:]          # decoder-only models echo the prompt ids
+            prompt_ids = None
+        texts = tok.batch_decode(out, skip_special_tokens=True)
+        if prompt_ids is not None:                      # others (BLIP) echo an edited prompt: strip its text
+            echoed = tok.batch_decode(prompt_ids, skip_special_tokens=True)
+            texts = [t[len(e):] if e.strip() and t.startswith(e) else t for t, e in zip(texts, echoed)]
+        return [t.strip() for t in texts]
