@@ -122,3 +122,25 @@ def test_blip_style_vlm_takes_the_prompt_as_prefix_and_does_not_echo_it(tmp_path
         for prompt, cap in zip(prompts_for("hybrid", 5, mask), cs):
             echoed = tok.decode(tok(prompt)["input_ids"], skip_special_tokens=True)
             assert not cap.startswith(echoed)
+
+
+def test_text_mode_uses_the_tokenizer_chat_template(models, tmp_path):
+    import shutil
+
+    from transformers import AutoTokenizer
+
+    chat = tmp_path / "chat-lm"
+    shutil.copytree(models["text"], chat)
+    tok = AutoTokenizer.from_pretrained(str(chat))
+    tok.chat_template = "{% for m in messages %}user : {{ m['content'] }}{% endfor %} ( answer )"
+    tok.save_pretrained(str(chat))
+    images, masks = _inputs(2)
+    eng = get_engine("caption", "vlm")({"weights": str(chat), "mode": "text", "max_new_tokens": "6"})
+    from backend.engines.vlm import _chat, _has_chat_template
+
+    lm = eng._model()
+    assert _has_chat_template(lm.tokenizer)
+    assert _chat(lm.tokenizer, "land cover", False) == "user : land cover ( answer )"
+    caps = eng.caption(images, masks, [0, 1])
+    assert all(len(c) == 5 for c in caps) and any(c for cs in caps for c in cs)
+    assert not any(re.search(r"\d|%", c) for cs in caps for c in cs)
