@@ -128,7 +128,9 @@ def _plan_engines(spec: JobSpec, workspace: Path) -> dict[str, StagePlan]:
     for st in spec.stages:
         cls = get_engine(st.stage, st.engine)
         params = cls.parse_params(dict(st.params), field_prefix=f"stages[{st.stage}].params")
-        ok, reason = cls.availability(models_dir)
+        # An explicit `weights` param is checked by the engine itself (naming that path);
+        # availability() only speaks for the default weights location.
+        ok, reason = (True, "") if params.get("weights") else cls.availability(models_dir)
         if not ok:
             raise FailedPrecondition(f"engine {cls.name!r} is not available: {reason}", f"stages[{st.stage}].engine")
         plans[st.stage] = StagePlan(st.stage, cls, dict(st.params), params)
