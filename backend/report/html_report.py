@@ -49,7 +49,7 @@ def _figure(**kw):
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Unable to import Axes3D")
         from matplotlib.figure import Figure
-    return Figure(**kw)
+    return Figure(layout="constrained", **kw)
 
 
 def _b64(data: bytes) -> str:
@@ -61,7 +61,7 @@ def _fig_png(fig) -> str:
 
     FigureCanvasAgg(fig)
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
+    fig.savefig(buf, format="png", dpi=90)
     return f'<img class="plot" src="{_b64(buf.getvalue())}" alt="plot">'
 
 
@@ -134,7 +134,6 @@ def plot_histograms(tiles: Sequence[dict]) -> str | None:
         ax.set_title(label, fontsize=10)
         ax.set_ylabel("tiles")
         ax.legend(fontsize=8)
-    fig.tight_layout()
     return _fig_png(fig)
 
 
