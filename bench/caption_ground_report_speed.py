@@ -63,7 +63,7 @@ def main() -> None:
                 transforms.append(src.transform * Affine.translation(col, row))
         crs = src.crs
     n = len(tiles)
-    ctx = EngineContext(seed=0)
+    ctx = EngineContext(seed=0, extra={"stretch": stretch.to_dict()})   # as the pipeline passes it
     seg = get_engine("segment", reference)({}, ctx)
     t0 = time.perf_counter()
     masks = seg.segment(tiles)

@@ -249,7 +249,7 @@ def demo_run(tmp_path_factory):
                     data, valid = src.read_window(col, row, 256, 256)
                     if valid.mean() >= 0.5:
                         tiles.append(TileInput(f"r{row // 256:04d}_c{col // 256:04d}", stretch.apply(data), valid))
-        ctx = EngineContext(seed=0)
+        ctx = EngineContext(seed=0, extra={"stretch": stretch.to_dict()})   # as the pipeline passes it
         masks = get_engine("segment", reference)({}, ctx).segment(tiles)
         seeds = [derive_seed(0, t.tile_id, "caption") for t in tiles]
         caps = CompositionCaptioner({}, ctx).caption([t.image for t in tiles], masks, seeds)
