@@ -35,7 +35,7 @@ font-size:0.92em}th{background:#f0f0f0}td.num{text-align:right;font-variant-nume
 padding:10px 16px;min-width:130px}.card .v{font-size:1.5em;font-weight:600}.card .k{color:#666;font-size:0.85em}
 img.plot{max-width:100%;background:#fff;border:1px solid #ddd;border-radius:6px}
 .strip td{vertical-align:top}.strip img{width:128px;height:128px;image-rendering:pixelated;display:block;
-border:1px solid #ccc}.cap{min-width:200px;max-width:320px;font-size:0.88em}.legend span{display:inline-block;margin-right:12px}
+border:1px solid #ccc}.cap{min-width:150px;max-width:300px;font-size:0.85em}.legend span{display:inline-block;margin-right:12px}
 .sw{display:inline-block;width:12px;height:12px;border:1px solid #999;margin-right:4px;vertical-align:middle}
 .warn{background:#fff4e5;border:1px solid #f0c36d;padding:6px 10px;border-radius:6px}
 details pre{background:#fff;border:1px solid #ddd;padding:8px;overflow:auto;max-height:400px;font-size:0.8em}
@@ -199,7 +199,7 @@ def thumbnail_strip(job_dir: Path, tiles: Sequence[dict]) -> str:
     with_synth = any(t["kind"] == "synthetic" for t in best + worst)
     header = ["tile", "real image", "real mask"]
     header += ["synthetic image", "synthetic mask", "conditioning mask"] if with_synth else []
-    header += ["caption", "scores"]
+    header += ["caption"]
     out = []
     for title, group in (("Best", best), ("Worst", worst)):
         if not group:
@@ -208,8 +208,10 @@ def thumbnail_strip(job_dir: Path, tiles: Sequence[dict]) -> str:
         for t in group:
             real = by_id.get(t["source_tile_id"]) if t["kind"] == "synthetic" else t
             synth = t if t["kind"] == "synthetic" else None
-            cells = [f"<td><b>{html.escape(t['tile_id'])}</b><br>{html.escape(str(t.get('dominant_class') or ''))}"
-                     "</td>"]
+            scores = "".join(f"<br>{html.escape(k)} {_fmt(t['metrics'].get(k), 2)}" for k in
+                             ("grounding", "fidelity_miou", "resegment_agreement") if k in t["metrics"])
+            cells = [f"<td class='cap'><b>{html.escape(t['tile_id'])}</b><br>largest: "
+                     f"{html.escape(str(t.get('dominant_class') or '–'))}{scores}</td>"]
             cells.append(f"<td>{_thumb(job_dir, real and real['artefacts'].get('image'), 'image')}</td>")
             cells.append(f"<td>{_thumb(job_dir, real and real['artefacts'].get('mask'), 'mask')}</td>")
             if with_synth:
@@ -219,15 +221,13 @@ def thumbnail_strip(job_dir: Path, tiles: Sequence[dict]) -> str:
                     cells.append(f"<td>{_thumb(job_dir, rel, kind) if synth else '–'}</td>")
             caption = (t["captions"] or ["(no caption)"])[0]
             cells.append(f'<td class="cap">{html.escape(caption)}</td>')
-            scores = ", ".join(f"{k}={_fmt(t['metrics'].get(k), 2)}" for k in
-                               ("grounding", "fidelity_miou", "resegment_agreement") if k in t["metrics"])
-            cells.append(f'<td class="cap">{html.escape(scores)}</td>')
             rows.append("<tr>" + "".join(cells) + "</tr>")
         head = "".join(f"<th>{h}</th>" for h in header)
         out.append(f"<h3>{title} {len(group)} by {html.escape(key)}</h3>"
                    f'<table class="strip"><tr>{head}</tr>{"".join(rows)}</table>')
     legend = "".join(f'<span><span class="sw" style="background:{hex_color(i)}"></span>{n}</span>'
                      for i, n in enumerate(CLASS_NAMES))
+    legend += '<span><span class="sw" style="background:#000"></span>nodata</span>'
     return f'<p class="legend">{legend}</p>' + "".join(out)
 
 
