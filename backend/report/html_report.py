@@ -42,14 +42,18 @@ details pre{background:#fff;border:1px solid #ddd;padding:8px;overflow:auto;max-
 """
 
 
-def _figure(**kw):
-    """A matplotlib Figure (Agg); imported here, quietly (a system/pip matplotlib mix warns about Axes3D)."""
+def _figure(figsize: tuple[float, float], panels: int = 1):
+    """A matplotlib Figure (Agg) with fixed margins (no layout engine: one draw per figure keeps the
+    report fast). Imported here, quietly (a system/pip matplotlib mix warns about Axes3D)."""
     import warnings
 
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Unable to import Axes3D")
         from matplotlib.figure import Figure
-    return Figure(layout="constrained", **kw)
+    fig = Figure(figsize=figsize)
+    fig.subplots_adjust(left=0.75 / figsize[0], right=1 - 0.15 / figsize[0], bottom=0.14, top=0.88,
+                        wspace=0.3 if panels > 1 else 0.2)
+    return fig
 
 
 def _b64(data: bytes) -> str:
@@ -87,7 +91,7 @@ def plot_composition(shift: dict) -> str | None:
     real, synth = shift.get("real"), shift.get("synthetic")
     if not real and not synth:
         return None
-    fig = _figure(figsize=(8, 3.2))
+    fig = _figure((8, 3.2))
     ax = fig.add_subplot()
     x = np.arange(len(CLASS_NAMES))
     colours = [hex_color(i) for i in range(len(CLASS_NAMES))]
@@ -124,7 +128,7 @@ def plot_histograms(tiles: Sequence[dict]) -> str | None:
             panels.append((key, label, rng, groups))
     if not panels:
         return None
-    fig = _figure(figsize=(4 * len(panels), 3))
+    fig = _figure((4 * len(panels), 3), len(panels))
     for i, (key, label, rng, groups) in enumerate(panels):
         ax = fig.add_subplot(1, len(panels), i + 1)
         bins = np.linspace(rng[0], rng[1], 21)
@@ -142,7 +146,7 @@ def plot_per_class(dists: dict, title: str, ylabel: str, scale: float = 1.0) -> 
     names = [n for n in CLASS_NAMES if dists.get(n, {}).get("n")]
     if not names:
         return None
-    fig = _figure(figsize=(8, 3))
+    fig = _figure((8, 3))
     ax = fig.add_subplot()
     x = np.arange(len(CLASS_NAMES))       # every class on the axis; classes without data stay empty
     idx = [CLASS_NAMES.index(n) for n in names]
@@ -195,6 +199,10 @@ def thumbnail_strip(job_dir: Path, tiles: Sequence[dict]) -> str:
     key, best, worst = pick_strip(tiles)
     if not best:
         return "<p>No scored tiles to show.</p>"
+
+    def thumb(rel, kind):
+        return _thumb(job_dir, rel, kind)
+
     by_id = {t["tile_id"]: t for t in tiles}
     with_synth = any(t["kind"] == "synthetic" for t in best + worst)
     header = ["tile", "real image", "real mask"]
@@ -212,13 +220,13 @@ def thumbnail_strip(job_dir: Path, tiles: Sequence[dict]) -> str:
                              ("grounding", "fidelity_miou", "resegment_agreement") if k in t["metrics"])
             cells = [f"<td class='cap'><b>{html.escape(t['tile_id'])}</b><br>largest: "
                      f"{html.escape(str(t.get('dominant_class') or '–'))}{scores}</td>"]
-            cells.append(f"<td>{_thumb(job_dir, real and real['artefacts'].get('image'), 'image')}</td>")
-            cells.append(f"<td>{_thumb(job_dir, real and real['artefacts'].get('mask'), 'mask')}</td>")
+            cells.append(f"<td>{thumb(real and real['artefacts'].get('image'), 'image')}</td>")
+            cells.append(f"<td>{thumb(real and real['artefacts'].get('mask'), 'mask')}</td>")
             if with_synth:
                 for rel, kind in ((synth and synth["artefacts"].get("image"), "image"),
                                   (synth and synth["artefacts"].get("mask"), "mask"),
                                   (synth and synth["artefacts"].get("cond_mask"), "mask")):
-                    cells.append(f"<td>{_thumb(job_dir, rel, kind) if synth else '–'}</td>")
+                    cells.append(f"<td>{thumb(rel, kind) if synth else '–'}</td>")
             caption = (t["captions"] or ["(no caption)"])[0]
             cells.append(f'<td class="cap">{html.escape(caption)}</td>')
             rows.append("<tr>" + "".join(cells) + "</tr>")
@@ -273,7 +281,7 @@ def render_html(doc: dict, job_dir: str | Path) -> str:
         parts.append("<h2>Engines</h2>" + _table(["stage", "engine", "parameters"], rows))
     timings = doc.get("timings") or {}
     if timings:
-        parts.append("<h3>Timings (s)</h3>" + _table(list(timings), [[float(v) for v in timings.values()]]))
+        parts.append("<h3>Timings</h3>" + _table(["step", "seconds"], [(k, float(v)) for k, v in timings.items()]))
 
     parts.append("<h2>Class composition</h2>")
     shift = sm.get("composition_shift") or {}
