@@ -152,12 +152,14 @@ def style_tiles(layer: QgsVectorLayer, score: str | None = None, classes: list[L
     renderer.setSourceSymbol(symbol)
     renderer.setSourceColorRamp(ramp)
     renderer.setClassificationMethod(QgsClassificationQuantile())
-    renderer.updateClasses(layer, n_classes)
+    distinct = {v for v in layer.uniqueValues(layer.fields().indexOf(score)) if isinstance(v, (int, float)) and v == v}
+    renderer.updateClasses(layer, max(1, min(n_classes, len(distinct))))
     renderer.updateColorRamp(ramp)
-    if len(renderer.ranges()) == 1:     # every tile has the same score: show it as the top of the ramp
-        only = renderer.ranges()[0].symbol().clone()
-        only.setColor(ramp.color(1.0))
-        renderer.updateRangeSymbol(0, only)
+    if len(distinct) <= 1:      # every tile has the same score: one class, shown as the top of the ramp
+        for i, rng in enumerate(renderer.ranges()):
+            only = rng.symbol().clone()
+            only.setColor(ramp.color(1.0))
+            renderer.updateRangeSymbol(i, only)
     for i, rng in enumerate(renderer.ranges()):
         # a light wash of the class colour and a strong outline: the imagery stays readable underneath
         sym = rng.symbol().clone()

@@ -123,6 +123,21 @@ def test_tiles_style_is_graduated_by_the_chosen_score_with_a_map_tip(qgis_new_pr
     assert '"caption_1"' in tip and "pct_crop" in tip and '"grounding"' in tip
     styling.style_tiles(layer, "grounding")
     assert layer.renderer().classAttribute() == "grounding"
+    assert len(layer.renderer().ranges()) == 2                                    # at most one class per distinct score
+    reds = [r.symbol().symbolLayer(0).strokeColor().red() for r in layer.renderer().ranges()]
+    assert reds[0] > reds[1]                                                      # low = red end of the ramp
+
+
+def test_tiles_style_with_one_score_value_is_one_class(qgis_new_project, job_dir, tmp_path):
+    write_tiles_gpkg(tmp_path / "tiles.gpkg", job_dir["bounds"], job_dir["crs"])
+    layer = QgsVectorLayer(f"{tmp_path / 'tiles.gpkg'}|layername=tiles", "tiles", "ogr")
+    layer.startEditing()
+    for f in layer.getFeatures():
+        layer.changeAttributeValue(f.id(), layer.fields().indexOf("grounding"), 100.0)
+    assert layer.commitChanges()
+    r = styling.style_tiles(layer, "grounding")
+    assert len(r.ranges()) == 1
+    assert r.ranges()[0].symbol().symbolLayer(0).strokeColor().name() == "#1a9641"     # the "good" end
 
 
 # ------------------------------------------------------------------ results from a fake stream
