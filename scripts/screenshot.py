@@ -74,10 +74,36 @@ def render(layers, extent, crs, size):
     return job.renderedImage()
 
 
+def draw_map_tip(image, tiles, width: int = 330) -> None:
+    """Paint the tile layer's map tip for its first real tile into the panel's lower-left corner."""
+    from qgis.core import QgsExpression, QgsExpressionContext, QgsExpressionContextUtils
+    from qgis.PyQt.QtCore import QRectF
+    from qgis.PyQt.QtGui import QColor, QPainter, QPen, QTextDocument
+
+    feature = next((f for f in tiles.getFeatures() if f["kind"] == "real"), None)
+    if feature is None:
+        return
+    ctx = QgsExpressionContext(QgsExpressionContextUtils.globalProjectLayerScopes(tiles))
+    ctx.setFeature(feature)
+    doc = QTextDocument()
+    doc.setHtml(QgsExpression.replaceExpressionText(tiles.mapTipTemplate(), ctx))
+    doc.setTextWidth(width)
+    h = doc.size().height()
+    p = QPainter(image)
+    p.setRenderHint(QPainter.Antialiasing)
+    x, y = 12, image.height() - h - 12
+    p.setPen(QPen(QColor(90, 90, 90), 1))
+    p.setBrush(QColor(255, 255, 255, 235))
+    p.drawRoundedRect(QRectF(x - 4, y - 4, width + 8, h + 8), 6, 6)
+    p.translate(x, y)
+    doc.drawContents(p)
+    p.end()
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default=str(ROOT / "docs" / "screenshot.png"))
-    ap.add_argument("--tiles", type=int, default=3, help="AOI is tiles x tiles tiles of the scene")
+    ap.add_argument("--tiles", type=int, default=4, help="AOI is tiles x tiles tiles of the scene")
     ap.add_argument("--tile-size", type=int, default=256)
     ap.add_argument("--variants", type=int, default=1)
     ap.add_argument("--workspace", help="backend workspace (default: a temporary folder)")
@@ -177,8 +203,9 @@ def main(argv=None) -> int:
         crs = layer.crs()
         extent = rect.buffered(side * 0.02)
         tiles = res.layers["tiles"]
-        panels = [("Real image + tile grid (colour: grounding)", render([tiles, res.layers["real_image"]], extent,
-                                                                      crs, panel)),
+        first = render([tiles, res.layers["real_image"]], extent, crs, panel)
+        draw_map_tip(first, tiles)
+        panels = [("Real image + tile grid (colour: grounding) + map tip", first),
                   ("Land-cover mask (segment)", render([res.layers["real_mask"]], extent, crs, panel))]
         if "synthetic_image_v1" in res.layers:
             panels.append(("Synthetic image, variant 1 (synthesise)",
