@@ -1,0 +1,155 @@
+"""synthesise/exemplar: fidelity under the spectral segmenter on the demo scene, seeds, seams, bad inputs."""
+import numpy as np
+import pytest
+import rasterio
+
+from backend.engines import get_engine
+from backend.engines.base import EngineContext
+from backend.engines.exemplar import Exemplar
+from backend.engines.spectral import Spectral
+from backend.errors import FailedPrecondition, InvalidArgument
+from backend.palette import NODATA
+
+TREE, SHRUB, GRASS, CROP, BUILT, BARREN, WATER = range(7)
+T = 256
+MIXED = [3, 8, 17, 22, 30]          # farmland, villages, river, coast (indices into the 7 x 7 tile grid)
+
+
+def miou(a, b):
+    ok = (a != NODATA) & (b != NODATA)
+    ious = []
+    for c in range(7):
+        A, B = (a == c) & ok, (b == c) & ok
+        if A.any() or B.any():
+            ious.append((A & B).sum() / (A | B).sum())
+    return float(np.mean(ious))
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    from backend.demo_data import demo_raster
+    from backend.raster_io import Stretch
+
+    with rasterio.open(demo_raster(tmp_path_factory.mktemp("demo"))) as ds:
+        raw = ds.read().astype(np.float32)
+    valid = (raw > 0).all(0)
+    stretch = Stretch.from_sample(raw[:, ::4, ::4], valid[::4, ::4])
+    img = stretch.apply(raw)
+    ctx = EngineContext(seed=7, extra={"stretch": stretch.to_dict()})
+    seg = Spectral({}, ctx)
+    pos = [(y, x) for y in range(0, 7 * T, T) for x in range(0, 7 * T, T)]
+    images = [img[:, y:y + T, x:x + T] for y, x in pos]
+    valids = [valid[y:y + T, x:x + T] for y, x in pos]
+    masks = [seg.classify(i, v) for i, v in zip(images, valids)]
+    ex = Exemplar({}, ctx)
+    ex.fit(images, masks, valids)
+    return seg, ex, images, masks
+
+
+def test_is_the_default_synthesiser():
+    assert get_engine("synthesise", "") is Exemplar
+
+
+def test_demo_fidelity_under_spectral_segmenter(demo):
+    seg, ex, images, masks = demo
+    conds = [masks[i] for i in MIXED]
+    syn = ex.synthesise(conds, [11] * len(conds))
+    ones = np.ones((T, T), bool)
+    scores = [miou(c, seg.classify(s, ones)) for c, s in zip(conds, syn)]
+    assert np.mean(scores) >= 0.6, scores
+    for s in syn:
+        assert s.shape == (4, T, T) and s.dtype == np.float32 and 0 <= s.min() and s.max() <= 1
+
+
+def test_seeds_reproducible_and_visibly_different(demo):
+    _, ex, _, masks = demo
+    a, b = ex.synthesise([masks[8], masks[8]], [1, 2])
+    assert (ex.synthesise([masks[8]], [1])[0] == a).all()
+    assert np.abs(a - b).mean() > 0.04
+
+
+def test_synthetic_texture_comes_from_the_class(demo):
+    """A mask of one class gives an image whose pixels look like that class's real pixels."""
+    seg, ex, _, _ = demo
+    for k in (TREE, CROP, WATER):
+        img = ex.synthesise([np.full((T, T), k, np.uint8)], [3])[0]
+        patch_means = ex.pools[k].mean(axis=(2, 3))        # (n, C): real patches of class k
+        mean = img.mean(axis=(1, 2))
+        assert ((mean >= patch_means.min(0)) & (mean <= patch_means.max(0))).all()
+        assert (seg.classify(img, np.ones((T, T), bool)) == k).mean() > 0.8
+
+
+def _grid_spike(img, stride):
+    """Power of the column / row mean-gradient profile at the patch stride, relative to nearby frequencies."""
+    ratios = []
+    for axis in (1, 2):
+        prof = np.abs(np.diff(img.mean(axis=0), axis=axis - 1)).mean(axis=2 - axis)
+        spec = np.abs(np.fft.rfft(prof - prof.mean()))
+        f = len(prof) / stride
+        lo, hi = int(np.floor(f)), int(np.ceil(f))
+        peak = spec[lo:hi + 1].max()
+        around = np.r_[spec[max(1, lo - 8):lo - 1], spec[hi + 2:hi + 10]]
+        ratios.append(peak / np.median(around))
+    return max(ratios)
+
+
+def test_no_visible_patch_grid(demo):
+    _, ex, _, _ = demo
+    stride = ex.p["patch_size"] - ex.p["overlap"]
+    for k in (CROP, WATER, TREE):
+        img = ex.synthesise([np.full((T, T), k, np.uint8)], [5])[0]
+        assert _grid_spike(img, stride) < 4.0, k
+    # the check does catch a grid: a naive tiling of one patch per cell with a hard seam
+    naive = np.zeros((4, T, T), np.float32)
+    pool = ex.pools[CROP]
+    for i, y in enumerate(range(0, T, stride)):
+        for j, x in enumerate(range(0, T, stride)):
+            p = pool[(i * 7 + j * 3) % len(pool)]
+            naive[:, y:y + stride, x:x + stride] = p[:, :min(stride, T - y), :min(stride, T - x)]
+    assert _grid_spike(naive, stride) > 4.0
+
+
+def test_class_absent_from_aoi_fails_naming_it():
+    probe = Exemplar({}, EngineContext())
+    probe.fit([np.random.default_rng(0).random((4, 64, 64), dtype=np.float32)], [np.full((64, 64), CROP, np.uint8)],
+              [np.ones((64, 64), bool)])
+    with pytest.raises(FailedPrecondition, match="Water is absent from the AOI"):
+        probe.synthesise([np.full((64, 64), WATER, np.uint8)], [1])
+
+
+def test_empty_mask_gives_all_nodata_zero_image(demo):
+    _, ex, _, _ = demo
+    out = ex.synthesise([np.full((T, T), NODATA, np.uint8)], [1])[0]
+    assert out.shape == (4, T, T) and not out.any()
+
+
+def test_nodata_pixels_of_the_mask_stay_zero(demo):
+    _, ex, _, masks = demo
+    m = masks[3].copy()
+    m[:, :50] = NODATA
+    out = ex.synthesise([m], [1])[0]
+    assert not out[:, :, :50].any() and out[:, :, 60:].mean() > 0.05
+
+
+def test_all_nodata_aoi_has_no_texture():
+    ex = Exemplar({}, EngineContext())
+    ex.fit([np.zeros((4, 64, 64), np.float32)], [np.full((64, 64), NODATA, np.uint8)], [np.zeros((64, 64), bool)])
+    with pytest.raises(FailedPrecondition, match="no texture"):
+        ex.synthesise([np.full((64, 64), CROP, np.uint8)], [1])
+
+
+def test_three_band_rgb_job(demo):
+    _, _, images, masks = demo
+    ex = Exemplar({}, EngineContext(has_nir=False))
+    ex.fit([i[:3] for i in images[:10]], masks[:10], [np.ones((T, T), bool)] * 10)
+    out = ex.synthesise([masks[3]], [1])[0]
+    assert out.shape == (3, T, T)
+    with pytest.raises(InvalidArgument, match="3 or 4"):
+        ex.fit([images[0][:2]], [masks[0]], [np.ones((T, T), bool)])
+
+
+def test_bad_params_are_invalid():
+    with pytest.raises(InvalidArgument, match="overlap"):
+        Exemplar({"patch_size": 16, "overlap": 8})
+    with pytest.raises(InvalidArgument, match="masks and"):
+        Exemplar().synthesise([np.zeros((8, 8), np.uint8)], [1, 2])
