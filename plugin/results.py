@@ -161,6 +161,9 @@ class JobResults(QObject):
                 raise RuntimeError(f"cannot open layer {kind} at {path}")
             if "mask" in kind or kind == "labels":
                 styling.style_mask(layer, self.classes)
+            elif kind.startswith("synthetic") and "real_image" in self.layers:
+                # the real image's stretch, so synthetic brightness compares with the real tiles
+                styling.style_image(layer, limits=styling.image_limits(self.layers["real_image"]))
             else:
                 styling.style_image(layer)
         self._insert(kind, layer)

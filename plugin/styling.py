@@ -74,7 +74,18 @@ def style_mask(layer: QgsRasterLayer, classes: list[LandCoverClass] | None = Non
 
 
 # ------------------------------------------------------------------ images
-def style_image(layer: QgsRasterLayer, cut: tuple[float, float] = (0.02, 0.98)) -> QgsMultiBandColorRenderer:
+def image_limits(layer: QgsRasterLayer) -> list[tuple[float, float]]:
+    """(min, max) of the red, green and blue contrast enhancements of a styled image layer."""
+    r = layer.renderer()
+    return [(ce.minimumValue(), ce.maximumValue()) for ce in (r.redContrastEnhancement(),
+                                                              r.greenContrastEnhancement(),
+                                                              r.blueContrastEnhancement()) if ce is not None]
+
+
+def style_image(layer: QgsRasterLayer, cut: tuple[float, float] = (0.02, 0.98),
+                limits: list[tuple[float, float]] | None = None) -> QgsMultiBandColorRenderer:
+    """RGB on bands 1-3 stretched to the 2-98 % cumulative cut, or to given per-band `limits` (so that
+    synthetic images share the real image's stretch and stay comparable)."""
     provider = layer.dataProvider()
     renderer = QgsMultiBandColorRenderer(provider, 1, 2, 3)
     extent = layer.extent()
@@ -84,7 +95,10 @@ def style_image(layer: QgsRasterLayer, cut: tuple[float, float] = (0.02, 0.98)) 
             continue
         ce = QgsContrastEnhancement(provider.dataType(band))
         ce.setContrastEnhancementAlgorithm(QgsContrastEnhancement.StretchToMinimumMaximum, True)
-        lo, hi = provider.cumulativeCut(band, cut[0], cut[1], extent, 250_000)
+        if limits is not None and band <= len(limits):
+            lo, hi = limits[band - 1]
+        else:
+            lo, hi = provider.cumulativeCut(band, cut[0], cut[1], extent, 250_000)
         if not hi > lo:
             stats = provider.bandStatistics(band, QgsRasterBandStats.Min | QgsRasterBandStats.Max, extent, 250_000)
             lo, hi = stats.minimumValue, stats.maximumValue
@@ -92,7 +106,7 @@ def style_image(layer: QgsRasterLayer, cut: tuple[float, float] = (0.02, 0.98)) 
         ce.setMaximumValue(hi if hi > lo else lo + 1)
         setter(ce)
     origin = QgsRasterMinMaxOrigin()
-    origin.setLimits(QgsRasterMinMaxOrigin.CumulativeCut)
+    origin.setLimits(QgsRasterMinMaxOrigin.None_ if limits is not None else QgsRasterMinMaxOrigin.CumulativeCut)
     origin.setCumulativeCutLower(cut[0])
     origin.setCumulativeCutUpper(cut[1])
     renderer.setMinMaxOrigin(origin)
@@ -126,7 +140,8 @@ def map_tip_html(classes: list[LandCoverClass] | None = None, layer: QgsVectorLa
     scores = []
     if layer is not None:
         for s in score_fields(layer, classes):
-            scores.append(f'{s}: [% format_number("{s}", 2) %]<br>')
+            scores.append(f'[% CASE WHEN "{s}" IS NOT NULL THEN \'{s}: \' || format_number("{s}", 2) '
+                          f'|| \'<br>\' ELSE \'\' END %]')
     caption = '[% "caption_1" %]' if names is None or "caption_1" in names else ""
     return (
         '<div style="max-width:360px"><b>[% "tile_id" %]</b> ([% "kind" %])<br>'

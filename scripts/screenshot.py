@@ -221,7 +221,7 @@ def main(argv=None) -> int:
         for _ in range(10):
             app.processEvents()
         dock_img = body.grab().toImage()
-        margin, header, legend_h = 16, 34, 36
+        margin, header, legend_h = 16, 34, 60
         grid_w = 2 * panel + 3 * margin
         grid_h = 2 * (header + panel) + 2 * margin + legend_h
         if dock_img.height() > grid_h:
@@ -251,8 +251,9 @@ def main(argv=None) -> int:
             p.setPen(QColor(30, 30, 30))
             p.drawText(QRect(lx + 22, ly, 120, 24), Qt.AlignLeft | Qt.AlignVCenter, c.name)
             lx += 110
-        p.drawText(QRect(lx + 10, ly, grid_w - lx - 10, 24), Qt.AlignLeft | Qt.AlignVCenter,
-                   f"job {res.job_id} | engines: " + ", ".join(f"{k}={v}" for k, v in chosen.items()))
+        p.drawText(QRect(margin, ly + 26, grid_w - margin, 24), Qt.AlignLeft | Qt.AlignVCenter,
+                   f"job {res.job_id} ({args.tiles} x {args.tiles} tiles of {args.tile_size} px, Sentinel-2 demo) | "
+                   "engines: " + ", ".join(f"{k}={v}" for k, v in chosen.items()))
         p.drawImage(grid_w, margin, dock_img)
         p.end()
         dest = Path(args.out)

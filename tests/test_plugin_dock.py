@@ -107,6 +107,9 @@ def test_dock_runs_a_job_and_lands_styled_layers(server, dock, qgis_iface, qtbot
         assert [(c.value, c.color.name(), c.label) for c in r.classes()] == want
     for kind in ("real_image", "synthetic_image_v1"):
         assert isinstance(res.layers[kind].renderer(), QgsMultiBandColorRenderer), kind
+    # one stretch for the job: synthetic images use the real image's limits
+    from plugin.styling import image_limits
+    assert image_limits(res.layers["synthetic_image_v1"]) == image_limits(res.layers["real_image"])
     tiles = res.layers["tiles"]
     assert isinstance(tiles.renderer(), QgsGraduatedSymbolRenderer)
     assert tiles.renderer().classAttribute() == "grounding"
