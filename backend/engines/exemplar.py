@@ -11,16 +11,17 @@ fit (once per job, on the AOI's real tiles):
   random sample of at most `pool_size` per class is kept (bounded memory).
 
 synthesise (per target mask, per seed):
-  For every class in the mask a full texture layer is quilted on a grid with a
-  random offset: patches overlap by `overlap` px; each new patch is the best
+  For every class in the mask a texture layer is quilted on a grid with a
+  random phase: patches overlap by `overlap` px; each new patch is the best
   of `candidates` random pool patches by squared difference on the overlap
   with what is already placed (image quilting, Efros & Freeman 2001, without
-  the min-cut). Overlaps are blended with feathered (linear ramp) weights, and
-  the blend is variance-preserving (deviation from the class mean divided by
-  the root of the summed squared weights) so blended seams keep the texture's
-  contrast: no periodic soft band, no visible grid. Cells not near the class
-  are skipped. Classes are then composited with soft edges (one-hot mask
-  blurred by `edge_sigma`).
+  the min-cut) and is painted over its left/top neighbours along an irregular
+  seam curve (smoothed random walk inside the overlap, ~1 px soft edge), so
+  there are no straight seams and no visible grid. Cells away from the class
+  are skipped. Connected regions smaller than `small_region` px (roads, single
+  buildings) are filled with real pixels of the class drawn at random. Classes
+  are composited with soft edges (one-hot mask blurred by `edge_sigma`; small
+  regions keep hard edges).
 
 Fallbacks: a class in the target mask with no pixels in the AOI raises
 FailedPrecondition naming the class (the AOI has no real texture for it; boost
@@ -54,9 +55,9 @@ class Exemplar(Synthesiser):
         Param("pool_size", "int", 256, "at most this many patches kept per class (memory bound)", 8, 4096),
         Param("min_purity", "float", 0.6, "share of a patch's own pixels that must be the class to enter the pool",
               0.05, 1.0),
-        Param("small_region", "int", 400, "connected regions smaller than this (px) are filled with real pixels "
+        Param("small_region", "int", 150, "connected regions smaller than this (px) are filled with real pixels "
               "of the class drawn at random instead of quilted patches (roads, single buildings)", 0, 100000),
-        Param("edge_sigma", "float", 0.8, "Gaussian sigma (px) softening the edges between classes", 0.0, 8.0),
+        Param("edge_sigma", "float", 0.5, "Gaussian sigma (px) softening the edges between classes", 0.0, 8.0),
     )
 
     def __init__(self, params=None, ctx=None):
@@ -187,7 +188,7 @@ class Exemplar(Synthesiser):
             if reach:
                 region = ndimage.binary_dilation(mask == k, iterations=reach) | region
             small = smalls[k]
-            if small.all() or not (region & ~small).any():
+            if not (region & ~small).any():      # only small regions: no quilted layer needed
                 tex = np.broadcast_to(self.means[k][:, None, None], (C, H, W)).copy()
             else:
                 tex = self._quilt(k, region, rng, seams)
@@ -198,7 +199,7 @@ class Exemplar(Synthesiser):
         out[:, mask == NODATA] = 0.0
         return np.clip(out, 0.0, 1.0)
 
-    def _seams(self, rng: np.random.Generator, n: int = 16) -> np.ndarray:
+    def _seams(self, rng: np.random.Generator, n: int = 16) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """n paint-over weights (P, P) for a patch laid over its left and top neighbours: 0 on the far side
         of an irregular seam curve inside the overlap, 1 past it, with a ~1 px soft transition."""
         from scipy import ndimage
@@ -230,10 +231,8 @@ class Exemplar(Synthesiser):
         padded[P:P + H, P:P + W] = region
         K = min(self.p["candidates"], n)
         for y0 in range(P - oy - S, P + H, S):
-            row_start = True
             for x0 in range(P - ox - S, P + W, S):
                 if not padded[y0:y0 + P, x0:x0 + P].any():
-                    row_start = True
                     continue
                 idx = rng.integers(0, n, K)
                 seen = filled[y0:y0 + P, x0:x0 + P]
