@@ -74,6 +74,12 @@ def test_invalid_pixels_are_nodata_and_majority_filter_removes_speckle():
     assert (majority_filter(raw, np.ones_like(raw, bool), 3) == 0).all()
 
 
+def test_all_nodata_tile_is_all_nodata():
+    img = np.zeros((4, 32, 32), np.float32)
+    mask = _engine().classify(img, np.zeros((32, 32), bool))
+    assert mask.dtype == np.uint8 and (mask == NODATA).all()
+
+
 def test_rgb_only_fallback_still_separates_water_and_vegetation():
     valid = np.ones((16, 16), bool)
     eng = Spectral({"smoothing": 1}, EngineContext(has_nir=False, extra={"stretch": {"low": [0] * 3, "high": [10000] * 3}}))
