@@ -97,16 +97,20 @@ def test_no_visible_patch_grid(demo):
     _, ex, _, _ = demo
     stride = ex.p["patch_size"] - ex.p["overlap"]
     for k in (CROP, WATER, TREE):
-        img = ex.synthesise([np.full((T, T), k, np.uint8)], [5])[0]
-        assert _grid_spike(img, stride) < 4.0, k
-    # the check does catch a grid: a naive tiling of one patch per cell with a hard seam
-    naive = np.zeros((4, T, T), np.float32)
+        imgs = ex.synthesise([np.full((T, T), k, np.uint8)] * 4, [0, 1, 2, 3])
+        assert np.mean([_grid_spike(img, stride) for img in imgs]) < 3.0, k
+    # the check does catch a grid: the same pool, naively tiled one patch per cell with hard seams
+    rng = np.random.default_rng(0)
     pool = ex.pools[CROP]
-    for i, y in enumerate(range(0, T, stride)):
-        for j, x in enumerate(range(0, T, stride)):
-            p = pool[(i * 7 + j * 3) % len(pool)]
-            naive[:, y:y + stride, x:x + stride] = p[:, :min(stride, T - y), :min(stride, T - x)]
-    assert _grid_spike(naive, stride) > 4.0
+    spikes = []
+    for _ in range(4):
+        naive = np.zeros((4, T, T), np.float32)
+        for y in range(0, T, stride):
+            for x in range(0, T, stride):
+                p = pool[rng.integers(len(pool))]
+                naive[:, y:y + stride, x:x + stride] = p[:, :min(stride, T - y), :min(stride, T - x)]
+        spikes.append(_grid_spike(naive, stride))
+    assert np.mean(spikes) > 5.0
 
 
 def test_class_absent_from_aoi_fails_naming_it():

@@ -11,8 +11,8 @@ fit (once per job, on the AOI's real tiles):
   random sample of at most `pool_size` per class is kept (bounded memory).
 
 synthesise (per target mask, per seed):
-  For every class in the mask a texture layer is quilted on a grid with a
-  random phase: patches overlap by `overlap` px; each new patch is the best
+  For every class in the mask a texture layer is quilted on a jittered grid
+  (random phase, steps drawn from stride +- overlap/2): patches overlap by about `overlap` px; each new patch is the best
   of `candidates` random pool patches by squared difference on the overlap
   with what is already placed (image quilting, Efros & Freeman 2001, without
   the min-cut) and is painted over its left/top neighbours along an irregular
@@ -230,8 +230,18 @@ class Exemplar(Synthesiser):
         padded = np.zeros((H + 2 * P, W + 2 * P), bool)
         padded[P:P + H, P:P + W] = region
         K = min(self.p["candidates"], n)
-        for y0 in range(P - oy - S, P + H, S):
-            for x0 in range(P - ox - S, P + W, S):
+        jit = max(1, O // 2)      # jittered steps: seams are not periodic (no grid line spectrum)
+
+        def positions(start: int, stop: int) -> list[int]:
+            out = [start]
+            while True:
+                nxt = out[-1] + int(rng.integers(S - jit, S + jit + 1))
+                if nxt >= stop:
+                    return out
+                out.append(nxt)
+
+        for y0 in positions(P - oy - S, P + H):
+            for x0 in positions(P - ox - S, P + W):
                 if not padded[y0:y0 + P, x0:x0 + P].any():
                     continue
                 idx = rng.integers(0, n, K)
