@@ -271,3 +271,66 @@ def test_run_command_resumes_a_job_by_id(source, tmp_path, capsys):
     journal.close()
     assert main(["run", "--workspace", str(tmp_path), "--job-id", "nope"]) == 2
     assert "unknown job 'nope'" in capsys.readouterr().err
+
+
+def test_default_engines_end_to_end_on_a_demo_crop(tmp_path_factory):
+    """The real default engines (segment/spectral, synthesise/exemplar, caption/composition,
+    ground/composition) on a 2 x 2 tile crop of the Sentinel-2 demo scene, by the coast."""
+    from backend.demo_data import demo_raster
+    from backend.engines import default_engine
+
+    root = tmp_path_factory.mktemp("demo-crop")
+    raster = demo_raster(root / "data")
+    spec = JobSpec(aoi=Aoi(bbox=px_bbox(768, 512, 1024, 768)), raster_path=str(raster), tile_size=128,
+                   synthesis=SynthesisOptions(variants=1), seed=1)
+    journal = Journal(root / "journal.sqlite")
+    ev = Events()
+    assert run_job("demo", spec, root, journal, ev, lambda: False) == "SUCCEEDED"
+    real = journal.tiles("demo", "real")
+    syn = journal.tiles("demo", "synthetic")
+    assert len(real) == 4 and len(syn) == 4 and not any(r.nodata for r in real)
+    for stage in ("segment", "synthesise", "caption", "ground"):
+        assert {r.attributes[f"engine_{stage}"] for r in real + syn} == {default_engine(stage).name}
+    for r in real + syn:
+        assert len(r.captions) == 5 and "grounding" in r.metrics
+        assert sum(r.composition) == pytest.approx(1)
+    # the crop spans farmland and the lagoon: water and vegetation are both found
+    shares = np.mean([r.composition for r in real], axis=0)
+    assert shares[CLASS_NAMES.index("Water")] > 0.05
+    assert shares[CLASS_NAMES.index("Tree")] + shares[CLASS_NAMES.index("Crop")] + \
+        shares[CLASS_NAMES.index("Grass")] > 0.05
+    report = ev.of("report")[0]
+    assert report.summary["tiles_real"] == 4 and "grounding_mean" in report.summary
+    journal.close()
+
+
+def test_label_raster_in_another_crs_is_cut_to_every_tile(source, tmp_path):
+    """A WorldCover-coded label raster in EPSG:4326 is reprojected onto each tile's grid (backend.labels)."""
+    from pyproj import Transformer
+
+    to_ll = Transformer.from_crs("EPSG:32618", "EPSG:4326", always_xy=True)
+    minx, miny, maxx, maxy = px_bbox(-20, -20, 276, 212)
+    lons, lats = to_ll.transform([minx, maxx, minx, maxx], [miny, miny, maxy, maxy])
+    w, h = 120, 100
+    codes = np.full((1, h, w), 40, np.uint8)          # cropland
+    codes[:, :, : w // 2] = 80                        # west half: water
+    from rasterio.transform import from_bounds
+
+    labels = write_raster(tmp_path / "wc.tif", width=w, height=h, count=1, dtype="uint8", nodata=0, crs="EPSG:4326",
+                          transform=from_bounds(min(lons), min(lats), max(lons), max(lats), w, h), data=codes)
+    journal = Journal(tmp_path / "journal.sqlite")
+    spec = _spec(source, stages=TEST_STAGES(("segment",)), synthesis=SynthesisOptions(),
+                 label_raster_path=str(labels))
+    ev = Events()
+    assert run_job("lab", spec, tmp_path, journal, ev, lambda: False) == "SUCCEEDED"
+    job_dir = tmp_path / "jobs" / "lab"
+    for rec in journal.tiles("lab"):
+        with rasterio.open(job_dir / rec.artefacts["labels"]) as t, rasterio.open(job_dir / rec.artefacts["mask"]) as m:
+            assert t.crs == m.crs and t.transform == m.transform and t.shape == m.shape
+            values = set(np.unique(t.read(1)).tolist())
+        assert values <= {3, 6}                       # WorldCover 40 -> Crop (3), 80 -> Water (6)
+        if rec.col == 0:
+            assert 6 in values
+        if rec.col == 3:
+            assert values == {3}
+    assert "real_labels" in {m.layer for m in ev.of("layer")}
