@@ -52,6 +52,7 @@ def main(args: argparse.Namespace) -> int:
             print("dataset export skipped (backend.export is not installed)", file=sys.stderr)
         else:
             info = export_dataset(job, job / "dataset", seed=args.seed)
-            print(f"dataset exported to {job / 'dataset'} ({info})", file=sys.stderr)
+            n = info.get("images", "?") if isinstance(info, dict) else "?"
+            print(f"dataset exported to {job / 'dataset'} ({n} images)", file=sys.stderr)
     print(job)
     return 0
