@@ -99,10 +99,10 @@ def spec_from_args(args: argparse.Namespace, raster: str) -> JobSpec:
 class ProgressBar:
     """Turns pipeline events into a tqdm bar on stderr (units: tiles, real + synthetic)."""
 
-    def __init__(self, quiet: bool = False):
+    def __init__(self, quiet: bool = False, initial: int = 0):
         from tqdm import tqdm
 
-        self.bar = tqdm(total=0, unit="tile", file=sys.stderr, disable=quiet, dynamic_ncols=True)
+        self.bar = tqdm(total=0, initial=initial, unit="tile", file=sys.stderr, disable=quiet, dynamic_ncols=True)
         self.real_total = 0
         self.syn_total = 0
 
@@ -142,7 +142,8 @@ def run_in_process(spec: JobSpec, workspace: Path, job_id: str | None, quiet: bo
             raise InvalidArgument(f"unknown job {job_id!r} in {workspace}", "job_id")
         job_id = job_id or new_job_id()
         print(f"job {job_id} (resume with --job-id {job_id})", file=sys.stderr)
-        bar = ProgressBar(quiet)
+        row = journal.get_job(job_id)
+        bar = ProgressBar(quiet, initial=row.tiles_done + row.synthetic_done if row else 0)  # resumed: done so far
         try:
             def emit(kind: str, msg: Any) -> None:
                 bar(kind, msg)
