@@ -14,8 +14,8 @@ Engines (stage/name):
   not valid. Params: sleep (seconds per tile, to make jobs slow enough to cancel/kill mid-run), fail_on (a tile
   id: raise RuntimeError when asked to segment it), fail_marker (a file path: fail_on only raises while that
   file exists; lets a test "fix" the failure before resuming).
-- synthesise/test-palette: image = the palette colour of each class / 255 plus seeded noise (NIR = 0.5), so the
-  test-bright segmenter recovers a deterministic mask and two seeds give different images.
+- synthesise/test-palette: image = a grey level per class ((k + 0.5) / 7) plus seeded noise (NIR = 0.5), so the
+  test-bright segmenter maps class k back to k and two seeds give different images.
 - caption/test-count: 5 captions naming the dominant class share and the tile id (all distinct).
 - ground/test-agree: "grounding" = 100 x share of valid pixels where mask == brightness re-segmentation,
   "fidelity_miou" for synthetic tiles = pixel agreement of cond_mask and mask; summarise: counts.
@@ -31,7 +31,7 @@ import numpy as np
 
 from backend.engines import register, unregister
 from backend.engines.base import Captioner, Grounder, Param, Segmenter, Synthesiser
-from backend.palette import CLASS_COLORS, CLASS_NAMES, NODATA, composition
+from backend.palette import CLASS_NAMES, NODATA, composition
 from backend.spec import StageConfig
 
 
@@ -64,7 +64,7 @@ class TestBright(Segmenter):
 class TestPalette(Synthesiser):
     __test__ = False
     name = "test-palette"
-    description = "test: palette colours plus seeded noise"
+    description = "test: a grey level per class plus seeded noise"
     params = (Param("noise", "float", 0.02, "noise amplitude", min=0, max=0.5),)
 
     def fit(self, images, masks, valids):
@@ -162,4 +162,4 @@ def TEST_STAGES(stages=("segment", "synthesise", "caption", "ground"), **segment
 
 
 __all__ = ["TestBright", "TestPalette", "TestCount", "TestAgree", "ENGINES", "register_all", "unregister_all",
-           "test_engines", "TEST_STAGES", "bright_mask", "CLASS_COLORS"]
+           "test_engines", "TEST_STAGES", "bright_mask"]

@@ -1,5 +1,4 @@
 """Georeference round trip: every output tile's CRS, transform and bounds equal its source window's."""
-import numpy as np
 import pytest
 import rasterio
 

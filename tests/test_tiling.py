@@ -14,7 +14,7 @@ from backend.pipeline import RunOptions, prepare_job
 from backend.spec import Aoi, BandMapping, JobSpec, StageConfig
 from backend.tiling import build_grid
 from tests.helpers_engines import TEST_STAGES, test_engines
-from tests.helpers_rasters import DEMO_TRANSFORM, px_bbox, px_to_world, write_raster
+from tests.helpers_rasters import px_bbox, px_to_world, write_raster
 
 X0, Y0 = 435730.0, 4179460.0
 
