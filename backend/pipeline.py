@@ -130,6 +130,7 @@ def _plan_engines(spec: JobSpec, workspace: Path) -> dict[str, StagePlan]:
         params = cls.parse_params(dict(st.params), field_prefix=f"stages[{st.stage}].params")
         # An explicit `weights` param is checked by the engine itself (naming that path);
         # availability() only speaks for the default weights location.
+        cls.check_job(spec)
         ok, reason = (True, "") if params.get("weights") else cls.availability(models_dir)
         if not ok:
             raise FailedPrecondition(f"engine {cls.name!r} is not available: {reason}", f"stages[{st.stage}].engine")

@@ -91,3 +91,16 @@ def test_labels_engine_uses_tile_labels_and_needs_a_raster():
     water[1] = 0.5
     syn = eng.segment([TileInput("r0000_c0000_v1", water, np.ones((16, 16), bool), None, "synthetic")])[0]
     assert (syn == 6).all()
+
+
+def test_job_with_labels_engine_but_no_label_raster_is_refused_before_it_starts(tmp_path):
+    from backend.pipeline import prepare_job
+    from backend.spec import Aoi, JobSpec, StageConfig
+    from tests.helpers_rasters import px_bbox, write_raster
+
+    raster = write_raster(tmp_path / "src.tif", width=128, height=128)
+    spec = JobSpec(aoi=Aoi(bbox=px_bbox(0, 0, 128, 128)), raster_path=str(raster), tile_size=64,
+                   stages=[StageConfig("segment", "labels")])
+    with pytest.raises(FailedPrecondition) as err:
+        prepare_job(spec, tmp_path / "ws")
+    assert err.value.field == "label_raster_path" and "needs label_raster_path" in err.value.message

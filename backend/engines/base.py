@@ -139,6 +139,11 @@ class Engine(ABC):
                 for name, p in known.items()}
 
     @classmethod
+    def check_job(cls, spec: Any) -> None:
+        """Refuse a job this engine cannot serve before it is accepted (raise a GroundSynthError).
+        Called by the pipeline while it validates the job (`spec` is the normalised JobSpec)."""
+
+    @classmethod
     def availability(cls, models_dir: str | None = None) -> tuple[bool, str]:
         """(available, reason). Neural engines check their default weights under
         `models_dir` (see default_models_dir) and say why not, naming the path."""

@@ -29,6 +29,11 @@ class Labels(Segmenter):
                    "neighbour onto each tile) as the tile's mask.")
     params = ()
 
+    @classmethod
+    def check_job(cls, spec) -> None:
+        if not spec.label_raster_path:
+            raise FailedPrecondition(NEEDS, "label_raster_path")
+
     def __init__(self, params=None, ctx=None):
         super().__init__(params, ctx)
         if not (self.ctx.extra or {}).get("label_raster_path"):
