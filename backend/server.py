@@ -322,20 +322,9 @@ class GroundSynthServer:
 
     def _lock_workspace(self) -> None:
         """One server per workspace: two would both resume the same jobs. The lock dies with the process."""
-        import fcntl
+        from .workspace_lock import lock_workspace
 
-        path = Path(self.config.workspace) / "server.lock"
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            os.close(fd)
-            from .errors import FailedPrecondition
-            raise FailedPrecondition(f"another server already uses the workspace {self.config.workspace} "
-                                     f"(lock {path}); stop it or choose another --workspace", "workspace") from None
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
-        self._lock_fd = fd
+        self._lock_fd = lock_workspace(self.config.workspace, "server")
 
     def wait(self, timeout: float | None = None) -> bool:
         return self._server.wait_for_termination(timeout) if self._server else True
@@ -350,8 +339,9 @@ class GroundSynthServer:
         self._server = None
         self.events.close()
         self.journal.close()
-        if getattr(self, "_lock_fd", None) is not None:
-            os.close(self._lock_fd)
-            self._lock_fd = None
+        from .workspace_lock import unlock_workspace
+
+        unlock_workspace(getattr(self, "_lock_fd", None))
+        self._lock_fd = None
         log.info("stopped")
 

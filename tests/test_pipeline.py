@@ -334,3 +334,30 @@ def test_label_raster_in_another_crs_is_cut_to_every_tile(source, tmp_path):
         if rec.col == 3:
             assert values == {3}
     assert "real_labels" in {m.layer for m in ev.of("layer")}
+
+
+def test_run_command_refuses_a_workspace_in_use(source, tmp_path, capsys):
+    """A server (or another run) holding the workspace would resume the same jobs: `run` must not share it."""
+    import subprocess
+    import sys
+
+    from backend.__main__ import main
+
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time; from backend.workspace_lock import lock_workspace; "
+        f"lock_workspace({str(ws)!r}, 'test holder'); print('locked', flush=True); time.sleep(60)")],
+        stdout=subprocess.PIPE, text=True, cwd=os.path.dirname(os.path.dirname(__file__)))
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        rc = main(["run", "--raster", str(source), "--aoi", ",".join(map(str, px_bbox(0, 0, 64, 64))),
+                   "--workspace", str(ws), "--engine", "segment=test-bright", "--stages", "segment"])
+        err = capsys.readouterr().err
+        assert rc == 2 and "error (FAILED_PRECONDITION): workspace:" in err and "test holder" in err
+    finally:
+        holder.kill()
+        holder.wait()
+    rc = main(["run", "--raster", str(source), "--aoi", ",".join(map(str, px_bbox(0, 0, 64, 64))),
+               "--workspace", str(ws), "--engine", "segment=test-bright", "--stages", "segment", "--quiet"])
+    assert rc == 0          # the lock died with its holder

@@ -339,7 +339,7 @@ def test_second_server_on_the_same_workspace_is_refused(srv):
     res = subprocess.run([sys.executable, "-m", "backend", "serve", "--address", "127.0.0.1:0",
                           "--workspace", str(srv.workspace)], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert res.returncode == 2
-    assert "FAILED_PRECONDITION" in res.stderr and "another server already uses the workspace" in res.stderr
+    assert "FAILED_PRECONDITION" in res.stderr and "is in use (server pid" in res.stderr
 
 
 # ------------------------------------------------------------------ helpers

@@ -131,11 +131,13 @@ def run_in_process(spec: JobSpec, workspace: Path, job_id: str | None, quiet: bo
     """Run (or resume, given an existing job_id) a job here with a progress bar; returns its directory."""
     from ..journal import Journal
     from ..pipeline import RunOptions, job_dir, new_job_id, prepare_job, run_job
+    from ..workspace_lock import lock_workspace, unlock_workspace
 
     workspace = workspace.resolve()
     workspace.mkdir(parents=True, exist_ok=True)
     options = RunOptions(batch_size=batch_size)
     prepare_job(spec, workspace, options)     # fail fast on bad input, before creating a job
+    lock = lock_workspace(workspace, "backend run")   # a server on this workspace would resume our job too
     journal = Journal(workspace / "journal.sqlite")
     try:
         if job_id and journal.get_job(job_id) is None:
@@ -158,6 +160,7 @@ def run_in_process(spec: JobSpec, workspace: Path, job_id: str | None, quiet: bo
         return job_dir(workspace, job_id)
     finally:
         journal.close()
+        unlock_workspace(lock)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
