@@ -539,7 +539,9 @@ class _JobRun:
                     layer = f"{rec.kind}_{kind}" + (f"_v{rec.variant}" if rec.kind == "synthetic" else "")
                     groups[layer].append((rel, rec))
             written = []
+            n_outputs = len(groups) + 1        # the VRTs and tiles.gpkg
             for layer in sorted(groups):
+                self._progress("outputs", len(written), n_outputs)
                 tiles = [VrtTile(rel, r.col_off, r.row_off, r.width, r.height) for rel, r in groups[layer]]
                 is_image = layer.split("_v")[0].endswith("_image")
                 if is_image:
@@ -551,8 +553,10 @@ class _JobRun:
                     write_vrt(self.dir / f"{layer}.vrt", tiles, self.prep.transform, self.prep.crs_wkt,
                               ("class",), nodata=NODATA, palette=True)
                 written.append((layer, f"{layer}.vrt", "vrt"))
+            self._progress("outputs", len(written), n_outputs)
             write_tiles_gpkg(self.dir / "tiles.gpkg", records, self.prep.crs_wkt)
             written.append(("tiles", "tiles.gpkg", "gpkg"))
+            self._progress("outputs", len(written), n_outputs)
         for layer, path, fmt in written:
             self.layers[layer] = {"layer": layer, "path": path, "format": fmt}
             self.emit("layer", pb.LayerReady(layer=layer, path=path, format=fmt))

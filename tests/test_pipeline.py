@@ -76,6 +76,9 @@ def test_events_and_journal_of_a_full_job(full_job):
     assert (done.state, done.real_tiles, done.synthetic_tiles) == (pb.SUCCEEDED, 12, 24)
     syn_progress = [p for p in ev.of("progress") if p.stage == "synthesise"]
     assert syn_progress[-1].done == syn_progress[-1].total == 24
+    out_progress = [p for p in ev.of("progress") if p.stage == "outputs"]
+    # real image/mask + 2 variants x (image, mask, cond_mask) VRTs + tiles.gpkg
+    assert out_progress[-1].done == out_progress[-1].total == 2 + 6 + 1
     row = journal.get_job("full")
     assert (row.state, row.tiles_total, row.tiles_done, row.synthetic_total, row.synthetic_done) == \
         ("SUCCEEDED", 12, 12, 24, 24)
