@@ -224,7 +224,7 @@ def test_only_requested_stages_run(source, tmp_path):
     assert run_job(new_job_id(), spec, tmp_path, journal, ev, lambda: False) == "SUCCEEDED"
     tiles = ev.of("tile")
     assert len(tiles) == 12 and all(t.kind == "real" and not t.captions and not t.metrics for t in tiles)
-    assert {p.stage for p in ev.of("progress")} == {"segment", "report"}
+    assert {p.stage for p in ev.of("progress")} == {"segment", "outputs", "report"}   # no caption, synthesise or ground
 
 
 def test_prepare_is_cheap_and_counts_tiles(source, tmp_path):
