@@ -12,6 +12,9 @@ fit (once per job, on the AOI's real tiles):
 
 synthesise (per target mask, per seed):
   For every class in the mask a texture layer is quilted on a jittered grid
+  from the class's typical look: the `style_share` of its pool closest in
+  mean colour to the class median (so regions and neighbouring tiles are
+  coherent, not a mix of e.g. bright sea and dark estuary water)
   (random phase, steps drawn from stride +- overlap/2): patches overlap by about `overlap` px; each new patch is the best
   of `candidates` random pool patches by squared difference on the overlap
   with what is already placed (image quilting, Efros & Freeman 2001, without
@@ -58,6 +61,10 @@ class Exemplar(Synthesiser):
         Param("small_region", "int", 150, "connected regions smaller than this (px) are filled with real pixels "
               "of the class drawn at random instead of quilted patches (roads, single buildings)", 0, 100000),
         Param("edge_sigma", "float", 0.5, "Gaussian sigma (px) softening the edges between classes", 0.0, 8.0),
+        Param("style_share", "float", 0.4, "each class layer draws its patches from this share of the class's "
+              "pool, the patches closest in mean colour to the class's median: regions and neighbouring tiles look "
+              "coherent (no dark blocks of estuary water in open sea); 1 = the whole pool, outliers included",
+              0.01, 1.0),
     )
 
     def __init__(self, params=None, ctx=None):
@@ -67,6 +74,7 @@ class Exemplar(Synthesiser):
                                   f"({self.p['patch_size']})", "synthesise.exemplar.params.overlap")
         self.pools: dict[int, np.ndarray] = {}     # class -> (n, C, P, P) float32
         self.means: dict[int, np.ndarray] = {}     # class -> (C,) mean of the class's real pixels
+        self.pool_means: dict[int, np.ndarray] = {}   # class -> (n, C) mean colour of each pool patch
         self.pixels: dict[int, np.ndarray] = {}    # class -> (m, C) sample of the class's real pixels
         self.channels: int | None = None
 
@@ -84,7 +92,7 @@ class Exemplar(Synthesiser):
         pix: dict[int, list[np.ndarray]] = {k: [] for k in range(NUM_CLASSES)}
         sums = np.zeros((NUM_CLASSES, 8), np.float64)
         counts = np.zeros(NUM_CLASSES, np.int64)
-        self.pools, self.means, self.pixels, self.channels = {}, {}, {}, None
+        self.pools, self.means, self.pixels, self.pool_means, self.channels = {}, {}, {}, {}, None
         for img, mask, valid in zip(images, masks, valids):
             img = np.asarray(img, dtype=np.float32)
             if img.ndim != 3 or img.shape[0] not in (3, 4):
@@ -129,6 +137,7 @@ class Exemplar(Synthesiser):
             if keep.size > limit:
                 keep = rng.choice(keep, size=limit, replace=False)
             self.pools[k] = np.stack([cands[k][i][1] for i in sorted(keep)]).astype(np.float32)
+            self.pool_means[k] = self.pools[k].mean(axis=(2, 3))
             self.means[k] = (sums[k, :self.channels] / max(counts[k], 1)).astype(np.float32)
             allpix = np.concatenate(pix[k])
             if len(allpix) > 16384:
@@ -215,8 +224,13 @@ class Exemplar(Synthesiser):
 
     def _quilt(self, k: int, region: np.ndarray, rng: np.random.Generator, seams) -> np.ndarray:
         """A texture layer of class k covering `region` (bool (H, W)); the class mean elsewhere."""
-        pool, mu = self.pools[k], self.means[k]
+        pool = self.pools[k]
         n, C, P, _ = pool.shape
+        # the typical look of the class: the pool patches nearest in mean colour to the class median
+        pm = self.pool_means[k]
+        near = np.argsort(((pm - np.median(pm, axis=0)) ** 2).sum(axis=1), kind="stable")
+        style = near[:max(min(n, 2 * self.p["candidates"]), int(round(n * self.p["style_share"])))]
+        mu = pm[style].mean(axis=0)
         O = self.p["overlap"]
         S = P - O
         H, W = region.shape
@@ -229,7 +243,7 @@ class Exemplar(Synthesiser):
         filled = np.zeros((H + 2 * P, W + 2 * P), bool)
         padded = np.zeros((H + 2 * P, W + 2 * P), bool)
         padded[P:P + H, P:P + W] = region
-        K = min(self.p["candidates"], n)
+        K = min(self.p["candidates"], style.size)
         jit = max(1, O // 2)      # jittered steps: seams are not periodic (no grid line spectrum)
 
         def positions(start: int, stop: int) -> list[int]:
@@ -244,7 +258,7 @@ class Exemplar(Synthesiser):
             for x0 in positions(P - ox - S, P + W):
                 if not padded[y0:y0 + P, x0:x0 + P].any():
                     continue
-                idx = rng.integers(0, n, K)
+                idx = style[rng.integers(0, style.size, K)]
                 seen = filled[y0:y0 + P, x0:x0 + P]
                 cur = canvas[:, y0:y0 + P, x0:x0 + P]
                 if K > 1 and seen.any():
