@@ -31,7 +31,7 @@ import numpy as np
 
 from ..errors import FailedPrecondition
 from . import register
-from .base import GroundInput, Grounder, Param, shared_model
+from .base import GroundInput, Grounder, Param
 from .segformer import DEVICE_PARAM
 
 CHECKPOINT_SUFFIXES = (".pt", ".pth", ".bin", ".safetensors")
@@ -259,7 +259,7 @@ class ClipGrounder(Grounder):
                                            f"{path}.pt in OpenAI format")
 
     def _encoder(self) -> ClipEncoder:
-        from ..neural.device import dtype_name, engine_device, resolve_dtype
+        from ..neural.shared import load_shared
         from ..neural.weights import weights_location
 
         path = weights_location(self.p["weights"], self.name, self.ctx)
@@ -268,10 +268,7 @@ class ClipGrounder(Grounder):
                 if path.with_suffix(suffix).is_file():
                     path = path.with_suffix(suffix)
                     break
-        device = engine_device(self.ctx.device, self.p["device"])
-        dtype = dtype_name(resolve_dtype(device, self.p["precision"]))
-        arch = self.p["model"].strip()
-        return shared_model((self.name, str(path), arch, device, dtype), lambda: load_clip(path, arch, device, dtype))
+        return load_shared(self, load_clip, self.p["model"].strip(), path=path)[0]
 
     def embed_images(self, images: Sequence[np.ndarray]) -> np.ndarray:
         enc = self._encoder()

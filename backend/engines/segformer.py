@@ -19,7 +19,7 @@ import numpy as np
 from ..errors import FailedPrecondition
 from ..palette import NODATA, NUM_CLASSES
 from . import register
-from .base import Param, Segmenter, TileInput, shared_model
+from .base import Param, Segmenter, TileInput
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -96,14 +96,9 @@ class SegformerSegmenter(Segmenter):
         return check_hf_dir(default_weights_path(cls.name, models_dir))
 
     def _model(self):
-        from ..neural.device import dtype_name, engine_device, resolve_dtype
-        from ..neural.weights import weights_location
+        from ..neural.shared import load_shared
 
-        path = weights_location(self.p["weights"], self.name, self.ctx)
-        device = engine_device(self.ctx.device, self.p["device"])
-        dtype = dtype_name(resolve_dtype(device, self.p["precision"]))
-        return shared_model((self.name, str(path), device, dtype), lambda: load_segformer(path, device, dtype)), \
-            device
+        return load_shared(self, load_segformer)
 
     def segment(self, tiles: Sequence[TileInput]) -> list[np.ndarray]:
         if not tiles:

@@ -16,7 +16,7 @@ import numpy as np
 
 from ..errors import FailedPrecondition
 from . import register
-from .base import Param, Synthesiser, shared_model
+from .base import Param, Synthesiser
 from .segformer import DEVICE_PARAM
 
 NEED = "config.json + generator.safetensors from `python -m backend train generator`"
@@ -74,13 +74,9 @@ class SpadeSynthesiser(Synthesiser):
         return check_spade_dir(default_weights_path(cls.name, models_dir))
 
     def _model(self):
-        from ..neural.device import dtype_name, engine_device, resolve_dtype
-        from ..neural.weights import weights_location
+        from ..neural.shared import load_shared
 
-        path = weights_location(self.p["weights"], self.name, self.ctx)
-        device = engine_device(self.ctx.device, self.p["device"])
-        dtype = dtype_name(resolve_dtype(device, self.p["precision"]))
-        return shared_model((self.name, str(path), device, dtype), lambda: load_spade(path, device, dtype))
+        return load_shared(self, load_spade)[0]
 
     def synthesise(self, masks: Sequence[np.ndarray], seeds: Sequence[int]) -> list[np.ndarray]:
         if len(masks) != len(seeds):

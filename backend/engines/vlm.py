@@ -31,7 +31,7 @@ import numpy as np
 
 from ..palette import CLASS_NAMES, composition
 from . import register
-from .base import Captioner, Param, shared_model
+from .base import Captioner, Param
 from .segformer import DEVICE_PARAM
 
 VISION_PROMPTS = (
@@ -207,15 +207,9 @@ class VlmCaptioner(Captioner):
         return check_hf_dir(default_weights_path(cls.name, models_dir))
 
     def _model(self) -> LoadedModel:
-        from ..neural.device import dtype_name, engine_device, resolve_dtype
-        from ..neural.weights import weights_location
+        from ..neural.shared import load_shared
 
-        path = weights_location(self.p["weights"], self.name, self.ctx)
-        device = engine_device(self.ctx.device, self.p["device"])
-        dtype = dtype_name(resolve_dtype(device, self.p["precision"]))
-        mode = "text" if self.p["mode"] == "text" else "vision"
-        return shared_model((self.name, str(path), mode, device, dtype),
-                            lambda: load_vlm(path, mode, device, dtype))
+        return load_shared(self, load_vlm, "text" if self.p["mode"] == "text" else "vision")[0]
 
     def caption(self, images: Sequence[np.ndarray], masks: Sequence[np.ndarray],
                 seeds: Sequence[int]) -> list[list[str]]:
