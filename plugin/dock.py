@@ -20,7 +20,6 @@ from qgis.core import (
     QgsApplication,
     QgsCoordinateReferenceSystem,
     QgsMapLayerProxyModel,
-    QgsProject,
     QgsRasterLayer,
     QgsRectangle,
 )

@@ -1,5 +1,4 @@
 """A job that names its own weights is not judged by the default weights location."""
-from pathlib import Path
 
 from backend.engines import get_engine
 from backend.engines.base import default_models_dir

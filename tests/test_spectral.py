@@ -1,5 +1,4 @@
 """segment/spectral: each rule on hand-made reflectances, parameters, RGB fallback, and the demo scene."""
-from pathlib import Path
 
 import numpy as np
 import pytest

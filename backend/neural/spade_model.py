@@ -26,7 +26,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.nn.utils import spectral_norm
 
-from ..palette import NODATA, NUM_CLASSES
+from ..palette import NUM_CLASSES
 
 LABEL_NC = NUM_CLASSES + 1   # 7 classes + nodata
 
