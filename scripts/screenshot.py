@@ -276,4 +276,9 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    rc = main()
+    # Everything is written and the backend stopped. Interpreter teardown would destroy the dock, canvas and
+    # QgsApplication in an order QGIS does not support (segfault), so leave without it.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(rc)
