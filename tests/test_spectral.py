@@ -82,9 +82,11 @@ def test_all_nodata_tile_is_all_nodata():
 def test_rgb_only_fallback_still_separates_water_and_vegetation():
     valid = np.ones((16, 16), bool)
     eng = Spectral({"smoothing": 1}, EngineContext(has_nir=False, extra={"stretch": {"low": [0] * 3, "high": [10000] * 3}}))
-    water = eng.classify(_patch(*CASES[WATER])[:3], valid)
+    water = eng.classify(_patch(0.05, 0.08, 0.20, 0)[:3], valid)     # clearly bluer than red in the stretch
+    land = eng.classify(_patch(0.12, 0.11, 0.13, 0)[:3], valid)      # blue largest, but only slightly (TOA haze)
     veg = eng.classify(_patch(0.04, 0.12, 0.05, 0)[:3], valid)
     assert (water == WATER).all()
+    assert not (land == WATER).any()
     assert np.isin(veg, [TREE, CROP, GRASS]).all()
 
 

@@ -32,7 +32,9 @@ as reflectance over 0..0.3 (a typical land range); results are then rougher.
 
 RGB-only jobs (no NIR) use the visible-band proxies VARI-like greenness
 GRVI = (G - R) / (G + R) for NDVI (thresholds scaled by `rgb_greenness_scale`)
-and "blue is the largest band, and not bright" for water. This is clearly less
+and, for water, "in the job stretch, blue exceeds red by more than
+rgb_water_blue and exceeds green" (top-of-atmosphere blue is the largest band
+over land too, so raw band order cannot be used). This is clearly less
 accurate; it exists so 3-band rasters still get a usable mask.
 
 The rules are tuned on the Sentinel-2 L1C demo scene (coastal farmland) and
@@ -86,6 +88,8 @@ class Spectral(Segmenter):
         Param("smoothing", "int", 5, "Majority filter size in px (1 = off).", min=1, max=31),
         Param("reflectance_scale", "float", 0.0, "DN per unit reflectance; 0 = auto (10000 for 16-bit, 255 for "
               "8-bit, 1 for float reflectance).", min=0, max=1e6),
+        Param("rgb_water_blue", "float", 0.1, "RGB-only jobs: Water where stretched blue exceeds stretched red by "
+              "more than this (and exceeds green).", min=0, max=1),
         Param("rgb_greenness_scale", "float", 0.35, "RGB-only jobs: NDVI thresholds are multiplied by this to "
               "apply to the GRVI greenness proxy.", min=0.01, max=2),
     )
@@ -107,7 +111,9 @@ class Spectral(Segmenter):
             k = 1.0
         else:   # RGB fallback
             ndvi = (g - r) / (g + r + _EPS)
-            water = (b > g) & (b > r) & (bright < p["barren_brightness"])
+            # in the job stretch the atmosphere's blue offset is gone: water is clearly bluer than red
+            stretched = np.asarray(image, dtype=np.float32)
+            water = (stretched[2] - stretched[0] > p["rgb_water_blue"]) & (stretched[2] > stretched[1])
             k = p["rgb_greenness_scale"]
         texture = self._texture(bright, p["texture_window"])
 
