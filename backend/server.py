@@ -28,7 +28,7 @@ from . import API_VERSION, __version__
 from .atomic import atomic_path
 from .config import MiB, ServerConfig
 from .contract import pb, rpc
-from .errors import GroundSynthError, InvalidArgument, NotFound, ResourceExhausted, Unauthenticated
+from .errors import GroundSynthError, InvalidArgument, NotFound, PermissionDenied, ResourceExhausted, Unauthenticated
 from .events import EventLog
 from .jobs import JobManager
 from .journal import Journal
@@ -207,14 +207,26 @@ class GroundSynthServicer(rpc.GroundSynthServicer):
         return pb.UploadResponse(upload_id=upload_id, size=received)
 
 
+# GDAL drivers whose files only describe where to read pixels from (other files, servers)
+_REFERENCING_DRIVERS = {"VRT", "GTI", "WMS", "WMTS", "STACIT", "STACTA", "PLMOSAIC", "DAAS", "EEDA", "EEDAI",
+                        "OGCAPI", "NGW", "MRF", "ESRIC"}
+
+
 def _check_raster(path: Path, field: str) -> None:
     import rasterio
     from rasterio.errors import RasterioIOError
 
+    folder = Path(os.path.realpath(path)).parent
     try:
         with rasterio.open(path) as ds:
             if ds.count < 1 or ds.width < 1 or ds.height < 1:
                 raise InvalidArgument("expected a raster with at least one band", field)
+            # A VRT (or a WMS/tile-index description) reads other files or URLs: uploaded, it would let a
+            # client read whatever the server can open, past the allowed roots. Only self-contained rasters.
+            outside = [f for f in ds.files if Path(os.path.realpath(f)).parent != folder]
+            if ds.driver.upper() in _REFERENCING_DRIVERS or outside:
+                raise PermissionDenied(f"a {ds.driver} raster that reads other files or URLs cannot be uploaded; "
+                                       "expected a self-contained raster file (e.g. a GeoTIFF)", field)
     except RasterioIOError:
         raise InvalidArgument("expected a raster file GDAL can read (e.g. a GeoTIFF)", field) from None
 

@@ -361,3 +361,23 @@ def _wait_idle(c, timeout=15):
             return
         time.sleep(0.05)
     raise AssertionError("jobs still running")
+
+
+def test_upload_of_a_vrt_reading_files_outside_the_upload_is_refused(srv, stub, auth):
+    """A VRT (or any raster pointing at other files) uploaded by a client would let the server read any file it
+    can open, past the allowed roots: only self-contained rasters are accepted."""
+    import rasterio
+
+    with rasterio.open(srv.outside) as ds:
+        w, h = ds.width, ds.height
+    vrt = (f'<VRTDataset rasterXSize="{w}" rasterYSize="{h}"><SRS>EPSG:32618</SRS>'
+           f'<GeoTransform>0, 10, 0, 0, 0, -10</GeoTransform><VRTRasterBand dataType="UInt16" band="1">'
+           f'<SimpleSource><SourceFilename relativeToVRT="0">{srv.outside}</SourceFilename>'
+           f'<SourceBand>1</SourceBand></SimpleSource></VRTRasterBand></VRTDataset>').encode()
+    before = set((srv.workspace / "uploads").glob("*")) if (srv.workspace / "uploads").exists() else set()
+    with pytest.raises(grpc.RpcError) as err:
+        _upload(stub, auth, [pb.UploadChunk(header=pb.UploadHeader(filename="steal.vrt", total_size=len(vrt))),
+                             pb.UploadChunk(data=vrt)])
+    assert err.value.code() == SC.PERMISSION_DENIED and err.value.details().startswith("data"), err.value.details()
+    after = set((srv.workspace / "uploads").glob("*")) if (srv.workspace / "uploads").exists() else set()
+    assert after == before
