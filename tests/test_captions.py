@@ -198,3 +198,27 @@ def test_redundancy_over_a_set_stays_below_the_original():
     caps = [c for i, m in enumerate(masks) for c in cap.caption_mask(m, 1000 + i)]
     assert len(caps) == 600
     assert caption_redundancy(caps) < 0.0801
+
+
+def test_ranking_verb_agrees_with_plural_nouns():
+    """'Trees covers the largest share' was written for plural nouns (trees, shrubs, crop fields, buildings)."""
+    m = layout_mask()
+    m[m == CROP] = TREE                                          # trees largest, so "trees" can lead a ranking
+    cap = CompositionCaptioner()
+    plural = [t for nouns in NOUNS.values() for t, p in nouns if p]
+    caps = [c for s in range(300) for c in cap.caption_mask(m, s)]
+    assert any("covers the largest share" in c or "cover the largest share" in c for c in caps)
+    for c in caps:
+        for noun in plural:
+            assert not re.search(rf"\b{noun} covers the largest share", c, re.I), c
+
+
+def test_percentages_do_not_hide_claims_from_the_parser():
+    """'trees (31%) are found in the north-west': the parenthesised number must not cut the clause, or the
+    position/dominance claim is lost and the grounder cannot check it."""
+    m = layout_mask()
+    plain, pct = CompositionCaptioner(), CompositionCaptioner({"percentages": True})
+    for seed in range(40):
+        for a, b in zip(plain.caption_mask(m, seed), pct.caption_mask(m, seed)):
+            ca, cb = claims_mod.parse_claims(a), claims_mod.parse_claims(b)
+            assert (cb.named, cb.dominant, cb.positions) == (ca.named, ca.dominant, ca.positions), (a, b)

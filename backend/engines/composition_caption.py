@@ -316,7 +316,8 @@ class CompositionCaptioner(Captioner):
         return "; ".join(parts)
 
     def _ranking(self, f: _TileFacts, rng: random.Random) -> str:
-        names = [self._noun(f, c, rng)[0] for c in f.classes]
+        nouns = [self._noun(f, c, rng) for c in f.classes]
+        names = [n for n, _ in nouns]
         if len(names) == 1:
             return f"{rng.choice(ONLY_ONE)} {rng.choice(SUBJECTS)}: {names[0]} {rng.choice(SPREAD_PHRASES)}"
         style = rng.randrange(3)
@@ -325,7 +326,8 @@ class CompositionCaptioner(Captioner):
         if style == 1:
             lead = rng.choice(("largest cover is", "the biggest share goes to", "first comes", "leading the list is"))
             return f"{lead} {names[0]}, followed by {self._join(names[1:], rng)}"
-        return f"{names[0]} covers the largest share, ahead of {self._join(names[1:], rng)}"
+        verb = self._verb(nouns[0][1], "covers", "cover")
+        return f"{names[0]} {verb} the largest share, ahead of {self._join(names[1:], rng)}"
 
     def _extent(self, f: _TileFacts, rng: random.Random) -> str:
         subject = rng.choice(SUBJECTS)
