@@ -93,6 +93,9 @@ REGION_PATTERNS: tuple[tuple[str, str], ...] = (
 REGIONS = tuple(name for name, _ in REGION_PATTERNS)
 
 _CLAUSE_SPLIT = re.compile(r"[.;:!?()\[\]]|,|\b(?:while|whereas|but|although|though|yet)\b")
+# A bare number in brackets ("trees (31%) lie in the north") is blanked before splitting, so that it does
+# not cut the clause between a class and its claim.
+_NUMBER_IN_BRACKETS = re.compile(r"\(\s*\d+(?:[.,]\d+)?\s*%?\s*\)")
 
 
 def _alternation(phrases) -> str:
@@ -163,6 +166,7 @@ def parse_claims(text: str) -> Claims:
     if not isinstance(text, str):
         raise TypeError(f"caption must be a string, got {type(text).__name__}")
     term_to_class, terms, neg, pre, post, region = _compiled()
+    text = _NUMBER_IN_BRACKETS.sub(lambda m: " " * len(m.group(0)), text)     # same length: offsets hold
     claims = Claims()
     for c0, c1 in _clauses(text):
         clause = text[c0:c1]
