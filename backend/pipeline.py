@@ -170,7 +170,7 @@ def prepare_job(spec: JobSpec, workspace: str | Path, options: RunOptions | None
         raise NotFound(f"no such label raster: {spec.label_raster_path}", "label_raster_path")
     with SourceRaster(path, spec.bands, source_field) as src:
         aoi_px, aoi_crs, raster_crs, Transformer = _aoi_in_pixels(spec, src)
-        grid = build_grid(aoi_px, src.width, src.height, spec.tile_size, spec.overlap)
+        grid = build_grid(aoi_px, src.width, src.height, spec.tile_size, spec.overlap, max_cells=options.max_tiles)
         if not grid.cells:
             left, bottom, right, top = src.ds.bounds
             tb = Transformer.from_crs(raster_crs, aoi_crs, always_xy=True).transform_bounds(left, bottom, right, top)
@@ -180,7 +180,9 @@ def prepare_job(spec: JobSpec, workspace: str | Path, options: RunOptions | None
         if len(grid.cells) > options.max_tiles:
             raise ResourceExhausted(
                 f"the AOI needs {len(grid.cells)} tiles of {spec.tile_size} px, more than the limit of "
-                f"{options.max_tiles}; use a smaller AOI or larger tiles", "aoi")
+                f"{options.max_tiles}; use a smaller AOI or larger tiles" if not grid.truncated else
+                f"the AOI needs more than {options.max_tiles} tiles of {spec.tile_size} px (the limit); "
+                "use a smaller AOI or larger tiles", "aoi")
         sample, valid = src.read_sample(grid.pixel_bounds)
         if not valid.any():
             raise InvalidArgument(f"the AOI holds no valid pixels in {path.name} (all nodata)", "aoi")

@@ -10,7 +10,7 @@
   Every file is written through backend.atomic (temp file, then rename).
 
 Validity: a pixel is invalid where it lies outside the raster, where any mapped
-band equals the declared nodata value or is masked by the dataset's mask, or —
+band equals the declared nodata value, is NaN/infinite, or is masked by the dataset's mask, or —
 when the raster declares no nodata value — where all mapped bands are 0 (the
 usual "0 = no data" of Sentinel-2 L1C/L2A products).
 """
@@ -117,6 +117,8 @@ class SourceRaster:
             valid = ~bad.any(axis=0)
         else:
             valid = data.any(axis=0)   # all bands 0 = no data
+        if data.dtype.kind == "f":
+            valid &= np.isfinite(data).all(axis=0)   # NaN/inf is never a value, declared or not
         if not self._all_valid and self.nodata is None:
             kw = {"out_shape": (len(self.indexes), *out_shape)} if out_shape else {}
             masks = self.ds.read_masks(self.indexes, window=window, **kw)

@@ -35,6 +35,9 @@ DENSIFY_SEGMENTS = 64
 # A cell must share more than this area (pixels^2) with the AOI: touching edges or corners, also after
 # float round-off of reprojection, does not count.
 MIN_OVERLAP_PX2 = 1e-3
+# With a cell limit, grids of up to this many candidate cells are still counted exactly (the error can say how
+# many tiles the AOI needs); bigger ones stop at the first cell over the limit (Grid.truncated).
+EXACT_COUNT_CELLS = 50_000
 
 
 @dataclass(frozen=True)
@@ -63,6 +66,7 @@ class Grid:
     cells: list[Cell] = field(default_factory=list)
     skipped: int = 0                  # cells in the AOI's box that miss the AOI polygon
     pixel_bounds: tuple[int, int, int, int] = (0, 0, 0, 0)   # col0, row0, col1, row1 of AOI ∩ raster
+    truncated: bool = False           # stopped after max_cells + 1 cells (build_grid's max_cells)
 
     @property
     def stride(self) -> int:
@@ -138,11 +142,14 @@ def to_pixel_space(geom: BaseGeometry, raster_transform: Affine) -> BaseGeometry
     return affinity.affine_transform(geom, [inv.a, inv.b, inv.d, inv.e, inv.c, inv.f])
 
 
-def build_grid(aoi_px: BaseGeometry, width: int, height: int, tile_size: int, overlap: int = 0) -> Grid:
+def build_grid(aoi_px: BaseGeometry, width: int, height: int, tile_size: int, overlap: int = 0,
+               max_cells: int | None = None) -> Grid:
     """The grid of cells covering `aoi_px` (AOI in pixel coordinates of the raster) ∩ the raster.
 
     Returns an empty grid (no cells) when the AOI misses the raster; callers turn
-    that into a clear error.
+    that into a clear error. With `max_cells`, a grid of more than EXACT_COUNT_CELLS
+    candidates stops at max_cells + 1 cells and is flagged `truncated` (so a huge AOI
+    is refused at once instead of building millions of cells).
     """
     stride = tile_size - overlap
     if stride <= 0:
@@ -161,12 +168,17 @@ def build_grid(aoi_px: BaseGeometry, width: int, height: int, tile_size: int, ov
     from shapely import prepare
 
     prepare(inside)
+    candidates = (row_last - row_first + 1) * (col_last - col_first + 1)
+    stop_after = max_cells if max_cells is not None and candidates > EXACT_COUNT_CELLS else None
     for row in range(row_first, row_last + 1):
         for col in range(col_first, col_last + 1):
             cell = Cell(row, col, col * stride, row * stride, tile_size, tile_size)
             footprint = box(cell.col_off, cell.row_off, cell.col_off + tile_size, cell.row_off + tile_size)
             if inside.intersects(footprint) and inside.intersection(footprint).area > MIN_OVERLAP_PX2:
                 grid.cells.append(cell)
+                if stop_after is not None and len(grid.cells) > stop_after:
+                    grid.truncated = True
+                    return grid
             else:
                 grid.skipped += 1
     return grid

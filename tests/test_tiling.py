@@ -14,7 +14,7 @@ from backend.pipeline import RunOptions, prepare_job
 from backend.spec import Aoi, BandMapping, JobSpec, StageConfig
 from backend.tiling import build_grid
 from tests.helpers_engines import TEST_STAGES, test_engines
-from tests.helpers_rasters import px_bbox, px_to_world, write_raster
+from tests.helpers_rasters import DEMO_TRANSFORM, px_bbox, px_to_world, write_raster
 
 X0, Y0 = 435730.0, 4179460.0
 
@@ -141,3 +141,36 @@ def test_all_nodata_aoi_is_refused_at_prepare(tmp_path):
     with pytest.raises(InvalidArgument, match="no valid pixels") as err:
         prepare_job(_spec(path, Aoi(bbox=px_bbox(0, 0, 128, 128))), tmp_path)
     assert err.value.field == "aoi"
+
+
+def test_nan_pixels_of_a_float_raster_without_declared_nodata_are_invalid(tmp_path):
+    """NaN is never a value: without a declared nodata it must still count as no data, not poison the stretch."""
+    from backend.raster_io import SourceRaster
+
+    rng = np.random.default_rng(0)
+    data = rng.uniform(100, 3000, (4, 128, 128)).astype(np.float32)
+    data[:, 64:, :] = np.nan
+    path = write_raster(tmp_path / "nan.tif", width=128, height=128, data=data, dtype="float32", nodata=None)
+    prep = prepare_job(_spec(path, Aoi(bbox=px_bbox(0, 0, 128, 128))), tmp_path)
+    assert all(np.isfinite(prep.stretch.low)) and all(np.isfinite(prep.stretch.high))
+    with SourceRaster(path, BandMapping()) as src:
+        raw, valid = src.read_window(0, 0, 128, 128)
+    assert valid[:64].all() and not valid[64:].any()
+
+
+def test_huge_aoi_is_refused_without_building_millions_of_cells(tmp_path):
+    """Submit validates synchronously: an AOI of millions of small tiles must fail fast with RESOURCE_EXHAUSTED,
+    not build the whole grid first (seconds to minutes of a blocked RPC)."""
+    import rasterio
+
+    path = tmp_path / "huge.tif"      # 64000 x 64000 px, sparse: no block is written, the file stays tiny
+    with rasterio.open(path, "w", driver="GTiff", width=64000, height=64000, count=4, dtype="uint16",
+                       crs="EPSG:32618", transform=DEMO_TRANSFORM, nodata=0,
+                       tiled=True, sparse_ok=True) as dst:
+        pass
+    aoi = Aoi(bbox=px_bbox(0, 0, 64000, 64000))
+    with pytest.raises(ResourceExhausted, match="needs more than 100 tiles") as err:   # 2000 x 2000 cells
+        prepare_job(_spec(path, aoi, tile_size=32), tmp_path, RunOptions(max_tiles=100))
+    assert err.value.field == "aoi" and "100" in err.value.message
+    grid = build_grid(box(0, 0, 64000, 64000), 64000, 64000, 32, max_cells=100)
+    assert len(grid.cells) == 101 and grid.truncated
