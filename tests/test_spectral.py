@@ -127,3 +127,17 @@ def test_demo_scene_classes_follow_the_indices(demo_crop):
     dense_dark = (ndvi > 0.6) & ((r + g + b) / 3 < 0.068)
     assert dense_dark.sum() > 1000 and (mask[dense_dark] == TREE).mean() > 0.9
     assert np.isin(mask[ndvi > 0.55], [WATER, BARREN, BUILT]).mean() < 0.01   # only at smoothed edges
+
+
+def test_nodata_border_does_not_make_a_built_up_fringe():
+    """Texture must be measured over valid pixels only: the step from smooth soil to nodata (AOI polygon or
+    raster edge) is not a built-up texture."""
+    soil = (0.10, 0.09, 0.08, 0.12)                               # smooth, moderately dark, NDVI 0.09: fallow Crop
+    img = _patch(*soil, size=48)
+    valid = np.ones((48, 48), bool)
+    valid[:, 30:] = False
+    valid[36:, :] = False
+    img[:, ~valid] = 0.0
+    m = Spectral({}, EngineContext(extra={"stretch": IDENTITY})).classify(img, valid)
+    assert (m[~valid] == NODATA).all()
+    assert (m[valid] == CROP).all(), np.unique(m[valid], return_counts=True)

@@ -115,7 +115,7 @@ class Spectral(Segmenter):
             stretched = np.asarray(image, dtype=np.float32)
             water = (stretched[2] - stretched[0] > p["rgb_water_blue"]) & (stretched[2] > stretched[1])
             k = p["rgb_greenness_scale"]
-        texture = self._texture(bright, p["texture_window"])
+        texture = self._texture(bright, p["texture_window"], np.asarray(valid, dtype=bool))
 
         low_veg = ndvi < p["grass_ndvi"] * k
         # stretched brightness near 1 = at or above the job's 98th percentile: the brightest ground
@@ -147,10 +147,20 @@ class Spectral(Segmenter):
         return (low + img * (high - low)) / scale
 
     @staticmethod
-    def _texture(bright: np.ndarray, window: int) -> np.ndarray:
-        mean = ndi.uniform_filter(bright, window, mode="reflect")
-        sq = ndi.uniform_filter(bright * bright, window, mode="reflect")
-        return np.sqrt(np.maximum(sq - mean * mean, 0.0))
+    def _texture(bright: np.ndarray, window: int, valid: np.ndarray | None = None) -> np.ndarray:
+        """Local std of brightness; with nodata in the tile, over the valid pixels of each window only
+        (the step to nodata is not texture)."""
+        if valid is None or valid.all():
+            mean = ndi.uniform_filter(bright, window, mode="reflect")
+            sq = ndi.uniform_filter(bright * bright, window, mode="reflect")
+            return np.sqrt(np.maximum(sq - mean * mean, 0.0))
+        v = valid.astype(np.float32)
+        b = np.where(valid, bright, 0.0).astype(np.float32)
+        n = ndi.uniform_filter(v, window, mode="reflect")
+        safe = np.maximum(n, 1e-6)
+        mean = ndi.uniform_filter(b, window, mode="reflect") / safe
+        sq = ndi.uniform_filter(b * b, window, mode="reflect") / safe
+        return np.where(n > 1e-6, np.sqrt(np.maximum(sq - mean * mean, 0.0)), 0.0)
 
 
 def majority_filter(mask: np.ndarray, valid: np.ndarray, size: int) -> np.ndarray:
