@@ -208,6 +208,8 @@ def _boost(real_mask: np.ndarray, valid: np.ndarray, targets: dict[int, float], 
                     f"{CLASS_NAMES[k]} is absent from the AOI; boost cannot add it (there are no real regions "
                     f"to take its shapes or its texture from); choose classes present in the AOI",
                     "synthesis.boost_targets")
+            if not eligible.any():      # every valid pixel holds another target class: no room for k
+                continue
             seed_region = _transplant(k, want, eligible, stats, rng)
             if not seed_region.any():       # nothing fitted: start from one random eligible pixel
                 cand = np.flatnonzero(eligible.ravel())

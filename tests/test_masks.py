@@ -113,3 +113,16 @@ def test_empty_mask_stays_empty_and_empty_aoi_layout_fails():
         assert (condition_mask(strategy, empty, {"Tree": 0.5}, stats, 1) == NODATA).all()
     with pytest.raises(FailedPrecondition, match="layout"):
         condition_mask("layout", np.zeros((32, 32), np.uint8), {}, stats, 1)
+
+
+def test_boost_with_no_free_pixel_left_adds_nothing_instead_of_crashing():
+    """All valid pixels belong to another target class (never overwritten): an absent class cannot be
+    placed anywhere, so the mask keeps its classes (it used to raise ValueError from rng.integers(0))."""
+    from backend.masks import AoiStats, condition_mask
+
+    water = np.full((64, 64), 6, np.uint8)
+    other = np.full((64, 64), 2, np.uint8)
+    other[10:30, 10:30] = 1                                    # Shrub exists in the AOI
+    stats = AoiStats.from_masks([water, other])
+    out = condition_mask("boost", water, {"Water": 0.6, "Shrub": 0.3}, stats, 1)
+    assert (out == water).all()
