@@ -105,22 +105,36 @@ def aoi_shape(bbox: tuple[float, float, float, float] | None, polygon_wkt: str |
     """The AOI geometry in its own CRS, densified so that reprojection keeps its shape."""
     if bbox is not None:
         minx, miny, maxx, maxy = bbox
+        if not all(math.isfinite(v) for v in bbox):
+            raise InvalidArgument(f"expected finite coordinates, got {tuple(bbox)}", "aoi.bbox")
         geom = box(minx, miny, maxx, maxy)
-        return segmentize(geom, max(maxx - minx, maxy - miny) / DENSIFY_SEGMENTS)
+        return _densified(geom, "aoi.bbox")
     from shapely import wkt
 
     try:
         geom = wkt.loads(polygon_wkt or "")
     except (ShapelyError, ValueError, TypeError) as exc:
         raise InvalidArgument(f"expected a WKT POLYGON or MULTIPOLYGON ({exc})", "aoi.polygon_wkt") from None
+    if geom is None:
+        raise InvalidArgument("expected a WKT POLYGON or MULTIPOLYGON with finite coordinates", "aoi.polygon_wkt")
     if geom.geom_type not in ("Polygon", "MultiPolygon"):
         raise InvalidArgument(f"expected a WKT POLYGON or MULTIPOLYGON, got a {geom.geom_type}", "aoi.polygon_wkt")
     if geom.is_empty or geom.area <= 0:
         raise InvalidArgument("the polygon is empty or has no area", "aoi.polygon_wkt")
+    if not all(math.isfinite(v) for v in geom.bounds):
+        raise InvalidArgument("expected finite coordinates", "aoi.polygon_wkt")
     if not geom.is_valid:
         geom = geom.buffer(0)   # repair self-intersections (bow ties) rather than refuse them
+    return _densified(geom, "aoi.polygon_wkt")
+
+
+def _densified(geom: BaseGeometry, field_name: str) -> BaseGeometry:
     minx, miny, maxx, maxy = geom.bounds
-    return segmentize(geom, max(maxx - minx, maxy - miny) / DENSIFY_SEGMENTS)
+    try:
+        return segmentize(geom, max(maxx - minx, maxy - miny) / DENSIFY_SEGMENTS)
+    except (ShapelyError, ValueError) as exc:    # e.g. coordinates near the float limits
+        raise InvalidArgument(f"cannot use this AOI geometry ({exc}); expected coordinates in the AOI CRS",
+                              field_name) from None
 
 
 def reproject_geometry(geom: BaseGeometry, src_crs, dst_crs) -> BaseGeometry:

@@ -174,3 +174,15 @@ def test_huge_aoi_is_refused_without_building_millions_of_cells(tmp_path):
     assert err.value.field == "aoi" and "100" in err.value.message
     grid = build_grid(box(0, 0, 64000, 64000), 64000, 64000, 32, max_cells=100)
     assert len(grid.cells) == 101 and grid.truncated
+
+
+@pytest.mark.parametrize("aoi, field", [
+    (Aoi(bbox=(X0, Y0 - 5000, 1e300, Y0)), "aoi.bbox"),
+    (Aoi(bbox=(float("-inf"), Y0 - 5000, X0 + 5000, Y0)), "aoi.bbox"),
+    (Aoi(polygon_wkt=f"POLYGON(({X0} {Y0 - 900}, inf {Y0 - 900}, {X0 + 900} {Y0}, {X0} {Y0 - 900}))"),
+     "aoi.polygon_wkt"),
+])
+def test_non_finite_or_absurd_aoi_coordinates_are_invalid_argument(raster, tmp_path, aoi, field):
+    with pytest.raises(InvalidArgument) as err:
+        prepare_job(_spec(raster, aoi), tmp_path)
+    assert err.value.field == field
