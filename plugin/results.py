@@ -159,7 +159,7 @@ class JobResults(QObject):
             layer = QgsRasterLayer(path, kind, "gdal")
             if not layer.isValid():
                 raise RuntimeError(f"cannot open layer {kind} at {path}")
-            if "mask" in kind or kind == "labels":
+            if "mask" in kind or kind.endswith("labels"):      # real_mask, synthetic_cond_mask_v1, real_labels
                 styling.style_mask(layer, self.classes)
             elif kind.startswith("synthetic") and "real_image" in self.layers:
                 # the real image's stretch, so synthetic brightness compares with the real tiles

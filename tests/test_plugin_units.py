@@ -409,3 +409,13 @@ def test_param_form_has_a_widget_per_declared_type_and_sends_changes(qgis_app, q
     form.params["mode"].widget.setCurrentText("b")
     assert form.values() == {"k": "5", "fast": "false", "mode": "b"}
     assert form.values(changed_only=False)["alpha"] == "0.5"
+
+
+def test_label_mosaic_is_styled_as_classes(qgis_new_project, job_dir):
+    """The backend names the label mosaic 'real_labels' (real_labels.vrt): it is a class raster and must get
+    the palette, not the RGB image style."""
+    res = JobResults("jobL", ArtefactSource("jobL", str(job_dir["dir"])), project=QgsProject.instance())
+    res.handle(pb.JobEvent(job_id="jobL", seq=1, layer=pb.LayerReady(layer="real_labels", path="real_mask.tif",
+                                                                       format="vrt")))
+    assert isinstance(res.layers["real_labels"].renderer(), QgsPalettedRasterRenderer)
+    res.remove()
