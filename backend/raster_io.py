@@ -63,8 +63,8 @@ class SourceRaster:
             raise InvalidArgument(f"raster {self.path} has no CRS; assign one first (gdal_edit.py -a_srs)", field_name)
         count = ds.count
         nir = bands.nir
-        if nir == 0:
-            nir = 4 if count >= 4 else -1
+        if nir == 0:     # auto: band 4, unless it is an alpha band (RGBA rasters)
+            nir = 4 if count >= 4 and ds.colorinterp[3] != ColorInterp.alpha else -1
         idx = []
         for role, b in (("red", bands.red), ("green", bands.green), ("blue", bands.blue), ("nir", nir)):
             if role == "nir" and b == -1:

@@ -186,3 +186,21 @@ def test_non_finite_or_absurd_aoi_coordinates_are_invalid_argument(raster, tmp_p
     with pytest.raises(InvalidArgument) as err:
         prepare_job(_spec(raster, aoi), tmp_path)
     assert err.value.field == field
+
+
+def test_alpha_band_is_not_taken_for_nir(tmp_path):
+    """An RGBA raster (e.g. exported from QGIS): with NIR on auto, band 4 is the alpha band, not NIR."""
+    import rasterio
+    from rasterio.enums import ColorInterp
+
+    data = np.full((4, 64, 64), 120, np.uint8)
+    data[3] = 255
+    path = tmp_path / "rgba.tif"
+    with rasterio.open(path, "w", driver="GTiff", width=64, height=64, count=4, dtype="uint8", crs="EPSG:32618",
+                       transform=DEMO_TRANSFORM, photometric="RGB", alpha="YES") as dst:
+        dst.write(data)
+        dst.colorinterp = [ColorInterp.red, ColorInterp.green, ColorInterp.blue, ColorInterp.alpha]
+    prep = prepare_job(_spec(path, Aoi(bbox=px_bbox(0, 0, 64, 64))), tmp_path)
+    assert not prep.has_nir and prep.raster["bands"] == [1, 2, 3]
+    plain = write_raster(tmp_path / "rgbn.tif", width=64, height=64)       # 4 bands, band 4 undefined: NIR
+    assert prepare_job(_spec(plain, Aoi(bbox=px_bbox(0, 0, 64, 64))), tmp_path).has_nir
