@@ -155,6 +155,10 @@ class JobManager:
         if self._stopping.is_set():
             raise FailedPrecondition("the server is shutting down; submit again after it restarts", "server")
         spec = spec.normalised()
+        if spec.label_raster_path:
+            # record the checked, resolved path: the pipeline opens exactly what was checked (no symlink swap)
+            spec.label_raster_path = str(resolve_source(spec.label_raster_path, self.config.roots(),
+                                                        "label_raster_path"))
         source = self._source_path(spec)
         with self._lock:
             self._check_capacity()

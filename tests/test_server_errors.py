@@ -381,3 +381,19 @@ def test_upload_of_a_vrt_reading_files_outside_the_upload_is_refused(srv, stub, 
     assert err.value.code() == SC.PERMISSION_DENIED and err.value.details().startswith("data"), err.value.details()
     after = set((srv.workspace / "uploads").glob("*")) if (srv.workspace / "uploads").exists() else set()
     assert after == before
+
+
+def test_label_raster_is_recorded_by_its_resolved_path(srv, stub, auth):
+    """The label path that was checked against the allowed roots is the one the job opens: a symlink given by
+    the client is resolved at Submit, so swapping it later cannot point the job outside the roots."""
+    import os
+
+    target = make_test_raster(srv.workspace / "data" / "labels-real.tif", size=64)
+    link = srv.workspace / "data" / "labels-link.tif"
+    if not link.exists():
+        link.symlink_to(target)
+    events = list(stub.Submit(pb.SubmitRequest(spec=good_spec(srv, label_raster_path=str(link))),
+                              metadata=auth, timeout=60))
+    accepted = events[0].accepted
+    assert accepted.spec.label_raster_path == os.path.realpath(target) != str(link)
+    assert events[-1].HasField("done") or events[-1].HasField("failed")
