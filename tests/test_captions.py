@@ -222,3 +222,14 @@ def test_percentages_do_not_hide_claims_from_the_parser():
         for a, b in zip(plain.caption_mask(m, seed), pct.caption_mask(m, seed)):
             ca, cb = claims_mod.parse_claims(a), claims_mod.parse_claims(b)
             assert (cb.named, cb.dominant, cb.positions) == (ca.named, ca.dominant, ca.positions), (a, b)
+
+
+def test_dominance_needs_a_lead_over_the_second_class_even_when_it_is_not_named():
+    """max_classes=1 names only the largest class, but 'dominated by' still needs a 5-point lead over the
+    second largest (36 % crop vs 34 % grass is a mix, not dominance)."""
+    m = np.full((100, 100), CROP, np.uint8)
+    m[:34] = GRASS
+    m[34:64] = WATER                                             # crop 36 %, grass 34 %, water 30 %
+    for seed in range(10):
+        for c in CompositionCaptioner({"max_classes": 1}).caption_mask(m, seed)[:1]:
+            assert claims_mod.parse_claims(c).dominant == [], c

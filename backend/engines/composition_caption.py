@@ -147,7 +147,7 @@ class _TileFacts:
         named = [i for i in order if self.shares[i] >= min_share][:max_classes]
         self.classes = named or order[:1]       # at least the largest class
         top = self.shares[self.classes[0]]
-        second = self.shares[self.classes[1]] if len(self.classes) > 1 else 0.0
+        second = self.shares[order[1]] if len(order) > 1 else 0.0     # the runner-up, named or not
         self.dominant = self.classes[0] if top >= 0.35 and top - second >= 0.05 else None
         self.entire = top >= 0.97
         self.place: dict[int, str | None] = {}
