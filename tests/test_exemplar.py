@@ -176,3 +176,13 @@ def test_open_water_has_no_dark_blocks_from_outlier_patches(demo):
     whole_pool = Exemplar({"style_share": 1.0}, ex.ctx)
     whole_pool.fit(images, masks, [np.ones((T, T), bool)] * len(images))
     assert max(_darkest_block(i) for i in whole_pool.synthesise(water, list(range(8)))) > 0.3   # the check bites
+
+
+def test_tiles_smaller_than_patch_size_fail_naming_patch_size():
+    """32 px tiles with patch_size 64: fit() cannot cut a single patch. The error must say so (it claimed that
+    the AOI had no valid pixels)."""
+    e = Exemplar({"patch_size": 64}, EngineContext(seed=0))
+    img = np.random.default_rng(0).random((4, 32, 32)).astype(np.float32)
+    mask = np.zeros((32, 32), np.uint8)
+    with pytest.raises(InvalidArgument, match="patch_size"):
+        e.fit([img], [mask], [np.ones((32, 32), bool)])

@@ -93,6 +93,7 @@ class Exemplar(Synthesiser):
         sums = np.zeros((NUM_CLASSES, 8), np.float64)
         counts = np.zeros(NUM_CLASSES, np.int64)
         self.pools, self.means, self.pixels, self.pool_means, self.channels = {}, {}, {}, {}, None
+        sized, smallest = 0, None
         for img, mask, valid in zip(images, masks, valids):
             img = np.asarray(img, dtype=np.float32)
             if img.ndim != 3 or img.shape[0] not in (3, 4):
@@ -105,7 +106,9 @@ class Exemplar(Synthesiser):
             ok = (mask != NODATA) & np.asarray(valid, dtype=bool)
             C, H, W = img.shape
             if H < P or W < P:
+                smallest = (H, W)
                 continue
+            sized += 1
             for k in np.flatnonzero(np.bincount(mask[ok].ravel(), minlength=256)[:NUM_CLASSES]):
                 own = ok & (mask == k)
                 # the core of the class's regions: edge pixels are often mixed (and smoothed into k)
@@ -126,6 +129,10 @@ class Exemplar(Synthesiser):
                 pur = purity[ys[:, None] + P // 2, xs[None, :] + P // 2]
                 for y, x in zip(*np.nonzero(pur > 0)):
                     cands[k].append((float(pur[y, x]), filled[:, ys[y]:ys[y] + P, xs[x]:xs[x] + P]))
+        if sized == 0 and smallest is not None:
+            raise InvalidArgument(f"patch_size {P} is larger than the tiles ({smallest[0]} x {smallest[1]} px); "
+                                  "choose a patch_size no larger than the tile size",
+                                  "synthesise.exemplar.params.patch_size")
         limit = self.p["pool_size"]
         for k in range(NUM_CLASSES):
             if not cands[k]:
