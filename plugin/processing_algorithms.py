@@ -99,7 +99,8 @@ class GroundSynthAlgorithm(QgsProcessingAlgorithm):
             [QgsProcessing.TypeVectorPolygon], optional=True))
         for key, label, default, optional in ((self.RED, "Red band", 1, False), (self.GREEN, "Green band", 2, False),
                                               (self.BLUE, "Blue band", 3, False),
-                                              (self.NIR, "NIR band (empty = none)", None, True)):
+                                              (self.NIR, "NIR band (empty = automatic: band 4 of a raster with "
+                                                         "4+ bands unless it is alpha, else none)", None, True)):
             self.addParameter(QgsProcessingParameterBand(key, label, default, self.INPUT, optional=optional))
         self.addParameter(QgsProcessingParameterRasterLayer(self.LABELS, "Label raster (WorldCover codes)",
                                                             optional=True))
@@ -160,7 +161,9 @@ class GroundSynthAlgorithm(QgsProcessingAlgorithm):
         else:
             e = layer.extent()
             bbox = (e.xMinimum(), e.yMinimum(), e.xMaximum(), e.yMaximum())
-        nir = self.parameterAsInt(parameters, self.NIR, context) if parameters.get(self.NIR) not in (None, "") else -1
+        # empty = 0, the backend's default (band 4 of a 4+ band raster unless it is alpha): a 4-band raster
+        # must not silently run in the weaker RGB-only mode
+        nir = self.parameterAsInt(parameters, self.NIR, context) if parameters.get(self.NIR) not in (None, "") else 0
         labels = self.parameterAsRasterLayer(parameters, self.LABELS, context)
         engines = parse_engines(self.parameterAsString(parameters, self.ENGINES, context))
         params = parse_params(self.parameterAsString(parameters, self.PARAMS, context))
@@ -174,7 +177,7 @@ class GroundSynthAlgorithm(QgsProcessingAlgorithm):
             red=self.parameterAsInt(parameters, self.RED, context),
             green=self.parameterAsInt(parameters, self.GREEN, context),
             blue=self.parameterAsInt(parameters, self.BLUE, context),
-            nir=nir if nir > 0 else -1, band_count=layer.bandCount(),
+            nir=nir if nir > 0 else 0, band_count=layer.bandCount(),
             bbox=bbox, polygon_wkt=wkt, aoi_crs=crs_text(crs) if isinstance(crs, QgsCoordinateReferenceSystem)
             and crs.isValid() else "",
             label_path=labels.source().split("|")[0] if labels is not None else "",

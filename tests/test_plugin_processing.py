@@ -117,3 +117,14 @@ def test_remote_flag_uploads_and_downloads(server, provider, tmp_path):
     assert Path(out["OUTPUT_DIR"]) == tmp_path / "cache" / out["JOB_ID"]
     assert QgsVectorLayer(out["TILES"], "tiles", "ogr").featureCount() == 1
     assert QgsRasterLayer(out["MASK"], "mask", "gdal").isValid()
+
+
+def test_nir_left_empty_means_the_backend_default_not_rgb_only(server, provider, tmp_path):
+    """A 4-band raster with the NIR parameter unset must keep its NIR band (backend default), not drop it."""
+    from qgis.core import QgsProcessingContext, QgsProcessingFeedback
+
+    alg = QgsApplication.processingRegistry().createAlgorithmById("groundsynth:runjob")
+    params = base_params(server, tmp_path)
+    del params["NIR"]
+    req = alg.build_request(params, QgsProcessingContext(), QgsProcessingFeedback())
+    assert req.nir == 0 and req.to_proto().bands.nir == 0
