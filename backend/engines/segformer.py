@@ -19,6 +19,7 @@ import numpy as np
 from ..errors import FailedPrecondition
 from ..palette import NODATA, NUM_CLASSES
 from . import register
+from ..neural.shared import WeightsEngine
 from .base import Param, Segmenter, TileInput
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -73,7 +74,7 @@ def load_segformer(path: Path, device: str, dtype_name: str):
 
 
 @register
-class SegformerSegmenter(Segmenter):
+class SegformerSegmenter(WeightsEngine, Segmenter):
     name = "segformer"
     description = ("SegFormer (transformers) from local weights; 7 classes, RGB-NIR or RGB input. "
                    "Train one with `python -m backend train segmenter`.")
@@ -84,16 +85,6 @@ class SegformerSegmenter(Segmenter):
         Param("batch_size", "int", 8, "Tiles per forward pass", min=1, max=256),
         Param("precision", "choice", "auto", "auto = fp16 on GPU, fp32 on CPU", choices=("auto", "fp32", "fp16")),
     )
-
-    def __init__(self, params=None, ctx=None):
-        super().__init__(params, ctx)
-        self._model()     # load (or reuse) now: missing/corrupt weights fail before any tile runs
-
-    @classmethod
-    def availability(cls, models_dir: str | None = None) -> tuple[bool, str]:
-        from ..neural.weights import check_hf_dir, default_weights_path
-
-        return check_hf_dir(default_weights_path(cls.name, models_dir))
 
     def _model(self):
         from ..neural.shared import load_shared

@@ -16,6 +16,7 @@ import numpy as np
 
 from ..errors import FailedPrecondition
 from . import register
+from ..neural.shared import WeightsEngine
 from .base import Param, Synthesiser
 from .segformer import DEVICE_PARAM
 
@@ -49,7 +50,7 @@ def load_spade(path: Path, device: str, dtype_name: str):
 
 
 @register
-class SpadeSynthesiser(Synthesiser):
+class SpadeSynthesiser(WeightsEngine, Synthesiser):
     name = "spade"
     description = ("SPADE conditional generator (the original work's design) with a noise input so variants "
                    "differ; 4-band or 3-band output. Train one with `python -m backend train generator`.")
@@ -63,15 +64,7 @@ class SpadeSynthesiser(Synthesiser):
               min=0.0, max=10.0),
     )
 
-    def __init__(self, params=None, ctx=None):
-        super().__init__(params, ctx)
-        self._model()     # load (or reuse) now: missing/corrupt weights fail before any tile runs
-
-    @classmethod
-    def availability(cls, models_dir: str | None = None) -> tuple[bool, str]:
-        from ..neural.weights import default_weights_path
-
-        return check_spade_dir(default_weights_path(cls.name, models_dir))
+    check_weights = staticmethod(check_spade_dir)
 
     def _model(self):
         from ..neural.shared import load_shared

@@ -31,6 +31,7 @@ import numpy as np
 
 from ..palette import CLASS_NAMES, composition
 from . import register
+from ..neural.shared import WeightsEngine
 from .base import Captioner, Param
 from .segformer import DEVICE_PARAM
 
@@ -179,7 +180,7 @@ def load_vlm(path: Path, mode: str, device: str, dtype_name: str) -> LoadedModel
 
 
 @register
-class VlmCaptioner(Captioner):
+class VlmCaptioner(WeightsEngine, Captioner):
     name = "vlm"
     description = ("Captions from a local vision-language model (vision/hybrid) or text LLM (text), "
                    "the original work's three prompt modes; greedy, batched, percentages forbidden by default.")
@@ -195,16 +196,6 @@ class VlmCaptioner(Captioner):
         DEVICE_PARAM,
         Param("precision", "choice", "auto", "auto = fp16 on GPU, fp32 on CPU", choices=("auto", "fp32", "fp16")),
     )
-
-    def __init__(self, params=None, ctx=None):
-        super().__init__(params, ctx)
-        self._model()     # load (or reuse) now: missing/corrupt weights fail before any tile runs
-
-    @classmethod
-    def availability(cls, models_dir: str | None = None) -> tuple[bool, str]:
-        from ..neural.weights import check_hf_dir, default_weights_path
-
-        return check_hf_dir(default_weights_path(cls.name, models_dir))
 
     def _model(self) -> LoadedModel:
         from ..neural.shared import load_shared
