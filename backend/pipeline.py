@@ -42,6 +42,7 @@ from .engines import get_engine
 from .engines.base import Engine, EngineContext, GroundInput, TileInput, default_models_dir
 from .errors import FailedPrecondition, GroundSynthError, InvalidArgument, ResourceExhausted
 from .journal import Journal
+from . import masks as mask_strategies
 from .palette import NODATA, composition
 from .raster_io import SourceRaster, Stretch, read_image_tile, read_mask_tile, write_image_tile, write_mask_tile
 from .records import TileRecord, real_tile_id, synthetic_tile_id
@@ -332,7 +333,7 @@ class _JobRun:
         return True
 
     def _real_batch(self, src: SourceRaster, cells: Sequence[Cell]) -> None:
-        spec, seed = self.spec, self.spec.seed
+        spec = self.spec
         ids = [real_tile_id(c.row, c.col) for c in cells]
         images, valids, labels = [], [], []
         with self.timer("read"):
@@ -365,20 +366,14 @@ class _JobRun:
                 m[~valids[k]] = NODATA
                 masks[k] = m
         captions: list[list[str]] = [[] for _ in cells]
-        empty = np.full(valids[0].shape, NODATA, np.uint8)
-        if "caption" in self.engines and live:
-            seeds = [derive_seed(seed, ids[k], "caption") for k in live]
-            out = self._engine_call("caption", [ids[k] for k in live], lambda: self.engines["caption"].caption(
-                [images[k] for k in live], [masks[k] if masks[k] is not None else empty for k in live], seeds))
-            for k, caps in zip(live, out):
-                captions[k] = [str(c) for c in caps]
         metrics: list[dict[str, float]] = [{} for _ in cells]
-        if "ground" in self.engines and live:
-            items = [GroundInput(ids[k], "real", images[k], valids[k],
-                                 masks[k] if masks[k] is not None else empty, captions[k]) for k in live]
-            out = self._engine_call("ground", [ids[k] for k in live], lambda: self.engines["ground"].ground(items))
-            for k, m in zip(live, out):
-                metrics[k] = {str(n): float(v) for n, v in m.items()}
+        if live:
+            empty = np.full(valids[0].shape, NODATA, np.uint8)
+            caps, mets = self._caption_and_ground(
+                "real", [ids[k] for k in live], [images[k] for k in live], [valids[k] for k in live],
+                [masks[k] if masks[k] is not None else empty for k in live])
+            for k, c, m in zip(live, caps, mets):
+                captions[k], metrics[k] = c, m
         recs, writes = [], []
         for k, c in enumerate(cells):
             rec = self._tile_record(ids[k], "real", c)
@@ -393,14 +388,37 @@ class _JobRun:
             if labels:
                 rec.artefacts["labels"] = f"real/labels/{ids[k]}.tif"
                 writes.append(partial(write_mask_tile, self.dir / rec.artefacts["labels"], labels[k], t, src.crs))
-            rec.composition = [float(v) for v in composition(masks[k])] if masks[k] is not None else []
-            rec.captions = captions[k]
-            rec.metrics = metrics[k]
-            rec.attributes["valid_share"] = f"{float(valids[k].mean()):.4f}"
+            self._fill(rec, masks[k], captions[k], metrics[k], valids[k])
             recs.append(rec)
         self._write_all(writes)
         for rec in recs:
             self._record(rec)
+
+    def _caption_and_ground(self, kind: str, ids: Sequence[str], images: Sequence[np.ndarray],
+                            valids: Sequence[np.ndarray], masks: Sequence[np.ndarray],
+                            conds: Sequence[np.ndarray] | None = None) -> tuple[list[list[str]], list[dict]]:
+        """Captions and scores of a batch of tiles (empty where the stage is not run)."""
+        captions: list[list[str]] = [[] for _ in ids]
+        metrics: list[dict[str, float]] = [{} for _ in ids]
+        if "caption" in self.engines:
+            seeds = [derive_seed(self.spec.seed, i, "caption") for i in ids]
+            out = self._engine_call("caption", ids, lambda: self.engines["caption"].caption(images, masks, seeds))
+            captions = [[str(c) for c in caps] for caps in out]
+        if "ground" in self.engines:
+            conds = conds if conds is not None else [None] * len(ids)
+            items = [GroundInput(i, kind, im, valid, m, caps, cond)
+                     for i, im, valid, m, caps, cond in zip(ids, images, valids, masks, captions, conds)]
+            out = self._engine_call("ground", ids, lambda: self.engines["ground"].ground(items))
+            metrics = [{str(n): float(x) for n, x in m.items()} for m in out]
+        return captions, metrics
+
+    @staticmethod
+    def _fill(rec: TileRecord, mask: np.ndarray | None, captions: list[str], metrics: dict[str, float],
+              valid: np.ndarray) -> None:
+        rec.composition = [float(v) for v in composition(mask)] if mask is not None else []
+        rec.captions = captions
+        rec.metrics = metrics
+        rec.attributes["valid_share"] = f"{float(valid.mean()):.4f}"
 
     # ------------------------------------------------------------ synthetic tiles
     def run_synthetic(self) -> bool:
@@ -448,24 +466,12 @@ class _JobRun:
             valids.append(valid)
             masks.append(mask)
         self._engine_call("synthesise", ["fit"], lambda: self.engines["synthesise"].fit(images, masks, valids))
-        try:
-            from . import masks as mask_strategies
-        except ImportError:
-            mask_strategies = None
-        self.mask_strategies = mask_strategies
-        if mask_strategies is None:
-            if self.spec.synthesis.mask_strategy != "real":
-                raise FailedPrecondition(f"mask strategy {self.spec.synthesis.mask_strategy!r} is not available "
-                                         "(backend.masks is missing)", "synthesis.mask_strategy")
-            return None
         with self.timer("mask_strategy"):
             return mask_strategies.AoiStats.from_masks(masks)
 
     def _condition(self, real_mask: np.ndarray, stats: Any, syn_id: str) -> np.ndarray:
-        if self.mask_strategies is None:
-            return real_mask.copy()
         with self.timer("mask_strategy"):
-            cond = self.mask_strategies.condition_mask(self.spec.synthesis.mask_strategy, real_mask,
+            cond = mask_strategies.condition_mask(self.spec.synthesis.mask_strategy, real_mask,
                                                        dict(self.spec.synthesis.boost_targets), stats,
                                                        derive_seed(self.spec.seed, syn_id, "mask"))
         cond = np.asarray(cond, dtype=np.uint8).copy()
@@ -494,17 +500,7 @@ class _JobRun:
         masks = [np.asarray(m, dtype=np.uint8).copy() for m in masks]
         for m, valid in zip(masks, valids):
             m[~valid] = NODATA
-        captions: list[list[str]] = [[] for _ in ids]
-        if "caption" in self.engines:
-            cseeds = [derive_seed(seed, sid, "caption") for sid in ids]
-            out = self._engine_call("caption", ids, lambda: self.engines["caption"].caption(images, masks, cseeds))
-            captions = [[str(c) for c in caps] for caps in out]
-        metrics: list[dict[str, float]] = [{} for _ in ids]
-        if "ground" in self.engines:
-            gi = [GroundInput(sid, "synthetic", im, valid, m, caps, cond)
-                  for sid, im, valid, m, caps, cond in zip(ids, images, valids, masks, captions, conds)]
-            out = self._engine_call("ground", ids, lambda: self.engines["ground"].ground(gi))
-            metrics = [{str(n): float(x) for n, x in m.items()} for m in out]
+        captions, metrics = self._caption_and_ground("synthetic", ids, images, valids, masks, conds)
         crs = self.prep.crs_wkt
         recs, writes = [], []
         for k, ((rec, v), sid) in enumerate(zip(items, ids)):
@@ -517,10 +513,7 @@ class _JobRun:
             writes += [partial(write_image_tile, self.dir / out_rec.artefacts["image"], images[k], valids[k], t, crs),
                        partial(write_mask_tile, self.dir / out_rec.artefacts["mask"], masks[k], t, crs),
                        partial(write_mask_tile, self.dir / out_rec.artefacts["cond_mask"], conds[k], t, crs)]
-            out_rec.composition = [float(x) for x in composition(masks[k])]
-            out_rec.captions = captions[k]
-            out_rec.metrics = metrics[k]
-            out_rec.attributes["valid_share"] = f"{float(valids[k].mean()):.4f}"
+            self._fill(out_rec, masks[k], captions[k], metrics[k], valids[k])
             recs.append(out_rec)
         self._write_all(writes)
         for out_rec in recs:
