@@ -15,7 +15,7 @@ test: setup            ## the whole test suite (CI runs exactly this)
 	$(PY) -m pytest
 
 demo: setup            ## the main job on the real Sentinel-2 demo scene with the default engines
-	$(PY) -m backend demo --workspace workspace
+	$(PY) -m groundsynth demo --workspace workspace
 
 bench: setup           ## speed benchmarks (print numbers)
 	$(PY) bench/pipeline_speed.py

@@ -25,18 +25,19 @@ sys.path.insert(0, str(ROOT))
 def main() -> None:
     from affine import Affine
 
-    from backend.demo_data import demo_raster
-    from backend.engines import engines, get_engine, register
-    from backend.engines.base import EngineContext, GroundInput, TileInput
-    from backend.engines.composition_caption import CompositionCaptioner
-    from backend.engines.composition_ground import CompositionGrounder, score_caption
-    from backend.metrics import caption_redundancy
-    from backend.palette import composition
-    from backend.raster_io import SourceRaster, Stretch, write_image_tile, write_mask_tile
-    from backend.records import TileRecord
-    from backend.report import write_report
-    from backend.seeds import derive_seed
-    from backend.spec import Aoi, BandMapping, JobSpec
+    from groundsynth.demo.scene import demo_raster
+    from groundsynth.engines import engines, get_engine, register
+    from groundsynth.engines.base import EngineContext, GroundInput, TileInput
+    from groundsynth.engines.builtin.composition_caption import CompositionCaptioner
+    from groundsynth.engines.builtin.composition_ground import CompositionGrounder, score_caption
+    from groundsynth.metrics.sets import caption_redundancy
+    from groundsynth.request.classes import composition
+    from groundsynth.tiling.source import SourceRaster, Stretch
+    from groundsynth.artefacts.tiles import write_image_tile, write_mask_tile
+    from groundsynth.artefacts.records import TileRecord
+    from groundsynth.report import write_report
+    from groundsynth.request.seeds import derive_seed
+    from groundsynth.request.spec import Aoi, BandMapping, JobSpec
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--tile", type=int, default=256)

@@ -18,13 +18,13 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from backend.demo_data import demo_raster  # noqa: E402
-from backend.engines.base import EngineContext  # noqa: E402
-from backend.engines.exemplar import Exemplar  # noqa: E402
-from backend.engines.spectral import Spectral  # noqa: E402
-from backend.masks import AoiStats, condition_mask  # noqa: E402
-from backend.palette import NODATA  # noqa: E402
-from backend.raster_io import Stretch  # noqa: E402
+from groundsynth.demo.scene import demo_raster  # noqa: E402
+from groundsynth.engines.base import EngineContext  # noqa: E402
+from groundsynth.engines.builtin.exemplar import Exemplar  # noqa: E402
+from groundsynth.engines.builtin.spectral import Spectral  # noqa: E402
+from groundsynth.engines.mask_strategies import AoiStats, condition_mask  # noqa: E402
+from groundsynth.request.classes import NODATA  # noqa: E402
+from groundsynth.tiling.source import Stretch  # noqa: E402
 
 T = 256
 

@@ -36,8 +36,8 @@ WORDS = ("a the of with and in on is area land field fields crop farmland trees 
 def build_segformer(dest: Path) -> Path:
     from transformers import SegformerConfig, SegformerForSemanticSegmentation
 
-    from backend.neural.train_segmenter import B0
-    from backend.palette import CLASS_NAMES
+    from groundsynth.train.segmenter import B0
+    from groundsynth.request.classes import CLASS_NAMES
 
     SegformerForSemanticSegmentation(SegformerConfig(num_channels=4, num_labels=len(CLASS_NAMES), **B0)) \
         .save_pretrained(str(dest))
@@ -45,7 +45,7 @@ def build_segformer(dest: Path) -> Path:
 
 
 def build_spade(dest: Path, ngf: int, tile: int) -> Path:
-    from backend.neural.spade_model import SpadeConfig, SpadeGenerator, save_checkpoint
+    from groundsynth.models.spade import SpadeConfig, SpadeGenerator, save_checkpoint
 
     save_checkpoint(dest, SpadeGenerator(SpadeConfig(out_channels=4, ngf=ngf, tile_size=tile)))
     return dest
@@ -110,8 +110,8 @@ def sync(device: str) -> None:
 
 
 def engine_rates(weights: dict[str, Path], device: str, args) -> dict[str, float]:
-    from backend.engines import get_engine
-    from backend.engines.base import EngineContext, GroundInput, TileInput
+    from groundsynth.engines import get_engine
+    from groundsynth.engines.base import EngineContext, GroundInput, TileInput
 
     rng = np.random.default_rng(0)
     n, s = args.tiles, args.tile_size
@@ -144,10 +144,10 @@ def engine_rates(weights: dict[str, Path], device: str, args) -> dict[str, float
 def pipeline_rate(weights: dict[str, Path], device: str, args, workspace: Path) -> tuple[float, int, dict]:
     import rasterio
 
-    from backend.demo_data import demo_raster
-    from backend.journal import Journal
-    from backend.pipeline import RunOptions, new_job_id, run_job
-    from backend.spec import Aoi, JobSpec, StageConfig, SynthesisOptions
+    from groundsynth.demo.scene import demo_raster
+    from groundsynth.service.journal import Journal
+    from groundsynth.pipeline.runner import RunOptions, new_job_id, run_job
+    from groundsynth.request.spec import Aoi, JobSpec, StageConfig, SynthesisOptions
 
     import os
 

@@ -29,10 +29,10 @@ def main() -> int:
     ap.add_argument("--batch-size", type=int, default=8)
     args = ap.parse_args()
 
-    from backend.commands.demo import demo_spec
-    from backend.demo_data import demo_raster
-    from backend.journal import Journal
-    from backend.pipeline import RunOptions, new_job_id, run_job
+    from groundsynth.cli.demo import demo_spec
+    from groundsynth.demo.scene import demo_raster
+    from groundsynth.service.journal import Journal
+    from groundsynth.pipeline.runner import RunOptions, new_job_id, run_job
 
     tmp = None
     if args.workspace is None:

@@ -1,6 +1,6 @@
 """What the gRPC server adds on top of the in-process pipeline (prints numbers, asserts nothing).
 
-Starts `python -m backend serve` on 127.0.0.1 with the cheap test engines and measures:
+Starts `groundsynth serve` on 127.0.0.1 with the cheap test engines and measures:
 - Submit -> `accepted` latency (synchronous validation incl. prepare_job),
 - wall time of the same job through the server vs in-process (`pipeline.run_job`), per tile,
 - FetchArtefact throughput for a 64 MiB file, UploadRaster throughput,
@@ -27,9 +27,9 @@ def main() -> None:
     ap.add_argument("--tile", type=int, default=64)
     args = ap.parse_args()
 
-    from backend.journal import Journal
-    from backend.pipeline import RunOptions, new_job_id, run_job
-    from backend.spec import Aoi, JobSpec
+    from groundsynth.service.journal import Journal
+    from groundsynth.pipeline.runner import RunOptions, new_job_id, run_job
+    from groundsynth.request.spec import Aoi, JobSpec
     from tests.helpers_engines import TEST_STAGES, test_engines
     from tests.server_fixture import make_test_raster, raster_bbox, start_server
 

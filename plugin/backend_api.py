@@ -1,34 +1,19 @@
 """The plugin's one door to the backend's gRPC contract and client.
 
-In the repository the plugin imports the backend package that sits next to it
-(`backend.contract`, `backend.client`). The installable zip (`make package`)
-carries a copy of the client, its helpers and the generated groundsynth.v1 code
-under `<plugin>/_vendor/`, which is put on sys.path when the repository's
-backend is not importable. Only gRPC and protobuf must then be installed in
-QGIS's Python (see docs/plugin.md).
+The plugin carries its own generated copy of the groundsynth.v1 contract
+(`connection/_generated`, made by scripts/gen_proto.py and shipped in the zip),
+so it needs no backend package in QGIS's Python: only gRPC and protobuf (see
+docs/plugin.md).
 """
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
-_VENDOR = Path(__file__).resolve().parent / "_vendor"
+from .connection._generated import groundsynth_pb2 as pb
+from .connection._generated import groundsynth_pb2_grpc as rpc
 
-
-def _import_backend():
-    try:
-        from backend.contract import pb, rpc  # noqa: F401  (repository layout)
-    except ImportError:
-        if _VENDOR.is_dir() and str(_VENDOR) not in sys.path:
-            sys.path.insert(0, str(_VENDOR))
-        from backend.contract import pb, rpc  # noqa: F401  (vendored copy in the plugin zip)
-    return pb, rpc
-
-
-pb, rpc = _import_backend()
-
-import grpc  # noqa: E402  (after the vendored path is set up)
+import grpc  # noqa: E402
 
 STAGES = ("segment", "synthesise", "caption", "ground")
 JOB_STATES = {v: k for k, v in pb.JobState.items()}

@@ -24,8 +24,8 @@ def default_python() -> str:
 
 
 def default_backend_dir() -> str:
-    """Directory from which `-m backend` is importable (the repository root when run from it)."""
-    return str(REPO_ROOT) if (REPO_ROOT / "backend" / "__main__.py").exists() else ""
+    """Directory from which `-m groundsynth` is importable (the repository root when run from it)."""
+    return str(REPO_ROOT) if (REPO_ROOT / "groundsynth" / "__main__.py").exists() else ""
 
 
 class LocalBackend(QObject):
@@ -60,7 +60,7 @@ class LocalBackend(QObject):
         proc.setProcessEnvironment(env)
         proc.readyReadStandardOutput.connect(self._read)
         proc.stateChanged.connect(lambda st: self.state_changed.emit(st != QProcess.NotRunning))
-        args = ["-m", "backend", "serve", "--address", address, "--workspace", workspace, *(extra_args or [])]
+        args = ["-m", "groundsynth", "serve", "--address", address, "--workspace", workspace, *(extra_args or [])]
         proc.start(python or default_python(), args)
         self.process = proc
         return proc

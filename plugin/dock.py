@@ -200,7 +200,7 @@ class GroundSynthDock(QgsDockWidget):
         form.addRow("Python", self.python)
         self.extra_args = QLineEdit()
         self.extra_args.setPlaceholderText("e.g. --allow-root /data/rasters")
-        self.extra_args.setToolTip("extra arguments for `python -m backend serve` when started from here")
+        self.extra_args.setToolTip("extra arguments for `groundsynth serve` when started from here")
         form.addRow("Serve arguments", self.extra_args)
         buttons = QHBoxLayout()
         self.start_button = QPushButton("Start")

@@ -1,7 +1,7 @@
 """Styles for the layers a job produces.
 
 - masks: QgsPalettedRasterRenderer with the 7 land-cover classes (colours and
-  names from Capabilities.classes, falling back to backend.palette), 255 = nodata
+  names from Capabilities.classes, falling back to groundsynth.request.classes), 255 = nodata
   (transparent);
 - images: multiband colour (bands 1, 2, 3) with a 2-98 % cumulative-cut stretch;
 - tiles: QgsGraduatedSymbolRenderer on the chosen score, plus a map tip showing

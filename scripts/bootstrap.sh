@@ -2,7 +2,8 @@
 # Idempotent set-up for a fresh Debian 12 machine; quick (a few checks) when done already.
 #   1. apt packages: python3-qgis, python3-venv (only if missing)
 #   2. .venv at the repo root from Debian's /usr/bin/python3 with system site packages
-#   3. pinned requirements (re-installed only when requirements.txt changes)
+#   3. the groundsynth package, editable, with its pinned extras (re-installed only when
+#      pyproject.toml or constraints.txt change)
 #   4. generated gRPC code from protos/ (re-generated only when a .proto changes)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,14 +24,17 @@ if [ ! -x .venv/bin/python ]; then
   /usr/bin/python3 -m venv --system-site-packages .venv
 fi
 
-stamp=.venv/.requirements.sha256
-want=$(sha256sum requirements.txt | cut -d' ' -f1)
+stamp=.venv/.install.sha256
+want=$(cat pyproject.toml constraints.txt | sha256sum | cut -d' ' -f1)
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
-  echo "[bootstrap] installing pinned requirements (a few minutes the first time)" >&2
+  echo "[bootstrap] installing groundsynth (editable) with pinned extras (a few minutes the first time)" >&2
   .venv/bin/python -m pip install -q --upgrade pip >/dev/null 2>&1 || true
-  .venv/bin/python -m pip install -q -r requirements.txt 2>&1 | grep -v "is ignored: it is neither" >&2 || true
-  .venv/bin/python -c "import torch, rasterio, grpc, qgis.core, fiona, open_clip, transformers" \
-    || { echo "[bootstrap] requirements did not install cleanly" >&2; exit 1; }
+  .venv/bin/python -m pip install -q -c constraints.txt "setuptools>=77" wheel 2>&1 \
+    | grep -v "is ignored: it is neither" >&2 || true
+  .venv/bin/python -m pip install -q --no-build-isolation -c constraints.txt -e ".[neural,test,lint]" 2>&1 \
+    | grep -v "is ignored: it is neither" >&2 || true
+  .venv/bin/python -c "import torch, rasterio, grpc, qgis.core, fiona, open_clip, transformers, groundsynth" \
+    || { echo "[bootstrap] the package and its requirements did not install cleanly" >&2; exit 1; }
   echo "$want" > "$stamp"
 fi
 

@@ -3,17 +3,15 @@
     python scripts/package_plugin.py [--out dist]          # -> dist/groundsynth_plugin-<version>.zip
     python scripts/package_plugin.py --link PLUGINS_DIR    # build, then symlink it as PLUGINS_DIR/groundsynth_plugin
 
-The zip holds one top-level folder `groundsynth_plugin/` with metadata.txt, the
-plugin code (plugin/), its icon, and under `_vendor/` the part of the backend
-package the plugin imports to talk gRPC (found by following its imports:
-backend.contract and the generated groundsynth.v1 code), so the installed
-plugin works without the repository. QGIS's Python needs grpcio and protobuf
-(docs/plugin.md shows how to install them).
+The zip holds one top-level folder `groundsynth_plugin/` with metadata.txt,
+LICENSE, the plugin code (plugin/, its sub-packages and icon) and the plugin's
+own generated copy of the groundsynth.v1 contract (plugin/connection/_generated),
+so the installed plugin works without the repository and without the backend
+package. QGIS's Python needs grpcio and protobuf (docs/plugin.md).
 """
 from __future__ import annotations
 
 import argparse
-import ast
 import configparser
 import os
 import shutil
@@ -23,8 +21,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 PLUGIN_SRC = ROOT / "plugin"
-BACKEND = ROOT / "backend"
 NAME = "groundsynth_plugin"
+SHIPPED_SUFFIXES = (".py", ".pyi", ".svg", ".png", ".html", ".md")
 
 
 def version() -> str:
@@ -33,88 +31,31 @@ def version() -> str:
     return cp["general"]["version"]
 
 
-def _module_file(module: str) -> Path | None:
-    rel = Path(*module.split("."))
-    for cand in (ROOT / rel.with_suffix(".py"), ROOT / rel / "__init__.py"):
-        if cand.exists():
-            return cand
-    return None
-
-
-def _imports(path: Path, module: str) -> set[str]:
-    """backend.* modules imported by a file (absolute and relative imports)."""
-    tree = ast.parse(path.read_text(encoding="utf-8"))
-    pkg = module if path.name == "__init__.py" else module.rpartition(".")[0]
-    out: set[str] = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            out |= {a.name for a in node.names}
-        elif isinstance(node, ast.ImportFrom):
-            if node.level:
-                base = pkg.split(".")[: len(pkg.split(".")) - node.level + 1]
-                mod = ".".join(base + ([node.module] if node.module else []))
-            else:
-                mod = node.module or ""
-            out.add(mod)
-            out |= {f"{mod}.{a.name}" for a in node.names}
-    return {m for m in out if m == "backend" or m.startswith("backend.")}
-
-
-def backend_closure() -> list[Path]:
-    """Files of the backend modules the plugin needs, following imports transitively."""
-    todo: set[str] = set()
-    for f in PLUGIN_SRC.glob("*.py"):
-        todo |= _imports(f, f"plugin.{f.stem}")
-    seen: set[str] = set()
-    files: set[Path] = set()
-    while todo:
-        mod = todo.pop()
-        if mod in seen:
-            continue
-        seen.add(mod)
-        path = _module_file(mod)
-        if path is None:
-            continue   # a name imported from a module, not a module
-        files.add(path)
-        parts = mod.split(".")
-        for i in range(1, len(parts)):       # parent packages' __init__
-            init = ROOT / Path(*parts[:i]) / "__init__.py"
-            if init.exists():
-                files.add(init)
-        todo |= _imports(path, mod)
-    return sorted(files)
-
-
-def ensure_generated() -> Path:
+def ensure_generated() -> None:
     sys.path.insert(0, str(ROOT / "scripts"))
     import gen_proto  # noqa: E402
 
     if gen_proto.stale():
         gen_proto.generate()
-    return gen_proto.OUT
 
 
 def build(stage_root: Path) -> Path:
-    """Assemble build/plugin/groundsynth_plugin and return it."""
+    """Assemble <stage_root>/groundsynth_plugin and return it."""
+    ensure_generated()
     dest = stage_root / NAME
     if dest.exists():
         shutil.rmtree(dest)
     dest.mkdir(parents=True)
-    for f in sorted(PLUGIN_SRC.iterdir()):
-        if f.suffix in (".py", ".svg", ".png") and f.is_file():
-            shutil.copy2(f, dest / f.name)
+    for f in sorted(PLUGIN_SRC.rglob("*")):
+        if f.is_file() and f.suffix in SHIPPED_SUFFIXES and "__pycache__" not in f.parts:
+            target = dest / f.relative_to(PLUGIN_SRC)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(f, target)
     shutil.copy2(ROOT / "metadata.txt", dest / "metadata.txt")
+    shutil.copy2(ROOT / "LICENSE", dest / "LICENSE")
     doc = ROOT / "docs" / "plugin.md"
     if doc.exists():
         shutil.copy2(doc, dest / "README.md")
-    vendor = dest / "_vendor"
-    for f in backend_closure():
-        target = vendor / f.relative_to(ROOT)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(f, target)
-    generated = ensure_generated()
-    shutil.copytree(generated, vendor / "backend" / "_generated",
-                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     return dest
 
 

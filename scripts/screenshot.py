@@ -1,7 +1,7 @@
 """`make screenshot`: a demo job through a real backend, rendered like the analyst sees it.
 
-Starts `python -m backend serve` on 127.0.0.1 (free port) with a scratch
-workspace, builds the Sentinel-2 demo raster there (backend.demo_data), opens
+Starts `groundsynth serve` on 127.0.0.1 (free port) with a scratch
+workspace, builds the Sentinel-2 demo raster there (groundsynth.demo.scene), opens
 the GroundSynth dock in an offscreen QGIS, runs a job on an area of the scene
 with the backend's default engines (the first available engine where a
 default is unavailable), then renders three map panels (real image with the
@@ -30,7 +30,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 def start_backend(workspace: Path, log: Path, extra: list[str]) -> tuple[subprocess.Popen, str]:
     out = log.with_suffix(".out")
-    cmd = [sys.executable, "-m", "backend", "serve", "--address", "127.0.0.1:0", "--workspace", str(workspace),
+    cmd = [sys.executable, "-m", "groundsynth", "serve", "--address", "127.0.0.1:0", "--workspace", str(workspace),
            "--quiet", *extra]
     with open(log, "wb") as err, open(out, "wb") as so:
         proc = subprocess.Popen(cmd, cwd=ROOT, stdout=so, stderr=err, start_new_session=True)
@@ -119,7 +119,7 @@ def main(argv=None) -> int:
     from qgis.PyQt.QtGui import QColor, QFont, QImage, QPainter
     from qgis.PyQt.QtWidgets import QApplication
 
-    from backend.demo_data import demo_raster
+    from groundsynth.demo.scene import demo_raster
 
     tmp = Path(tempfile.mkdtemp(prefix="gs-shot-"))
     workspace = Path(args.workspace) if args.workspace else tmp / "workspace"

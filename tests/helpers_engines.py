@@ -29,10 +29,10 @@ from typing import Iterator
 
 import numpy as np
 
-from backend.engines import register, unregister
-from backend.engines.base import Captioner, Grounder, Param, Segmenter, Synthesiser
-from backend.palette import CLASS_NAMES, NODATA, composition
-from backend.spec import StageConfig
+from groundsynth.engines import register, unregister
+from groundsynth.engines.base import Captioner, Grounder, Param, Segmenter, Synthesiser
+from groundsynth.request.classes import CLASS_NAMES, NODATA, composition
+from groundsynth.request.spec import StageConfig
 
 
 def bright_mask(image: np.ndarray, valid: np.ndarray) -> np.ndarray:

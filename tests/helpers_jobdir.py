@@ -13,10 +13,10 @@ from pathlib import Path
 import numpy as np
 from affine import Affine
 
-from backend.palette import NODATA, composition
-from backend.raster_io import write_image_tile, write_mask_tile
-from backend.records import TileRecord, real_tile_id, synthetic_tile_id
-from backend.spec import Aoi, JobSpec, StageConfig
+from groundsynth.request.classes import NODATA, composition
+from groundsynth.artefacts.tiles import write_image_tile, write_mask_tile
+from groundsynth.artefacts.records import TileRecord, real_tile_id, synthetic_tile_id
+from groundsynth.request.spec import Aoi, JobSpec, StageConfig
 
 CRS = "EPSG:32618"
 X0, Y0, PX, SIZE = 435730.0, 4179460.0, 10.0, 32
@@ -50,7 +50,7 @@ def make_spec(**kw) -> JobSpec:
 
 def build_job_dir(job_dir: Path, with_labels: bool = True, with_synthetic: bool = True) -> list[TileRecord]:
     """Write the tile GeoTIFFs under job_dir and return the records (report not written)."""
-    from backend.engines.composition_caption import CompositionCaptioner
+    from groundsynth.engines.builtin.composition_caption import CompositionCaptioner
 
     captioner = CompositionCaptioner()
     records: list[TileRecord] = []

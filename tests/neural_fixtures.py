@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from backend.palette import CLASS_NAMES
+from groundsynth.request.classes import CLASS_NAMES
 
 WORDS = ("a an the of with and in on is are area areas land field fields crop crops farmland tree trees forest "
          "shrub shrubs grass grassland water river lake built-up buildings village town barren bare soil "
@@ -34,7 +34,7 @@ def tiny_segformer(dest: Path, channels: int = 4, seed: int = 0) -> Path:
 
 
 def random_tiles(n: int, size: int = 32, channels: int = 4, seed: int = 0):
-    from backend.engines.base import TileInput
+    from groundsynth.engines.base import TileInput
 
     rng = np.random.default_rng(seed)
     tiles = []
@@ -271,7 +271,7 @@ def tiny_spade(dest: Path, out_channels: int = 4, seed: int = 0) -> Path:
     """A tiny SPADE generator checkpoint directory (ngf 8) as the trainer writes it."""
     import torch
 
-    from backend.neural.spade_model import PatchDiscriminator, SpadeConfig, SpadeGenerator, save_checkpoint
+    from groundsynth.models.spade import PatchDiscriminator, SpadeConfig, SpadeGenerator, save_checkpoint
 
     torch.manual_seed(seed)
     cfg = SpadeConfig(out_channels=out_channels, ngf=8, ndf=8, z_dim=8, spade_hidden=16, tile_size=32)

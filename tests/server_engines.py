@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import os
 
-from backend.engines import register
-from backend.engines.base import Segmenter
+from groundsynth.engines import register
+from groundsynth.engines.base import Segmenter
 from tests.helpers_engines import register_all
 
 

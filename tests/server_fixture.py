@@ -1,4 +1,4 @@
-"""A REAL backend server process for tests: `python -m backend serve` on 127.0.0.1.
+"""A REAL backend server process for tests: `groundsynth serve` on 127.0.0.1.
 
 Reusable by any test module (the QGIS plugin tests too):
 
@@ -6,7 +6,7 @@ Reusable by any test module (the QGIS plugin tests too):
 
     def test_something(groundsynth_server):          # module-scoped fixture
         srv = groundsynth_server                     # ServerProcess
-        with srv.client() as c:                      # backend.client.GroundSynthClient with the token
+        with srv.client() as c:                      # groundsynth.api.v1.client.GroundSynthClient with the token
             c.capabilities()
         srv.address, srv.token, srv.workspace, srv.raster   # "127.0.0.1:PORT", token text, Path, test GeoTIFF
 
@@ -75,7 +75,7 @@ class ServerProcess:
     tls_ca: Path | None = None
 
     def client(self, **kwargs):
-        from backend.client import GroundSynthClient
+        from groundsynth.api.v1.client import GroundSynthClient
 
         if self.tls_ca is not None:
             kwargs.setdefault("tls_ca", self.tls_ca)
@@ -119,11 +119,11 @@ class ServerProcess:
 def start_server(workspace: str | os.PathLike, *extra_args: str, timeout: float = 30.0,
                  engine_module: str | None = ENGINE_MODULE, env: dict | None = None,
                  tls_ca: str | os.PathLike | None = None) -> ServerProcess:
-    """Start `python -m backend serve` on 127.0.0.1 (free port) and wait for Health SERVING.
+    """Start `groundsynth serve` on 127.0.0.1 (free port) and wait for Health SERVING.
 
     With `tls_ca` (pass --tls-cert/--tls-key in `extra_args`) clients connect with TLS."""
-    from backend.client import GroundSynthClient
-    from backend.errors import GroundSynthError
+    from groundsynth.api.v1.client import GroundSynthClient
+    from groundsynth.request.errors import GroundSynthError
 
     workspace = Path(workspace)
     workspace.mkdir(parents=True, exist_ok=True)
@@ -131,7 +131,7 @@ def start_server(workspace: str | os.PathLike, *extra_args: str, timeout: float 
     log_path = workspace.parent / f"server-{workspace.name}-{_counter[0]}.log"
     out_path = workspace.parent / f"server-{workspace.name}-{_counter[0]}.out"
     args = tuple(extra_args) + (("--engine-module", engine_module) if engine_module else ())
-    cmd = [PYTHON, "-m", "backend", "serve", "--address", "127.0.0.1:0", "--workspace", str(workspace), *args]
+    cmd = [PYTHON, "-m", "groundsynth", "serve", "--address", "127.0.0.1:0", "--workspace", str(workspace), *args]
     full_env = {**os.environ, "PYTHONUNBUFFERED": "1", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
                 **(env or {})}
     with open(log_path, "wb") as log, open(out_path, "wb") as out:

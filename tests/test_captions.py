@@ -1,15 +1,15 @@
-"""Caption claim parsing (backend.captions) and the caption/composition engine."""
+"""Caption claim parsing (groundsynth.metrics.claims) and the caption/composition engine."""
 import re
 
 import numpy as np
 import pytest
 
-from backend import captions as claims_mod
-from backend.engines import get_engine
-from backend.engines.composition_caption import NOUNS, REGION_PHRASES, EDGE_PHRASES, CompositionCaptioner
-from backend.errors import InvalidArgument
-from backend.metrics import caption_redundancy
-from backend.palette import CLASS_NAMES, NODATA
+from groundsynth.metrics import claims as claims_mod
+from groundsynth.engines import get_engine
+from groundsynth.engines.builtin.composition_caption import NOUNS, REGION_PHRASES, EDGE_PHRASES, CompositionCaptioner
+from groundsynth.request.errors import InvalidArgument
+from groundsynth.metrics.sets import caption_redundancy
+from groundsynth.request.classes import CLASS_NAMES, NODATA
 
 TREE, SHRUB, GRASS, CROP, BUILT, BARREN, WATER = range(7)
 

@@ -3,12 +3,12 @@ import numpy as np
 import pytest
 import rasterio
 
-from backend.engines import get_engine
-from backend.engines.base import EngineContext
-from backend.engines.exemplar import Exemplar
-from backend.engines.spectral import Spectral
-from backend.errors import FailedPrecondition, InvalidArgument
-from backend.palette import NODATA
+from groundsynth.engines import get_engine
+from groundsynth.engines.base import EngineContext
+from groundsynth.engines.builtin.exemplar import Exemplar
+from groundsynth.engines.builtin.spectral import Spectral
+from groundsynth.request.errors import FailedPrecondition, InvalidArgument
+from groundsynth.request.classes import NODATA
 
 TREE, SHRUB, GRASS, CROP, BUILT, BARREN, WATER = range(7)
 T = 256
@@ -27,8 +27,8 @@ def miou(a, b):
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
-    from backend.demo_data import demo_raster
-    from backend.raster_io import Stretch
+    from groundsynth.demo.scene import demo_raster
+    from groundsynth.tiling.source import Stretch
 
     with rasterio.open(demo_raster(tmp_path_factory.mktemp("demo"))) as ds:
         raw = ds.read().astype(np.float32)

@@ -1,4 +1,4 @@
-"""backend.export: the original's PNG + CSV layout, georeferenced GeoTIFFs, deterministic leak-free split."""
+"""groundsynth.export: the original's PNG + CSV layout, georeferenced GeoTIFFs, deterministic leak-free split."""
 import csv
 from collections import Counter
 
@@ -7,11 +7,11 @@ import pytest
 import rasterio
 from PIL import Image
 
-from backend.__main__ import main
-from backend.errors import FailedPrecondition, InvalidArgument, NotFound
-from backend.export import CSV_COLUMNS, export_dataset, split_of
-from backend.palette import CLASS_COLORS
-from backend.report import read_report, write_report
+from groundsynth.cli.main import main
+from groundsynth.request.errors import FailedPrecondition, InvalidArgument, NotFound
+from groundsynth.export.dataset import CSV_COLUMNS, export_dataset, split_of
+from groundsynth.request.classes import CLASS_COLORS
+from groundsynth.report import read_report, write_report
 from tests.helpers_jobdir import build_job_dir, context, make_spec
 
 
@@ -131,9 +131,9 @@ def test_command_line(job_dir, tmp_path, capsys):
 def test_real_pipeline_job_reports_and_exports(tmp_path):
     """run_job with the cheap test segment/synthesise engines and the composition caption/ground engines:
     the pipeline's report call, report.json and export work together."""
-    from backend.journal import Journal
-    from backend.pipeline import RunOptions, run_job
-    from backend.spec import Aoi, JobSpec, StageConfig, SynthesisOptions
+    from groundsynth.service.journal import Journal
+    from groundsynth.pipeline.runner import RunOptions, run_job
+    from groundsynth.request.spec import Aoi, JobSpec, StageConfig, SynthesisOptions
     from tests.helpers_engines import TestBright, test_engines
     from tests.helpers_rasters import px_bbox, write_raster
 

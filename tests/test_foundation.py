@@ -2,10 +2,10 @@
 import numpy as np
 import pytest
 
-from backend import palette
-from backend.engines import base, get_engine, register, unregister
-from backend.errors import InvalidArgument
-from backend.spec import Aoi, JobSpec, StageConfig, SynthesisOptions
+from groundsynth.request import classes as palette
+from groundsynth.engines import base, get_engine, register, unregister
+from groundsynth.request.errors import InvalidArgument
+from groundsynth.request.spec import Aoi, JobSpec, StageConfig, SynthesisOptions
 
 
 def test_worldcover_remap_matches_reference_table():
@@ -75,7 +75,7 @@ def test_registry_registers_and_validates_params():
 
 
 def test_atomic_write_never_leaves_partial_file(tmp_path):
-    from backend.atomic import atomic_path, write_text
+    from groundsynth.artefacts.atomic import atomic_path, write_text
 
     target = tmp_path / "out.txt"
     write_text(target, "complete")
@@ -88,7 +88,7 @@ def test_atomic_write_never_leaves_partial_file(tmp_path):
 
 
 def test_derived_seeds_are_stable_and_distinct():
-    from backend.seeds import derive_seed
+    from groundsynth.request.seeds import derive_seed
 
     assert derive_seed(1, "t", "syn") == derive_seed(1, "t", "syn")
     assert len({derive_seed(1, "t", "syn"), derive_seed(2, "t", "syn"), derive_seed(1, "u", "syn")}) == 3
@@ -96,7 +96,7 @@ def test_derived_seeds_are_stable_and_distinct():
 
 
 def test_proto_spec_with_synthesise_stage_defaults_to_one_variant():
-    from backend.contract import pb
+    from groundsynth.api.v1.contract import pb
 
     m = pb.JobSpec(raster_path="/x.tif", aoi=pb.AreaOfInterest(bbox=pb.BBox(minx=0, miny=0, maxx=1, maxy=1)),
                    synthesis=pb.SynthesisOptions(mask_strategy="real"))

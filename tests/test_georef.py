@@ -2,10 +2,10 @@
 import pytest
 import rasterio
 
-from backend.journal import Journal
-from backend.palette import gdal_colormap
-from backend.pipeline import RunOptions, run_job
-from backend.spec import Aoi, JobSpec, SynthesisOptions
+from groundsynth.service.journal import Journal
+from groundsynth.request.classes import gdal_colormap
+from groundsynth.pipeline.runner import RunOptions, run_job
+from groundsynth.request.spec import Aoi, JobSpec, SynthesisOptions
 from tests.helpers_engines import TEST_STAGES, test_engines
 from tests.helpers_rasters import px_bbox, write_raster
 

@@ -2,15 +2,15 @@
 import numpy as np
 import pytest
 
-from backend.captions import parse_claims
-from backend.engines import get_engine, register, unregister
-from backend.engines.base import GroundInput, Segmenter
-from backend.engines.composition_caption import CompositionCaptioner
-from backend.engines.composition_ground import CompositionGrounder, score_caption, summarise_records
-from backend.errors import InvalidArgument
-from backend.metrics import js_divergence
-from backend.palette import NODATA
-from backend.records import TileRecord
+from groundsynth.metrics.claims import parse_claims
+from groundsynth.engines import get_engine, register, unregister
+from groundsynth.engines.base import GroundInput, Segmenter
+from groundsynth.engines.builtin.composition_caption import CompositionCaptioner
+from groundsynth.engines.builtin.composition_ground import CompositionGrounder, score_caption, summarise_records
+from groundsynth.request.errors import InvalidArgument
+from groundsynth.metrics.sets import js_divergence
+from groundsynth.request.classes import NODATA
+from groundsynth.artefacts.records import TileRecord
 
 TREE, SHRUB, GRASS, CROP, BUILT, BARREN, WATER = range(7)
 DECODE = "test-decode"
@@ -230,12 +230,12 @@ class IndexSegmenter(Segmenter):
 @pytest.fixture(scope="module")
 def demo_run(tmp_path_factory):
     """The demo scene in 256 px tiles, segmented, captioned with caption/composition and grounded."""
-    from backend.demo_data import demo_raster
-    from backend.engines import engines
-    from backend.engines.base import EngineContext, TileInput
-    from backend.raster_io import SourceRaster, Stretch
-    from backend.seeds import derive_seed
-    from backend.spec import BandMapping
+    from groundsynth.demo.scene import demo_raster
+    from groundsynth.engines import engines
+    from groundsynth.engines.base import EngineContext, TileInput
+    from groundsynth.tiling.source import SourceRaster, Stretch
+    from groundsynth.request.seeds import derive_seed
+    from groundsynth.request.spec import BandMapping
 
     reference = "spectral" if "spectral" in engines("segment") else IndexSegmenter.name
     register(IndexSegmenter)
@@ -270,7 +270,7 @@ def test_demo_scene_own_captions_ground_at_least_90(demo_run):
 
 
 def test_demo_scene_caption_redundancy_below_the_original(demo_run):
-    from backend.metrics import caption_redundancy
+    from groundsynth.metrics.sets import caption_redundancy
 
     caps = [c for cs in demo_run["captions"] for c in cs]
     assert len(caps) == 5 * len(demo_run["tiles"])
@@ -280,8 +280,8 @@ def test_demo_scene_caption_redundancy_below_the_original(demo_run):
 
 
 def test_demo_scene_caption_naming_an_absent_class_scores_clearly_lower(demo_run):
-    from backend.engines.composition_caption import NOUNS
-    from backend.palette import CLASS_NAMES, composition
+    from groundsynth.engines.builtin.composition_caption import NOUNS
+    from groundsynth.request.classes import CLASS_NAMES, composition
 
     lying = []
     for it in demo_run["items"]:

@@ -3,9 +3,9 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from backend.errors import FailedPrecondition, InvalidArgument
-from backend.masks import AoiStats, condition_mask
-from backend.palette import NODATA, composition
+from groundsynth.request.errors import FailedPrecondition, InvalidArgument
+from groundsynth.engines.mask_strategies import AoiStats, condition_mask
+from groundsynth.request.classes import NODATA, composition
 
 TREE, SHRUB, GRASS, CROP, BUILT, BARREN, WATER = range(7)
 
@@ -118,7 +118,7 @@ def test_empty_mask_stays_empty_and_empty_aoi_layout_fails():
 def test_boost_with_no_free_pixel_left_adds_nothing_instead_of_crashing():
     """All valid pixels belong to another target class (never overwritten): an absent class cannot be
     placed anywhere, so the mask keeps its classes (it used to raise ValueError from rng.integers(0))."""
-    from backend.masks import AoiStats, condition_mask
+    from groundsynth.engines.mask_strategies import AoiStats, condition_mask
 
     water = np.full((64, 64), 6, np.uint8)
     other = np.full((64, 64), 2, np.uint8)

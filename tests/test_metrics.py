@@ -1,17 +1,18 @@
-"""backend.metrics against hand-computed cases."""
+"""groundsynth.metrics against hand-computed cases."""
 import math
 
 import numpy as np
 import pytest
 
-from backend import metrics
-from backend.palette import CLASS_NAMES, NODATA
+from groundsynth.metrics import segmentation
+from groundsynth.metrics import sets as metrics
+from groundsynth.request.classes import CLASS_NAMES, NODATA
 
 
 def test_confusion_matrix_counts_and_skips_nodata():
     truth = np.array([[0, 0, 1], [1, 6, NODATA]], dtype=np.uint8)
     pred = np.array([[0, 1, 1], [NODATA, 6, 0]], dtype=np.uint8)
-    cm = metrics.confusion_matrix(truth, pred)
+    cm = segmentation.confusion_matrix(truth, pred)
     assert cm.shape == (7, 7)
     assert cm.sum() == 4                      # two pixels have 255 in one of the masks
     assert cm[0, 0] == 1 and cm[0, 1] == 1 and cm[1, 1] == 1 and cm[6, 6] == 1
@@ -19,12 +20,12 @@ def test_confusion_matrix_counts_and_skips_nodata():
 
 def test_confusion_matrix_shape_mismatch_is_an_error():
     with pytest.raises(ValueError, match="shapes differ"):
-        metrics.confusion_matrix(np.zeros((2, 2)), np.zeros((3, 3)))
+        segmentation.confusion_matrix(np.zeros((2, 2)), np.zeros((3, 3)))
 
 
 def test_segmentation_scores_hand_computed():
     # Accumulated over two "tiles" (pixel level over the whole set).
-    acc = metrics.ConfusionAccumulator()
+    acc = segmentation.ConfusionAccumulator()
     acc.add(np.array([[0, 0, 0, 0]]), np.array([[0, 0, 0, 1]]))     # Tree: 3 TP, 1 FN; Shrub: 1 FP
     acc.add(np.array([[1, 1, 6, 6]]), np.array([[1, 0, 6, 6]]))     # Shrub 1 TP 1 FN; Tree 1 FP; Water 2 TP
     s = acc.scores()
@@ -44,14 +45,14 @@ def test_segmentation_scores_hand_computed():
 
 
 def test_class_in_truth_never_predicted_scores_zero_and_counts():
-    s = metrics.segmentation_scores(metrics.confusion_matrix(np.array([0, 2]), np.array([0, 0])))
+    s = segmentation.segmentation_scores(segmentation.confusion_matrix(np.array([0, 2]), np.array([0, 0])))
     assert s["per_class"]["Grass"]["f1"] == 0.0
     # Tree: TP 1, FP 1 -> F1 2/3; Grass 0 -> macro 1/3
     assert s["macro_f1"] == pytest.approx(1 / 3)
 
 
 def test_empty_confusion_matrix_gives_none():
-    s = metrics.segmentation_scores(np.zeros((7, 7), dtype=np.int64))
+    s = segmentation.segmentation_scores(np.zeros((7, 7), dtype=np.int64))
     assert s["macro_f1"] is None and s["accuracy"] is None and s["pixels"] == 0
 
 
@@ -59,17 +60,17 @@ def test_mean_iou_over_classes_present_in_either():
     a = np.array([[0, 0, 3, 3]], dtype=np.uint8)
     b = np.array([[0, 3, 3, 6]], dtype=np.uint8)
     # Tree 1/2, Crop 1/3, Water 0/1 -> mean over three classes
-    assert metrics.mean_iou(a, b) == pytest.approx((0.5 + 1 / 3 + 0) / 3)
-    iou = metrics.per_class_iou(a, b)
+    assert segmentation.mean_iou(a, b) == pytest.approx((0.5 + 1 / 3 + 0) / 3)
+    iou = segmentation.per_class_iou(a, b)
     assert np.isnan(iou[1]) and iou[6] == 0.0
-    assert metrics.pixel_accuracy(a, b) == pytest.approx(0.5)
-    assert metrics.mean_iou(a, a) == 1.0
+    assert segmentation.pixel_accuracy(a, b) == pytest.approx(0.5)
+    assert segmentation.mean_iou(a, a) == 1.0
 
 
 def test_mean_iou_all_nodata_is_nan():
     empty = np.full((3, 3), NODATA, dtype=np.uint8)
-    assert math.isnan(metrics.mean_iou(empty, empty))
-    assert math.isnan(metrics.pixel_accuracy(empty, empty))
+    assert math.isnan(segmentation.mean_iou(empty, empty))
+    assert math.isnan(segmentation.pixel_accuracy(empty, empty))
 
 
 def test_caption_redundancy_is_one_minus_unique_over_total():

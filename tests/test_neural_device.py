@@ -7,10 +7,11 @@ import sys
 import pytest
 
 import neural_fixtures as nf
-from backend.engines import get_engine
-from backend.engines.base import EngineContext, clear_shared_models
-from backend.errors import FailedPrecondition, InvalidArgument
-from backend.neural import device as dev
+from groundsynth.engines import get_engine
+from groundsynth.engines.base import EngineContext
+from groundsynth.models.cache import clear_shared_models
+from groundsynth.request.errors import FailedPrecondition, InvalidArgument
+from groundsynth.models import device as dev
 
 NEURAL = (("segment", "segformer"), ("synthesise", "spade"), ("caption", "vlm"), ("ground", "clip"))
 
@@ -47,7 +48,7 @@ def test_models_load_once_and_are_shared_across_jobs(tmp_path):
 
 
 def test_importing_engine_modules_does_not_import_torch():
-    code = ("import sys; from backend.engines import load_all, engines; load_all(); "
+    code = ("import sys; from groundsynth.engines import load_all, engines; load_all(); "
             "names = {n for s in ('segment','synthesise','caption','ground') for n in engines(s)}; "
             "assert {'segformer','spade','vlm','clip'} <= names, names; "
             "heavy = [m for m in ('torch', 'transformers', 'open_clip') if m in sys.modules]; "

@@ -8,9 +8,9 @@ import grpc
 import pytest
 
 import neural_fixtures as nf
-from backend.contract import pb
-from backend.errors import FailedPrecondition
-from backend.spec import Aoi, JobSpec, StageConfig, SynthesisOptions
+from groundsynth.api.v1.contract import pb
+from groundsynth.request.errors import FailedPrecondition
+from groundsynth.request.spec import Aoi, JobSpec, StageConfig, SynthesisOptions
 from tests.server_fixture import make_test_raster, raster_bbox, start_server
 
 pytestmark = pytest.mark.slow

@@ -5,10 +5,11 @@ import numpy as np
 import pytest
 
 import neural_fixtures as nf
-from backend.engines import get_engine
-from backend.engines.base import EngineContext, GroundInput, clear_shared_models
-from backend.errors import FailedPrecondition
-from backend.records import TileRecord
+from groundsynth.engines import get_engine
+from groundsynth.engines.base import EngineContext, GroundInput
+from groundsynth.models.cache import clear_shared_models
+from groundsynth.request.errors import FailedPrecondition
+from groundsynth.artefacts.records import TileRecord
 
 
 @pytest.fixture(scope="module")
@@ -139,7 +140,7 @@ def test_clip_uses_rgb_bands_only(clip_weights):
 
 
 def test_silhouette_matches_definition():
-    from backend.engines.clip import silhouette
+    from groundsynth.engines.neural.clip import silhouette
 
     rng = np.random.default_rng(3)
     x = np.concatenate([rng.normal(0, 1, (5, 3)), rng.normal(4, 1, (4, 3))])

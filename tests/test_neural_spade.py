@@ -5,9 +5,10 @@ import numpy as np
 import pytest
 
 import neural_fixtures as nf
-from backend.engines import get_engine
-from backend.engines.base import EngineContext, clear_shared_models
-from backend.errors import FailedPrecondition
+from groundsynth.engines import get_engine
+from groundsynth.engines.base import EngineContext
+from groundsynth.models.cache import clear_shared_models
+from groundsynth.request.errors import FailedPrecondition
 
 
 @pytest.fixture(scope="module")
@@ -19,7 +20,7 @@ def spade_dirs(tmp_path_factory):
 def test_spade_generator_shapes_and_architecture():
     import torch
 
-    from backend.neural.spade_model import PatchDiscriminator, SpadeConfig, SpadeGenerator, one_hot
+    from groundsynth.models.spade import PatchDiscriminator, SpadeConfig, SpadeGenerator, one_hot
 
     cfg = SpadeConfig(out_channels=4, ngf=4, ndf=4, z_dim=4, spade_hidden=8)
     g = SpadeGenerator(cfg)

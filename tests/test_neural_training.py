@@ -1,4 +1,4 @@
-"""Training the segmenter and the generator on a tiny exported dataset, and `python -m backend train`."""
+"""Training the segmenter and the generator on a tiny exported dataset, and `groundsynth train`."""
 from __future__ import annotations
 
 import json
@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 
 import neural_fixtures as nf
-from backend.engines import get_engine
-from backend.engines.base import EngineContext, clear_shared_models
-from backend.errors import InvalidArgument
+from groundsynth.engines import get_engine
+from groundsynth.engines.base import EngineContext
+from groundsynth.models.cache import clear_shared_models
+from groundsynth.request.errors import InvalidArgument
 
 
 @pytest.fixture(scope="module")
@@ -25,7 +26,7 @@ def model_config(tmp_path_factory):
 
 
 def test_export_dataset_reader(export_dir):
-    from backend.neural.datasets import ExportDataset
+    from groundsynth.train.datasets import ExportDataset
 
     ds = ExportDataset(export_dir)
     assert ds.channels == 4                            # geotiff/ present -> RGB-NIR
@@ -44,7 +45,7 @@ def test_export_dataset_reader(export_dir):
 def test_dice_loss():
     import torch
 
-    from backend.neural.dice import dice_loss
+    from groundsynth.train.dice import dice_loss
 
     target = torch.tensor([[[0, 0], [6, 255]]])
     perfect = torch.full((1, 7, 2, 2), -20.0)
@@ -56,7 +57,7 @@ def test_dice_loss():
 
 
 def test_segmenter_training_lowers_loss_and_reloads(export_dir, model_config, tmp_path, capsys):
-    from backend.neural.train_segmenter import SegmenterTrainConfig, train_segmenter
+    from groundsynth.train.segmenter import SegmenterTrainConfig, train_segmenter
 
     out = tmp_path / "segformer"
     res = train_segmenter(SegmenterTrainConfig(str(export_dir), str(out), epochs=8, batch_size=2, patience=100,
@@ -68,14 +69,14 @@ def test_segmenter_training_lowers_loss_and_reloads(export_dir, model_config, tm
         assert name in printed                         # per-class and macro F1 / IoU
     assert 0 <= res.test["macro_f1"] <= 1 and 0 <= res.test["miou"] <= 1
     # the saved best model loads in the engine and reproduces the trainer's test scores
-    from backend.metrics import ConfusionAccumulator
-    from backend.neural.datasets import ExportDataset
+    from groundsynth.metrics.segmentation import ConfusionAccumulator
+    from groundsynth.train.datasets import ExportDataset
 
     clear_shared_models()
     ds = ExportDataset(export_dir)
     rows = ds.select("test", "real")
     x, y = ds.arrays(rows)
-    from backend.engines.base import TileInput
+    from groundsynth.engines.base import TileInput
 
     eng = get_engine("segment", "segformer")({"weights": str(out)}, EngineContext())
     preds = eng.segment([TileInput(r.tile_id, im, np.ones(im.shape[1:], bool)) for r, im in zip(rows, x)])
@@ -86,7 +87,7 @@ def test_segmenter_training_lowers_loss_and_reloads(export_dir, model_config, tm
 
 
 def test_generator_training_lowers_loss_and_engine_loads_it(export_dir, tmp_path):
-    from backend.neural.train_generator import GeneratorTrainConfig, train_generator
+    from groundsynth.train.generator import GeneratorTrainConfig, train_generator
 
     out = tmp_path / "spade"
     res = train_generator(GeneratorTrainConfig(str(export_dir), str(out), epochs=2, batch_size=4, ngf=8, ndf=8,
@@ -103,7 +104,7 @@ def test_generator_training_lowers_loss_and_engine_loads_it(export_dir, tmp_path
 
 
 def test_train_command_compares_real_and_synthetic(export_dir, model_config, tmp_path, capsys):
-    from backend.__main__ import main
+    from groundsynth.cli.main import main
 
     out = tmp_path / "cmp"
     rc = main(["train", "segmenter", "--data", str(export_dir), "--out", str(out), "--epochs", "1",
@@ -124,7 +125,7 @@ def test_train_command_compares_real_and_synthetic(export_dir, model_config, tmp
 
 
 def test_train_command_reports_bad_data_dir(tmp_path, capsys):
-    from backend.__main__ import main
+    from groundsynth.cli.main import main
 
     rc = main(["train", "segmenter", "--data", str(tmp_path / "nope"), "--out", str(tmp_path / "o")])
     assert rc == 2
@@ -135,8 +136,8 @@ def test_generator_training_with_a_local_vgg19_perceptual_loss(export_dir, tmp_p
     import torch
     from torchvision.models import vgg19
 
-    from backend.neural.spade_model import VGGLoss
-    from backend.neural.train_generator import GeneratorTrainConfig, train_generator
+    from groundsynth.models.spade import VGGLoss
+    from groundsynth.train.generator import GeneratorTrainConfig, train_generator
 
     vgg_path = tmp_path / "vgg19_features.pth"
     torch.manual_seed(0)
@@ -159,7 +160,7 @@ def test_segmenter_init_adapts_an_rgb_checkpoint_to_rgb_nir(tmp_path):
     import torch
     from transformers import SegformerConfig, SegformerForSemanticSegmentation
 
-    from backend.neural.train_segmenter import init_from
+    from groundsynth.train.segmenter import init_from
 
     torch.manual_seed(0)
     src = SegformerForSemanticSegmentation(SegformerConfig(num_channels=3, num_labels=5,
@@ -178,13 +179,13 @@ def test_segmenter_init_adapts_an_rgb_checkpoint_to_rgb_nir(tmp_path):
 
 
 def test_trainers_read_a_real_export_of_a_neural_job(tmp_path, model_config, monkeypatch):
-    """pipeline (segformer + spade + composition captions + clip) -> backend.export -> both trainers."""
-    from backend.export import export_dataset
-    from backend.journal import Journal
-    from backend.neural.train_generator import GeneratorTrainConfig, train_generator
-    from backend.neural.train_segmenter import SegmenterTrainConfig, train_segmenter
-    from backend.pipeline import RunOptions, job_dir, new_job_id, run_job
-    from backend.spec import Aoi, JobSpec, StageConfig, SynthesisOptions
+    """pipeline (segformer + spade + composition captions + clip) -> groundsynth.export -> both trainers."""
+    from groundsynth.export.dataset import export_dataset
+    from groundsynth.service.journal import Journal
+    from groundsynth.train.generator import GeneratorTrainConfig, train_generator
+    from groundsynth.train.segmenter import SegmenterTrainConfig, train_segmenter
+    from groundsynth.pipeline.runner import RunOptions, job_dir, new_job_id, run_job
+    from groundsynth.request.spec import Aoi, JobSpec, StageConfig, SynthesisOptions
     from tests.server_fixture import make_test_raster, raster_bbox
 
     monkeypatch.delenv("GROUNDSYNTH_MODELS", raising=False)

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 
 import neural_fixtures as nf
-from backend.engines import get_engine
-from backend.engines.base import EngineContext
-from backend.engines.vlm import composition_text, prompts_for, strip_numbers
-from backend.errors import FailedPrecondition
+from groundsynth.engines import get_engine
+from groundsynth.engines.base import EngineContext
+from groundsynth.engines.neural.vlm import composition_text, prompts_for, strip_numbers
+from groundsynth.request.errors import FailedPrecondition
 
 
 @pytest.fixture(scope="module")
@@ -92,7 +92,7 @@ def test_chat_vlm_with_processor_vision_and_hybrid(tmp_path):
         assert any(c for cs in caps for c in cs)
         assert not any(re.search(r"\d|%", c) for cs in caps for c in cs)
     # the chat template wraps each prompt with the image placeholder the processor expands
-    from backend.engines.vlm import _chat
+    from groundsynth.engines.neural.vlm import _chat
 
     lm = eng._model()
     text = _chat(lm.processor, "Describe it.", True)
@@ -136,7 +136,7 @@ def test_text_mode_uses_the_tokenizer_chat_template(models, tmp_path):
     tok.save_pretrained(str(chat))
     images, masks = _inputs(2)
     eng = get_engine("caption", "vlm")({"weights": str(chat), "mode": "text", "max_new_tokens": "6"})
-    from backend.engines.vlm import _chat, _has_chat_template
+    from groundsynth.engines.neural.vlm import _chat, _has_chat_template
 
     lm = eng._model()
     assert _has_chat_template(lm.tokenizer)

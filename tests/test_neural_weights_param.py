@@ -1,9 +1,9 @@
 """A job that names its own weights is not judged by the default weights location."""
 
-from backend.engines import get_engine
-from backend.engines.base import default_models_dir
-from backend.pipeline import prepare_job
-from backend.spec import Aoi, JobSpec, StageConfig
+from groundsynth.engines import get_engine
+from groundsynth.models.weights import default_models_dir
+from groundsynth.pipeline.runner import prepare_job
+from groundsynth.request.spec import Aoi, JobSpec, StageConfig
 from tests.helpers_rasters import px_bbox, write_raster
 from tests.neural_fixtures import tiny_segformer
 

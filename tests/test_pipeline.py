@@ -6,13 +6,13 @@ import numpy as np
 import pytest
 import rasterio
 
-from backend.contract import pb
-from backend.errors import GroundSynthError
-from backend.journal import Journal
-from backend.palette import CLASS_NAMES
-from backend.pipeline import RunOptions, new_job_id, prepare_job, run_job
-from backend.spec import Aoi, JobSpec, SynthesisOptions
-from backend.tilegrid import CLASS_COLUMNS
+from groundsynth.api.v1.contract import pb
+from groundsynth.request.errors import GroundSynthError
+from groundsynth.service.journal import Journal
+from groundsynth.request.classes import CLASS_NAMES
+from groundsynth.pipeline.runner import RunOptions, new_job_id, prepare_job, run_job
+from groundsynth.request.spec import Aoi, JobSpec, SynthesisOptions
+from groundsynth.artefacts.tile_grid import CLASS_COLUMNS
 from tests.helpers_engines import TEST_STAGES, test_engines
 from tests.helpers_rasters import px_bbox, write_raster
 
@@ -236,7 +236,7 @@ def test_prepare_is_cheap_and_counts_tiles(source, tmp_path):
 
 
 def test_run_command_prints_the_job_dir_last(source, tmp_path, capsys):
-    from backend.__main__ import main
+    from groundsynth.cli.main import main
 
     rc = main(["run", "--raster", str(source), "--aoi", ",".join(map(str, px_bbox(0, 0, 128, 64))),
                "--workspace", str(tmp_path / "ws"), "--tile-size", "64", "--variants", "1", "--seed", "3",
@@ -258,7 +258,7 @@ def test_run_command_prints_the_job_dir_last(source, tmp_path, capsys):
 
 
 def test_run_command_resumes_a_job_by_id(source, tmp_path, capsys):
-    from backend.__main__ import main
+    from groundsynth.cli.main import main
 
     journal = Journal(tmp_path / "journal.sqlite")
     spec = _spec(source, stages=TEST_STAGES(("segment", "caption")), synthesis=SynthesisOptions())
@@ -279,8 +279,8 @@ def test_run_command_resumes_a_job_by_id(source, tmp_path, capsys):
 def test_default_engines_end_to_end_on_a_demo_crop(tmp_path_factory):
     """The real default engines (segment/spectral, synthesise/exemplar, caption/composition,
     ground/composition) on a 2 x 2 tile crop of the Sentinel-2 demo scene, by the coast."""
-    from backend.demo_data import demo_raster
-    from backend.engines import default_engine
+    from groundsynth.demo.scene import demo_raster
+    from groundsynth.engines import default_engine
 
     root = tmp_path_factory.mktemp("demo-crop")
     raster = demo_raster(root / "data")
@@ -308,7 +308,7 @@ def test_default_engines_end_to_end_on_a_demo_crop(tmp_path_factory):
 
 
 def test_label_raster_in_another_crs_is_cut_to_every_tile(source, tmp_path):
-    """A WorldCover-coded label raster in EPSG:4326 is reprojected onto each tile's grid (backend.labels)."""
+    """A WorldCover-coded label raster in EPSG:4326 is reprojected onto each tile's grid (groundsynth.tiling.labels)."""
     from pyproj import Transformer
 
     to_ll = Transformer.from_crs("EPSG:32618", "EPSG:4326", always_xy=True)
@@ -344,12 +344,12 @@ def test_run_command_refuses_a_workspace_in_use(source, tmp_path, capsys):
     import subprocess
     import sys
 
-    from backend.__main__ import main
+    from groundsynth.cli.main import main
 
     ws = tmp_path / "ws"
     ws.mkdir()
     holder = subprocess.Popen([sys.executable, "-c", (
-        "import sys, time; from backend.workspace_lock import lock_workspace; "
+        "import sys, time; from groundsynth.service.workspace_lock import lock_workspace; "
         f"lock_workspace({str(ws)!r}, 'test holder'); print('locked', flush=True); time.sleep(60)")],
         stdout=subprocess.PIPE, text=True, cwd=os.path.dirname(os.path.dirname(__file__)))
     try:

@@ -1,4 +1,4 @@
-"""The dock against a REAL backend process (python -m backend serve, test engines) on a Sentinel-2 crop:
+"""The dock against a REAL backend process (groundsynth serve, test engines) on a Sentinel-2 crop:
 a run lands styled layers in a per-job group, cancel stops the job on the backend, a finished job reloads,
 and every error case reaches the message bar."""
 from __future__ import annotations
@@ -23,7 +23,7 @@ from qgis.core import (
     QgsVectorLayer,
 )
 
-from backend import palette
+from groundsynth.request import classes as palette
 from plugin.backend_api import BackendClient, state_name
 from plugin.dock import GroundSynthDock
 from plugin.report_panel import ReportPanel

@@ -1,5 +1,5 @@
-"""`make package`'s zip: one top-level folder with metadata, plugin code and the vendored gRPC client code;
-importable from the zip alone (no repository on sys.path)."""
+"""`make package`'s zip: one top-level folder with metadata, licence, plugin code and the plugin's own
+generated gRPC code; importable from the zip alone (no repository on sys.path, no top-level `backend`)."""
 from __future__ import annotations
 
 import os
@@ -20,13 +20,14 @@ def test_zip_is_self_contained_and_importable(tmp_path):
         names = zf.namelist()
         zf.extractall(tmp_path / "plugins")
     assert {n.split("/")[0] for n in names} == {"groundsynth_plugin"}
-    for need in ("metadata.txt", "__init__.py", "dock.py", "processing_provider.py", "icon.svg",
-                 "_vendor/backend/contract.py", "_vendor/backend/_generated/groundsynth/v1/groundsynth_pb2_grpc.py"):
+    for need in ("metadata.txt", "LICENSE", "__init__.py", "dock.py", "processing_provider.py", "icon.svg",
+                 "connection/_generated/groundsynth_pb2.py", "connection/_generated/groundsynth_pb2_grpc.py"):
         assert f"groundsynth_plugin/{need}" in names, need
     assert not any("__pycache__" in n for n in names)
     code = (
-        "import sys, groundsynth_plugin, groundsynth_plugin.backend_api as api, backend\n"
-        "assert '_vendor' in backend.__file__, backend.__file__\n"
+        "import importlib.util, sys, groundsynth_plugin, groundsynth_plugin.backend_api as api\n"
+        "assert importlib.util.find_spec('backend') is None, 'a top-level backend module is importable'\n"
+        "assert 'groundsynth_plugin' in api.pb.__name__, api.pb.__name__\n"
         "assert api.pb.JobSpec(tile_size=64).tile_size == 64\n"
         "import groundsynth_plugin.processing_algorithms as algs\n"
         "print(len(algs.ALGORITHMS), callable(groundsynth_plugin.classFactory))\n"

@@ -19,8 +19,8 @@ from qgis.core import (
     QgsVectorLayer,
 )
 
-from backend import palette
-from backend.spec import JobSpec
+from groundsynth.request import classes as palette
+from groundsynth.request.spec import JobSpec
 from plugin import area, styling
 from plugin.backend_api import pb
 from plugin.errors import AreaError, BandMappingError, CrsMismatchError, user_message

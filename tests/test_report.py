@@ -1,4 +1,4 @@
-"""backend.report: report.json contents and round trip, self-contained report.html."""
+"""groundsynth.report: report.json contents and round trip, self-contained report.html."""
 import base64
 import io
 import json
@@ -7,9 +7,9 @@ import re
 import pytest
 from PIL import Image
 
-from backend.palette import CLASS_NAMES
-from backend.report import read_report, write_report
-from backend.spec import JobSpec
+from groundsynth.request.classes import CLASS_NAMES
+from groundsynth.report import read_report, write_report
+from groundsynth.request.spec import JobSpec
 from tests.helpers_jobdir import build_job_dir, context, make_spec
 
 
@@ -129,7 +129,7 @@ def test_set_metrics_from_the_context_are_kept(tmp_path):
 
 
 def test_missing_report_is_not_found(tmp_path):
-    from backend.errors import NotFound
+    from groundsynth.request.errors import NotFound
 
     with pytest.raises(NotFound, match="report.json"):
         read_report(tmp_path)

@@ -3,15 +3,15 @@ import numpy as np
 import pytest
 import rasterio
 
-from backend.errors import InvalidArgument
-from backend.journal import Journal
-from backend.pipeline import prepare_job, run_job
-from backend.spec import Aoi, BandMapping, JobSpec, SynthesisOptions
+from groundsynth.request.errors import InvalidArgument
+from groundsynth.service.journal import Journal
+from groundsynth.pipeline.runner import prepare_job, run_job
+from groundsynth.request.spec import Aoi, BandMapping, JobSpec, SynthesisOptions
 
 
 @pytest.fixture(scope="module")
 def rgb_raster(tmp_path_factory):
-    from backend.demo_data import demo_raster
+    from groundsynth.demo.scene import demo_raster
 
     root = tmp_path_factory.mktemp("rgb")
     with rasterio.open(demo_raster(root / "data")) as ds:

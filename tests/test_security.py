@@ -5,11 +5,13 @@ import threading
 
 import pytest
 
-from backend import security
-from backend.config import ServerConfig, is_loopback, split_address
-from backend.contract import pb
-from backend.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied, Unauthenticated
-from backend.events import EventLog
+from groundsynth.service import security
+from groundsynth.service.config import ServerConfig, is_loopback, split_address
+from groundsynth.api.v1.contract import pb
+from groundsynth.request.errors import (
+    FailedPrecondition, InvalidArgument, NotFound, PermissionDenied, Unauthenticated
+)
+from groundsynth.service.event_log import EventLog
 
 
 # ------------------------------------------------------------------ token

@@ -8,8 +8,8 @@ from pathlib import Path
 import grpc
 import pytest
 
-from backend.client import GroundSynthClient
-from backend.contract import pb, rpc
+from groundsynth.api.v1.client import GroundSynthClient
+from groundsynth.api.v1.contract import pb, rpc
 from tests.server_fixture import ROOT, make_test_raster, raster_bbox, start_server
 
 SC = grpc.StatusCode
@@ -328,7 +328,7 @@ def test_capabilities_describe_engines_and_limits(srv):
 
 
 def test_serve_refuses_non_loopback_without_tls(tmp_path):
-    res = subprocess.run([sys.executable, "-m", "backend", "serve", "--address", "0.0.0.0:0",
+    res = subprocess.run([sys.executable, "-m", "groundsynth", "serve", "--address", "0.0.0.0:0",
                           "--workspace", str(tmp_path / "ws")], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert res.returncode == 2
     assert "FAILED_PRECONDITION" in res.stderr and "address" in res.stderr and "--tls-cert" in res.stderr
@@ -336,7 +336,7 @@ def test_serve_refuses_non_loopback_without_tls(tmp_path):
 
 
 def test_second_server_on_the_same_workspace_is_refused(srv):
-    res = subprocess.run([sys.executable, "-m", "backend", "serve", "--address", "127.0.0.1:0",
+    res = subprocess.run([sys.executable, "-m", "groundsynth", "serve", "--address", "127.0.0.1:0",
                           "--workspace", str(srv.workspace)], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert res.returncode == 2
     assert "FAILED_PRECONDITION" in res.stderr and "is in use (server pid" in res.stderr

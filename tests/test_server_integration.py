@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from backend.contract import pb
-from backend.journal import Journal
-from backend.spec import Aoi, JobSpec
+from groundsynth.api.v1.contract import pb
+from groundsynth.service.journal import Journal
+from groundsynth.request.spec import Aoi, JobSpec
 from tests.helpers_engines import TEST_STAGES
 from tests.server_fixture import ROOT, make_test_raster, raster_bbox, self_signed_cert, start_server
 
@@ -163,7 +163,7 @@ def test_upload_then_submit_with_upload_id(srv, tmp_path):
 
 def test_submit_cli_end_to_end(srv):
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    cmd = [sys.executable, "-m", "backend", "submit", "--address", srv.address,
+    cmd = [sys.executable, "-m", "groundsynth", "submit", "--address", srv.address,
            "--token-file", str(srv.workspace / "token"), "--raster", str(srv.raster),
            "--aoi=" + ",".join(str(v) for v in quarter_bbox()), "--tile-size", "64",
            "--engine", "segment=test-bright", "--engine", "caption=test-count",
@@ -180,7 +180,7 @@ def test_submit_cli_end_to_end(srv):
 
 def test_submit_cli_uploads_a_local_raster(srv, tmp_path):
     local = make_test_raster(tmp_path / "mine.tif", size=128, seed=9)       # not under the server's roots
-    cmd = [sys.executable, "-m", "backend", "submit", "--address", srv.address,
+    cmd = [sys.executable, "-m", "groundsynth", "submit", "--address", srv.address,
            "--token-file", str(srv.workspace / "token"), "--raster", str(local), "--upload",
            "--aoi=" + ",".join(str(v) for v in raster_bbox(128)), "--tile-size", "64",
            "--engine", "segment=test-bright", "--stages", "segment", "--name", "uploaded-cli"]
@@ -194,7 +194,7 @@ def test_submit_cli_uploads_a_local_raster(srv, tmp_path):
 
 
 def test_jobs_cli_lists_and_shows(srv):
-    base = [sys.executable, "-m", "backend", "jobs", "--address", srv.address,
+    base = [sys.executable, "-m", "groundsynth", "jobs", "--address", srv.address,
             "--token-file", str(srv.workspace / "token")]
     res = subprocess.run(base + ["list"], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert res.returncode == 0, res.stderr
@@ -301,8 +301,8 @@ def test_sigterm_leaves_job_interrupted_and_restart_resumes(tmp_path):
 def test_tls_server_on_loopback(tmp_path):
     import grpc
 
-    from backend.client import GroundSynthClient
-    from backend.errors import GroundSynthError
+    from groundsynth.api.v1.client import GroundSynthClient
+    from groundsynth.request.errors import GroundSynthError
 
     cert, key = self_signed_cert(tmp_path / "tls")
     workspace = tmp_path / "workspace"

@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 import rasterio
 
-from backend.engines import get_engine
-from backend.engines.base import EngineContext, TileInput
-from backend.engines.spectral import Spectral, majority_filter
-from backend.palette import CLASS_NAMES, NODATA
+from groundsynth.engines import get_engine
+from groundsynth.engines.base import EngineContext, TileInput
+from groundsynth.engines.builtin.spectral import Spectral, majority_filter
+from groundsynth.request.classes import CLASS_NAMES, NODATA
 
 TREE, SHRUB, GRASS, CROP, BUILT, BARREN, WATER = range(7)
 # stretch that maps [0, 1] straight to reflectance (DN 0..10000, auto scale 10000)
@@ -101,8 +101,8 @@ def test_is_the_default_segmenter_and_deterministic():
 
 @pytest.fixture(scope="module")
 def demo_crop(tmp_path_factory):
-    from backend.demo_data import demo_raster
-    from backend.raster_io import Stretch
+    from groundsynth.demo.scene import demo_raster
+    from groundsynth.tiling.source import Stretch
 
     path = demo_raster(tmp_path_factory.mktemp("demo"))
     with rasterio.open(path) as ds:

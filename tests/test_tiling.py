@@ -9,10 +9,10 @@ from affine import Affine
 from pyproj import Transformer
 from shapely import box
 
-from backend.errors import InvalidArgument, NotFound, ResourceExhausted
-from backend.pipeline import RunOptions, prepare_job
-from backend.spec import Aoi, BandMapping, JobSpec, StageConfig
-from backend.tiling import build_grid
+from groundsynth.request.errors import InvalidArgument, NotFound, ResourceExhausted
+from groundsynth.pipeline.runner import RunOptions, prepare_job
+from groundsynth.request.spec import Aoi, BandMapping, JobSpec, StageConfig
+from groundsynth.tiling.grid import build_grid
 from tests.helpers_engines import TEST_STAGES, test_engines
 from tests.helpers_rasters import DEMO_TRANSFORM, px_bbox, px_to_world, write_raster
 
@@ -145,7 +145,7 @@ def test_all_nodata_aoi_is_refused_at_prepare(tmp_path):
 
 def test_nan_pixels_of_a_float_raster_without_declared_nodata_are_invalid(tmp_path):
     """NaN is never a value: without a declared nodata it must still count as no data, not poison the stretch."""
-    from backend.raster_io import SourceRaster
+    from groundsynth.tiling.source import SourceRaster
 
     rng = np.random.default_rng(0)
     data = rng.uniform(100, 3000, (4, 128, 128)).astype(np.float32)

@@ -1,0 +1,2 @@
+"""groundsynth.v1: access to the generated code (contract), message conversions, the client.
+"""

@@ -1,0 +1,76 @@
+"""Tile GeoTIFFs: image tiles (uint8 R, G, B(, NIR), 0 = nodata, 1..255 = the job stretch) and class
+masks (uint8 with the 7-class colour table, 255 = nodata). Every file is written through
+groundsynth.artefacts.atomic (temp file, then rename).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import rasterio
+from affine import Affine
+from rasterio.enums import ColorInterp
+
+from groundsynth.artefacts.atomic import atomic_path
+from groundsynth.request.classes import NODATA, gdal_colormap
+
+BAND_NAMES = ("red", "green", "blue", "nir")
+GTIFF_OPTS = dict(driver="GTiff", compress="deflate", zlevel=1)
+
+
+
+def to_uint8(image: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """float [0, 1] (C, H, W) -> uint8 1..255, 0 where not valid."""
+    out = (1 + np.rint(np.clip(image, 0, 1) * 254)).astype(np.uint8)
+    out[:, ~valid] = 0
+    return out
+
+
+def from_uint8(data: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    valid = data.any(axis=0)
+    image = np.clip((data.astype(np.float32) - 1) / 254, 0, 1)
+    image[:, ~valid] = 0
+    return image, valid
+
+
+def _profile(transform: Affine, crs: Any, width: int, height: int, count: int, nodata: int) -> dict[str, Any]:
+    return dict(GTIFF_OPTS, width=width, height=height, count=count, dtype="uint8", crs=crs,
+                transform=transform, nodata=nodata)
+
+
+def write_image_tile(path: str | Path, image: np.ndarray, valid: np.ndarray, transform: Affine, crs: Any) -> None:
+    """uint8 GeoTIFF R, G, B(, NIR): 0 = nodata, 1..255 = the job stretch; displays as RGB."""
+    data = to_uint8(image, valid)
+    c, h, w = data.shape
+    prof = _profile(transform, crs, w, h, c, 0)
+    prof["photometric"] = "RGB"    # bands 1-3 are R, G, B; band 4 (NIR) is an extra sample
+    with atomic_path(path) as tmp:
+        with rasterio.open(tmp, "w", **prof) as dst:
+            dst.write(data)
+            dst.colorinterp = [ColorInterp.red, ColorInterp.green, ColorInterp.blue, ColorInterp.undefined][:c]
+            for i in range(c):
+                dst.set_band_description(i + 1, BAND_NAMES[i])
+
+
+def write_mask_tile(path: str | Path, mask: np.ndarray, transform: Affine, crs: Any) -> None:
+    """uint8 class-index GeoTIFF with the 7-class colour table; 255 = nodata."""
+    h, w = mask.shape
+    prof = _profile(transform, crs, w, h, 1, NODATA)
+    prof["photometric"] = "PALETTE"
+    with atomic_path(path) as tmp:
+        with rasterio.open(tmp, "w", **prof) as dst:
+            dst.write(mask.astype(np.uint8, copy=False), 1)
+            dst.write_colormap(1, gdal_colormap())
+            dst.set_band_description(1, "class")
+
+
+def read_image_tile(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """(image float32 (C, H, W) in [0, 1], valid bool (H, W)) from an image tile."""
+    with rasterio.open(path) as src:
+        return from_uint8(src.read())
+
+
+def read_mask_tile(path: str | Path) -> np.ndarray:
+    with rasterio.open(path) as src:
+        return src.read(1)

@@ -1,0 +1,77 @@
+"""VRT mosaics of a job's tiles (one per layer kind), written as XML by hand.
+
+Tiles lie on the source raster's pixel grid, so each tile maps to an integer
+destination rectangle and no resampling happens: a ComplexSource per tile with
+SrcRect = the whole tile and DstRect = its offset in the mosaic. Tiles' nodata
+is declared on the source (<NODATA>), so with overlapping tiles a later tile
+only overwrites where it has data. Mask mosaics carry the class colour table.
+Source paths are relative to the VRT (the job directory moves as a whole).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+from xml.sax.saxutils import escape
+
+from affine import Affine
+
+from groundsynth.artefacts.atomic import write_text
+from groundsynth.request.classes import gdal_colormap
+
+
+@dataclass(frozen=True)
+class VrtTile:
+    path: str          # relative to the VRT's folder, "/" separated
+    col_off: int       # pixel offset of the tile in the source raster
+    row_off: int
+    width: int
+    height: int
+
+
+def write_vrt(path: str | Path, tiles: Sequence[VrtTile], raster_transform: Affine, crs_wkt: str,
+              band_names: Sequence[str], nodata: int, palette: bool = False,
+              colorinterp: Sequence[str] | None = None) -> tuple[int, int, int, int]:
+    """Write a uint8 mosaic VRT of grid-aligned tiles; returns its pixel box (col0, row0, col1, row1)."""
+    if not tiles:
+        raise ValueError("a VRT needs at least one tile")
+    col0 = min(t.col_off for t in tiles)
+    row0 = min(t.row_off for t in tiles)
+    col1 = max(t.col_off + t.width for t in tiles)
+    row1 = max(t.row_off + t.height for t in tiles)
+    gt = raster_transform @ Affine.translation(col0, row0)
+    geo = ", ".join(repr(float(v)) for v in gt.to_gdal())
+    lines = [f'<VRTDataset rasterXSize="{col1 - col0}" rasterYSize="{row1 - row0}">',
+             f"  <SRS>{escape(crs_wkt)}</SRS>",
+             f"  <GeoTransform>{geo}</GeoTransform>"]
+    ordered = sorted(tiles, key=lambda t: (t.row_off, t.col_off, t.path))
+    for b, name in enumerate(band_names, start=1):
+        lines.append(f'  <VRTRasterBand dataType="Byte" band="{b}">')
+        lines.append(f"    <Description>{escape(name)}</Description>")
+        lines.append(f"    <NoDataValue>{nodata}</NoDataValue>")
+        if palette:
+            lines.append("    <ColorInterp>Palette</ColorInterp>")
+            lines.append("    <ColorTable>")
+            cmap = gdal_colormap()
+            for i in range(256):
+                r, g, bl, a = cmap.get(i, (0, 0, 0, 0))
+                lines.append(f'      <Entry c1="{r}" c2="{g}" c3="{bl}" c4="{a}"/>')
+            lines.append("    </ColorTable>")
+        elif colorinterp:
+            lines.append(f"    <ColorInterp>{colorinterp[b - 1]}</ColorInterp>")
+        for t in ordered:
+            lines += [
+                "    <ComplexSource>",
+                f'      <SourceFilename relativeToVRT="1">{escape(t.path)}</SourceFilename>',
+                f"      <SourceBand>{b}</SourceBand>",
+                f'      <SourceProperties RasterXSize="{t.width}" RasterYSize="{t.height}" DataType="Byte"/>',
+                f'      <SrcRect xOff="0" yOff="0" xSize="{t.width}" ySize="{t.height}"/>',
+                f'      <DstRect xOff="{t.col_off - col0}" yOff="{t.row_off - row0}" '
+                f'xSize="{t.width}" ySize="{t.height}"/>',
+                f"      <NODATA>{nodata}</NODATA>",
+                "    </ComplexSource>",
+            ]
+        lines.append("  </VRTRasterBand>")
+    lines.append("</VRTDataset>")
+    write_text(path, "\n".join(lines) + "\n")
+    return col0, row0, col1, row1

@@ -1,0 +1,1 @@
+"""Sub-commands of `groundsynth` (one module each, discovered by groundsynth.cli.main)."""

@@ -1,0 +1,204 @@
+"""`groundsynth run`: run the pipeline in-process, without a server.
+
+    groundsynth run --raster scene.tif --aoi 435730,4160000,445000,4179460 --workspace ws \
+        [--aoi-crs EPSG:4326 | --polygon WKT] [--stages segment,caption] [--engine segment=spectral] \
+        [--param segment.ndvi_tree=0.5] [--variants N] [--mask-strategy boost --boost Shrub=0.3] \
+        [--label-raster labels.tif] [--tile-size 256] [--overlap 0] [--bands 1,2,3,4] [--seed S] [--job-id ID]
+
+A tqdm progress bar goes to stderr; the last stdout line is the job's output
+directory. Exit codes: 0 done, 2 user error ("error (CODE): message"), 130 interrupted
+(re-run with the printed --job-id to resume).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+from groundsynth.request.errors import InvalidArgument
+from groundsynth.request.spec import Aoi, BandMapping, JobSpec, StageConfig, SynthesisOptions
+
+
+def _floats(text: str, n: int, field: str) -> tuple[float, ...]:
+    try:
+        vals = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        vals = ()
+    if len(vals) != n:
+        raise InvalidArgument(f"expected {n} comma-separated numbers, got {text!r}", field)
+    return vals
+
+
+def _pairs(items: list[str], field: str) -> list[tuple[str, str]]:
+    out = []
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise InvalidArgument(f"expected KEY=VALUE, got {item!r}", field)
+        out.append((key.strip(), value.strip()))
+    return out
+
+
+def add_job_arguments(p: argparse.ArgumentParser) -> None:
+    """The job-defining flags (shared with `demo` and usable by `submit`)."""
+    p.add_argument("--aoi", help="bbox MINX,MINY,MAXX,MAXY in --aoi-crs (default: the raster CRS); write --aoi=-75.5,... when it starts with a minus")
+    p.add_argument("--polygon", help="AOI as a WKT POLYGON/MULTIPOLYGON in --aoi-crs (instead of --aoi)")
+    p.add_argument("--aoi-crs", default="", help="CRS of the AOI, e.g. EPSG:4326 (default: the raster CRS)")
+    p.add_argument("--stages", default="", help="comma-separated stages (default: segment,synthesise,caption,ground)")
+    p.add_argument("--engine", action="append", default=[], metavar="STAGE=NAME", help="engine for a stage")
+    p.add_argument("--param", action="append", default=[], metavar="STAGE.NAME=VALUE", help="engine parameter")
+    p.add_argument("--variants", type=int, default=-1, help="synthetic variants per real tile (default 1)")
+    p.add_argument("--mask-strategy", default="real", help="real, boost or layout")
+    p.add_argument("--boost", action="append", default=[], metavar="CLASS=SHARE", help="boost target, e.g. Shrub=0.3")
+    p.add_argument("--label-raster", default=None, help="ESA WorldCover label raster (any CRS)")
+    p.add_argument("--tile-size", type=int, default=256)
+    p.add_argument("--overlap", type=int, default=0)
+    p.add_argument("--bands", default="1,2,3,0", help="R,G,B,NIR 1-based band indexes (NIR 0 = auto, -1 = none)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--name", default="")
+
+
+def spec_from_args(args: argparse.Namespace, raster: str) -> JobSpec:
+    if bool(args.aoi) == bool(args.polygon):
+        raise InvalidArgument("give exactly one of --aoi MINX,MINY,MAXX,MAXY or --polygon WKT", "aoi")
+    aoi = Aoi(bbox=_floats(args.aoi, 4, "aoi.bbox") if args.aoi else None, polygon_wkt=args.polygon,
+              crs=args.aoi_crs or "")
+    try:
+        bands = [int(v) for v in args.bands.split(",")]
+    except ValueError:
+        bands = []
+    if len(bands) not in (3, 4):
+        raise InvalidArgument(f"expected R,G,B[,NIR] band indexes, got {args.bands!r}", "bands")
+    stage_names = [s.strip() for s in args.stages.split(",") if s.strip()] if args.stages else \
+        ["segment", "synthesise", "caption", "ground"]
+    stages = {s: StageConfig(s) for s in stage_names}
+    for stage, name in _pairs(args.engine, "stages.engine"):
+        if stage not in stages:
+            raise InvalidArgument(f"--engine for stage {stage!r}, which is not among --stages", "stages.engine")
+        stages[stage].engine = name
+    for key, value in _pairs(args.param, "stages.params"):
+        stage, dot, pname = key.partition(".")
+        if not dot or stage not in stages:
+            raise InvalidArgument(f"expected STAGE.NAME=VALUE for a stage among --stages, got {key!r}",
+                                  "stages.params")
+        stages[stage].params[pname] = value
+    boost: dict[str, float] = {}
+    for cls, share in _pairs(args.boost, "synthesis.boost_targets"):
+        boost[cls] = _floats(share, 1, "synthesis.boost_targets")[0]
+    return JobSpec(aoi=aoi, raster_path=str(Path(raster).resolve()),
+                   bands=BandMapping(*bands[:3], bands[3] if len(bands) == 4 else -1),
+                   tile_size=args.tile_size, overlap=args.overlap, stages=list(stages.values()),
+                   synthesis=SynthesisOptions(variants=args.variants, mask_strategy=args.mask_strategy,
+                                              boost_targets=boost),
+                   seed=args.seed,
+                   label_raster_path=str(Path(args.label_raster).resolve()) if args.label_raster else None,
+                   name=args.name)
+
+
+class ProgressBar:
+    """Turns pipeline events into a tqdm bar on stderr (units: tiles, real + synthetic)."""
+
+    def __init__(self, quiet: bool = False, initial: int = 0):
+        from tqdm import tqdm
+
+        self.bar = tqdm(total=0, initial=initial, unit="tile", file=sys.stderr, disable=quiet, dynamic_ncols=True)
+        self.real_total = 0
+        self.syn_total = 0
+
+    def __call__(self, kind: str, msg: Any) -> None:
+        if kind == "accepted":
+            self.real_total = msg.tile_count
+            self.bar.total = msg.tile_count
+            self.bar.set_description("real tiles")
+        elif kind == "progress" and msg.stage == "synthesise":
+            if msg.total != self.syn_total:
+                self.syn_total = msg.total
+                self.bar.total = self.real_total + msg.total
+            self.bar.set_description("synthetic tiles")
+        elif kind == "tile":
+            self.bar.update(1)
+        elif kind == "report":
+            self.bar.set_description("report written")
+        self.bar.refresh()
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def run_in_process(spec: JobSpec, workspace: Path, job_id: str | None, quiet: bool = False,
+                   on_event: Callable[[str, Any], None] | None = None, batch_size: int = 8) -> Path:
+    """Run (or resume, given an existing job_id) a job here with a progress bar; returns its directory."""
+    from groundsynth.service.journal import Journal
+    from groundsynth.pipeline.runner import RunOptions, job_dir, new_job_id, prepare_job, run_job
+    from groundsynth.service.workspace_lock import lock_workspace, unlock_workspace
+
+    workspace = workspace.resolve()
+    workspace.mkdir(parents=True, exist_ok=True)
+    options = RunOptions(batch_size=batch_size)
+    prepare_job(spec, workspace, options)     # fail fast on bad input, before creating a job
+    lock = lock_workspace(workspace, "backend run")   # a server on this workspace would resume our job too
+    journal = Journal(workspace / "journal.sqlite")
+    try:
+        if job_id and journal.get_job(job_id) is None:
+            raise InvalidArgument(f"unknown job {job_id!r} in {workspace}", "job_id")
+        job_id = job_id or new_job_id()
+        print(f"job {job_id} (resume with --job-id {job_id})", file=sys.stderr)
+        row = journal.get_job(job_id)
+        bar = ProgressBar(quiet, initial=row.tiles_done + row.synthetic_done if row else 0)  # resumed: done so far
+        try:
+            def emit(kind: str, msg: Any) -> None:
+                bar(kind, msg)
+                if on_event:
+                    on_event(kind, msg)
+
+            state = run_job(job_id, spec, workspace, journal, emit, lambda: False, options)
+        finally:
+            bar.close()
+        if state != "SUCCEEDED":
+            print(f"job {job_id} ended {state}", file=sys.stderr)
+        return job_dir(workspace, job_id)
+    finally:
+        journal.close()
+        unlock_workspace(lock)
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("run", help="run the pipeline in-process (no server)",
+                       description="Run the GroundSynth pipeline on an AOI of a raster, in this process.")
+    p.add_argument("--raster", help="source raster (GeoTIFF or anything GDAL reads); not needed with --job-id")
+    p.add_argument("--workspace", required=True, type=Path, help="workspace folder (journal + jobs/)")
+    p.add_argument("--job-id", default=None,
+                   help="resume this job (its recorded spec is used; job flags are ignored)")
+    p.add_argument("--batch-size", type=int, default=8, help="tiles per engine call")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_job_arguments(p)
+    p.set_defaults(func=main)
+
+
+def stored_spec(workspace: Path, job_id: str) -> JobSpec:
+    from groundsynth.service.journal import Journal
+
+    path = workspace / "journal.sqlite"
+    if not path.exists():
+        raise InvalidArgument(f"no journal in {workspace}, so no job {job_id!r} to resume", "job_id")
+    journal = Journal(path)
+    try:
+        row = journal.get_job(job_id)
+    finally:
+        journal.close()
+    if row is None:
+        raise InvalidArgument(f"unknown job {job_id!r} in {workspace}", "job_id")
+    return row.spec
+
+
+def main(args: argparse.Namespace) -> int:
+    if args.job_id:
+        spec = stored_spec(args.workspace, args.job_id)
+    elif not args.raster:
+        raise InvalidArgument("give --raster PATH (or --job-id to resume a job)", "raster_path")
+    else:
+        spec = spec_from_args(args, args.raster)
+    out = run_in_process(spec, args.workspace, args.job_id, args.quiet, batch_size=args.batch_size)
+    print(out)
+    return 0

@@ -1,0 +1,230 @@
+"""ground/composition: check captions and synthetic images against a re-segmentation.
+
+For every tile (real and synthetic) the image is re-segmented with a reference
+segmenter (`reference_segmenter`, default "spectral"), and:
+
+- grounding (0-100): the mean over the tile's captions of a claim score
+  (`score_caption`), which starts at 100 and subtracts
+  * `absent_penalty` (default 40) for each class the caption names that covers
+    less than `present_share` of the re-segmentation (scaled down linearly
+    when the class is present but below that share);
+  * 30 when a class said to dominate is not the largest (within
+    `dominance_tolerance`), over the tile, or inside the region when the
+    claim names one ("trees dominate the north");
+  * 25 for each class said to be absent ("no water") that covers >= 5 %;
+  * 10 for each class covering >= `major_share` that the caption never names;
+  * up to 10 for each position claim the class's pixels do not bear out
+    (enrichment of the region < 1: groundsynth.metrics.claims.enrichment).
+  Captions from any captioner are scored the same way (groundsynth.metrics.claims).
+- grounding_min: the lowest caption score of the tile;
+- resegment_agreement: pixel accuracy between the tile's mask and the re-segmentation;
+- fidelity_miou (synthetic tiles with a conditioning mask): mIoU between the
+  conditioning mask and the re-segmented synthetic image, macro over classes
+  present in either; fidelity_iou_<class> (class name lower case, "-" -> "_",
+  e.g. fidelity_iou_built_up) for each class present in either.
+
+A tile with no valid pixel gets only {"valid_share": 0.0}.
+
+`summarise_records` (also `CompositionGrounder.summarise`) computes the set
+metrics: caption redundancy (all / real / synthetic; None for a group without
+captions), the real-vs-synthetic
+composition shift (per-class mean shares, Jensen-Shannon divergence) and score
+distributions (grounding overall and by dominant class, fidelity per class).
+"""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+
+from groundsynth.metrics import segmentation
+from groundsynth.metrics import sets as metrics
+from groundsynth.metrics.claims import enrichment, parse_claims, region_mask
+from groundsynth.request.errors import InvalidArgument
+from groundsynth.request.classes import CLASS_NAMES, NODATA, composition
+from groundsynth.engines import register
+from groundsynth.engines.base import EngineContext, GroundInput, Grounder, Param, TileInput
+
+NEGATION_SHARE = 0.05
+DOMINANCE_PENALTY = 30.0
+NEGATION_PENALTY = 25.0
+UNNAMED_PENALTY = 10.0
+POSITION_PENALTY = 10.0
+
+
+def metric_key(prefix: str, class_name: str) -> str:
+    """e.g. metric_key("fidelity_iou", "Built-up") -> "fidelity_iou_built_up"."""
+    return f"{prefix}_{class_name.lower().replace('-', '_')}"
+
+
+def score_caption(text: str, mask: np.ndarray, present_share: float = 0.01, major_share: float = 0.2,
+                  absent_penalty: float = 40.0, dominance_tolerance: float = 0.03) -> tuple[float, list[str]]:
+    """Claim score 0..100 of one caption against a class mask, and the reasons for each deduction.
+
+    Raises ValueError if the mask has no valid pixel.
+    """
+    shares = composition(mask)
+    if shares.sum() <= 0:
+        raise ValueError("mask has no valid pixel")
+    claims = parse_claims(text)
+    named = claims.named
+    deductions: list[tuple[float, str]] = []
+    for name in named:
+        s = shares[CLASS_NAMES.index(name)]
+        if s < present_share:
+            deductions.append((absent_penalty * (1 - s / present_share),
+                               f"names {name}, which covers {100 * s:.1f}% (< {100 * present_share:.0f}%)"))
+    for name in claims.negated:
+        s = shares[CLASS_NAMES.index(name)]
+        if s >= NEGATION_SHARE:
+            deductions.append((NEGATION_PENALTY, f"says no {name}, which covers {100 * s:.0f}%"))
+    top = shares.max()
+    for name in claims.dominant:
+        s = shares[CLASS_NAMES.index(name)]
+        if s < top - dominance_tolerance:
+            largest = CLASS_NAMES[int(shares.argmax())]
+            deductions.append((DOMINANCE_PENALTY, f"says {name} dominates, but {largest} is largest"))
+    for name, region in claims.regional_dominant:
+        local = composition(np.where(region_mask(region, *mask.shape), mask, NODATA))
+        if local.sum() > 0 and local[CLASS_NAMES.index(name)] < local.max() - dominance_tolerance:
+            largest = CLASS_NAMES[int(local.argmax())]
+            deductions.append((DOMINANCE_PENALTY, f"says {name} dominates the {region}, but {largest} is largest there"))
+    for i, s in enumerate(shares):
+        if s >= major_share and CLASS_NAMES[i] not in named:
+            deductions.append((UNNAMED_PENALTY, f"never names {CLASS_NAMES[i]} ({100 * s:.0f}%)"))
+    for name, region in claims.positions:
+        if region == "all":
+            continue
+        e = enrichment(mask, CLASS_NAMES.index(name), region)
+        if np.isfinite(e) and e < 1.0:
+            deductions.append((POSITION_PENALTY * min(1.0, (1.0 - e) / 0.5),
+                               f"places {name} in the {region}, where it is not concentrated"))
+    score = float(np.clip(100.0 - sum(d for d, _ in deductions), 0.0, 100.0))
+    return score, [why for _, why in deductions]
+
+
+@register
+class CompositionGrounder(Grounder):
+    name = "composition"
+    description = ("Re-segments every tile and checks its captions' claims (classes, dominance, positions) and, "
+                   "for synthetic tiles, the fidelity to the conditioning mask (mIoU).")
+    is_default = True
+    params = (
+        Param("reference_segmenter", "str", "spectral", "Segment engine used to re-segment images for checking."),
+        Param("present_share", "float", 0.01, "A class a caption names must cover at least this share.",
+              min=0.0, max=0.5),
+        Param("major_share", "float", 0.2, "Classes covering at least this share should be named.",
+              min=0.0, max=1.0),
+        Param("absent_penalty", "float", 40.0, "Points lost per named class that is absent.", min=0.0, max=100.0),
+        Param("dominance_tolerance", "float", 0.03,
+              "A class said to dominate may trail the largest by this share.", min=0.0, max=0.5),
+    )
+
+    def __init__(self, params: dict[str, Any] | None = None, ctx: EngineContext | None = None):
+        super().__init__(params, ctx)
+        self._segmenter = None
+
+    # ---------------------------------------------------------------- reference segmenter
+    def reference(self):
+        """The reference segmenter, built on first use (imported lazily: engines load in any order)."""
+        if self._segmenter is None:
+            from groundsynth.engines import get_engine
+
+            cls = get_engine("segment", self.p["reference_segmenter"])
+            self._segmenter = cls({}, self.ctx)
+        return self._segmenter
+
+    # ---------------------------------------------------------------- per tile
+    def ground(self, items: Sequence[GroundInput]) -> list[dict[str, float]]:
+        items = list(items)
+        for i, it in enumerate(items):
+            self._check(it, i)
+        if not items:
+            return []
+        tiles = [TileInput(it.tile_id, np.asarray(it.image, dtype=np.float32), np.asarray(it.valid, dtype=bool),
+                           kind=it.kind) for it in items]
+        resegs = self.reference().segment(tiles)
+        return [self._ground_one(it, np.asarray(r)) for it, r in zip(items, resegs)]
+
+    def _check(self, it: GroundInput, i: int) -> None:
+        field = f"ground.items[{i}]"
+        image, mask = np.asarray(it.image), np.asarray(it.mask)
+        if image.ndim != 3 or image.shape[0] not in (3, 4):
+            raise InvalidArgument(f"expected an image of shape (3 or 4, H, W), got {image.shape}", f"{field}.image")
+        if mask.shape != image.shape[1:] or np.asarray(it.valid).shape != image.shape[1:]:
+            raise InvalidArgument(f"mask {mask.shape} and valid {np.asarray(it.valid).shape} must match the image's "
+                                  f"{image.shape[1:]}", f"{field}.mask")
+        if it.cond_mask is not None and np.asarray(it.cond_mask).shape != mask.shape:
+            raise InvalidArgument(f"expected shape {mask.shape}, got {np.asarray(it.cond_mask).shape}",
+                                  f"{field}.cond_mask")
+        if it.kind not in ("real", "synthetic"):
+            raise InvalidArgument(f"expected 'real' or 'synthetic', got {it.kind!r}", f"{field}.kind")
+
+    def _ground_one(self, it: GroundInput, reseg: np.ndarray) -> dict[str, float]:
+        reseg = np.where(np.asarray(it.valid, dtype=bool), reseg, NODATA).astype(np.uint8)
+        valid_share = float((reseg != NODATA).mean())
+        if valid_share == 0.0:
+            return {"valid_share": 0.0}
+        out: dict[str, float] = {}
+        if it.captions:
+            scores = [score_caption(c, reseg, self.p["present_share"], self.p["major_share"],
+                                    self.p["absent_penalty"], self.p["dominance_tolerance"])[0]
+                      for c in it.captions]
+            out["grounding"] = float(np.mean(scores))
+            out["grounding_min"] = float(np.min(scores))
+        agreement = segmentation.pixel_accuracy(np.asarray(it.mask), reseg)
+        if np.isfinite(agreement):
+            out["resegment_agreement"] = agreement
+        if it.kind == "synthetic" and it.cond_mask is not None:
+            iou = segmentation.per_class_iou(np.asarray(it.cond_mask), reseg)
+            if (~np.isnan(iou)).any():
+                out["fidelity_miou"] = float(np.nanmean(iou))
+                for name, v in zip(CLASS_NAMES, iou):
+                    if not np.isnan(v):
+                        out[metric_key("fidelity_iou", name)] = float(v)
+        return out
+
+    # ---------------------------------------------------------------- set level
+    def summarise(self, records: Sequence[Any]) -> dict[str, Any]:
+        return summarise_records(records)
+
+
+def summarise_records(records: Sequence[Any]) -> dict[str, Any]:
+    """Set metrics over TileRecords (nodata tiles left out); see module doc."""
+    recs = [r for r in records if not r.nodata]
+    real = [r for r in recs if r.kind == "real"]
+    synth = [r for r in recs if r.kind == "synthetic"]
+
+    def caps(rs):
+        return [c for r in rs for c in r.captions]
+
+    def comps(rs):
+        return [list(r.composition) for r in rs if len(r.composition) == len(CLASS_NAMES)]
+
+    def dist(rs, key):
+        return metrics.describe(r.metrics.get(key) for r in rs)
+
+    by_dominant: dict[str, dict] = {}
+    for name in CLASS_NAMES:
+        group = [r for r in recs if len(r.composition) == len(CLASS_NAMES) and sum(r.composition) > 0
+                 and CLASS_NAMES[int(np.argmax(r.composition))] == name]
+        if group:
+            by_dominant[name] = dist(group, "grounding")
+    fidelity_by_class = {name: dist(synth, metric_key("fidelity_iou", name)) for name in CLASS_NAMES}
+    return {
+        "counts": {"tiles_real": len(real), "tiles_synthetic": len(synth),
+                   "tiles_nodata": len(records) - len(recs),
+                   "captions": len(caps(recs))},
+        "redundancy": {name: metrics.caption_redundancy(caps(rs)) if caps(rs) else None
+                       for name, rs in (("all", recs), ("real", real), ("synthetic", synth))},
+        "composition_shift": metrics.composition_shift(comps(real), comps(synth)),
+        "distributions": {
+            "grounding": {"all": dist(recs, "grounding"), "real": dist(real, "grounding"),
+                          "synthetic": dist(synth, "grounding")},
+            "grounding_by_dominant_class": by_dominant,
+            "fidelity_miou": dist(synth, "fidelity_miou"),
+            "fidelity_iou_by_class": {k: v for k, v in fidelity_by_class.items() if v["n"]},
+            "resegment_agreement": {"real": dist(real, "resegment_agreement"),
+                                    "synthetic": dist(synth, "resegment_agreement")},
+        },
+    }

@@ -1,0 +1,2 @@
+"""Training-set export of a finished job.
+"""

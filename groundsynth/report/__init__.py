@@ -1,0 +1,50 @@
+"""Job report: report.json (every metric, reproducible) and report.html (self-contained page).
+
+    from groundsynth.report import write_report
+    summary = write_report(job_dir, spec, records, context)
+
+`context` (from the pipeline): job_id, engines {stage: {name, params}},
+set_metrics (grounder.summarise(records); may be {}: then computed here from
+the records), stretch, timings, raster, seed, and optionally grid, layers,
+warnings. Both files are written atomically. Returns the headline numbers
+(floats) for ReportReady.summary: tiles_real, tiles_synthetic, tiles_nodata,
+grounding_mean (+ _real/_synthetic), fidelity_miou_mean, redundancy,
+composition_js and, with labels, seg_macro_f1, seg_miou, seg_accuracy.
+Undefined numbers are left out.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Sequence
+
+from groundsynth.artefacts.atomic import write_text
+from groundsynth.artefacts.records import TileRecord
+from groundsynth.request.spec import JobSpec
+from groundsynth.report.json_report import build_report
+
+REPORT_JSON = "report.json"
+REPORT_HTML = "report.html"
+
+
+def write_report(job_dir: str | Path, spec: JobSpec, records: Sequence[TileRecord], context: dict) -> dict:
+    from groundsynth.report.html import render_html
+
+    job_dir = Path(job_dir)
+    doc = build_report(job_dir, spec, list(records), dict(context or {}))
+    write_text(job_dir / REPORT_JSON, json.dumps(doc, indent=1, sort_keys=False, allow_nan=False))
+    write_text(job_dir / REPORT_HTML, render_html(doc, job_dir))
+    return dict(doc["summary"])
+
+
+def read_report(job_dir: str | Path) -> dict:
+    """The report.json document of a finished job dir."""
+    from groundsynth.request.errors import NotFound
+
+    path = Path(job_dir) / REPORT_JSON
+    if not path.exists():
+        raise NotFound(f"no {REPORT_JSON} in {job_dir}: is this a finished job directory?", "job_dir")
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+__all__ = ["write_report", "read_report", "build_report", "REPORT_JSON", "REPORT_HTML"]

@@ -1,0 +1,220 @@
+"""JobSpec: everything that defines a job, as a plain dataclass.
+
+Mirrors groundsynth.v1.JobSpec (protos/groundsynth/v1/groundsynth.proto) and
+converts to and from it and to JSON (journal, report.json). `normalised()`
+fills defaults and checks every field that can be checked without opening the
+raster, raising InvalidArgument that names the field.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from groundsynth.request.errors import InvalidArgument
+from groundsynth.engines.base import STAGES
+from groundsynth.request.classes import CLASS_NAMES, class_index
+
+MASK_STRATEGIES = ("real", "boost", "layout")
+MIN_TILE, MAX_TILE, DEFAULT_TILE = 32, 2048, 256
+
+
+@dataclass
+class BandMapping:
+    red: int = 1
+    green: int = 2
+    blue: int = 3
+    nir: int = 0   # 0 = default (4 if the raster has 4+ bands), -1 = none
+
+
+@dataclass
+class Aoi:
+    bbox: tuple[float, float, float, float] | None = None   # minx, miny, maxx, maxy
+    polygon_wkt: str | None = None
+    crs: str = ""    # "EPSG:<code>" or WKT; "" = raster CRS
+
+
+@dataclass
+class StageConfig:
+    stage: str
+    engine: str = ""
+    params: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class SynthesisOptions:
+    variants: int = -1          # -1 = default (1 if synthesise runs, else 0)
+    mask_strategy: str = "real"
+    boost_targets: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class JobSpec:
+    aoi: Aoi
+    raster_path: str | None = None
+    upload_id: str | None = None
+    bands: BandMapping = field(default_factory=BandMapping)
+    tile_size: int = DEFAULT_TILE
+    overlap: int = 0
+    stages: list[StageConfig] = field(default_factory=list)
+    synthesis: SynthesisOptions = field(default_factory=SynthesisOptions)
+    seed: int = 0
+    label_raster_path: str | None = None
+    name: str = ""
+
+    # ---------------------------------------------------------------- helpers
+    def stage(self, name: str) -> StageConfig | None:
+        for s in self.stages:
+            if s.stage == name:
+                return s
+        return None
+
+    def normalised(self) -> "JobSpec":
+        """A copy with defaults filled in; raises InvalidArgument naming the bad field."""
+        s = dataclasses.replace(self)
+        if bool(s.raster_path) == bool(s.upload_id):
+            raise InvalidArgument("give exactly one of raster_path or upload_id", "source")
+        if s.tile_size == 0:
+            s.tile_size = DEFAULT_TILE
+        if not MIN_TILE <= s.tile_size <= MAX_TILE:
+            raise InvalidArgument(f"expected {MIN_TILE}..{MAX_TILE} pixels, got {s.tile_size}", "tile_size")
+        if not 0 <= s.overlap <= s.tile_size // 2:
+            raise InvalidArgument(f"expected 0..{s.tile_size // 2} pixels, got {s.overlap}", "overlap")
+        if s.seed < 0 or s.seed >= 2**63:
+            raise InvalidArgument(f"expected 0 <= seed < 2**63, got {s.seed}", "seed")
+        b = s.bands
+        for role in ("red", "green", "blue"):
+            if getattr(b, role) < 1:
+                raise InvalidArgument(f"expected a 1-based band index, got {getattr(b, role)}", f"bands.{role}")
+        if b.nir < -1:
+            raise InvalidArgument(f"expected a 1-based band index, 0 (default) or -1 (none), got {b.nir}", "bands.nir")
+        a = s.aoi
+        if a is None or (a.bbox is None) == (not a.polygon_wkt):
+            raise InvalidArgument("give exactly one of a bbox or a polygon", "aoi")
+        if a.bbox is not None:
+            minx, miny, maxx, maxy = a.bbox
+            if not (minx < maxx and miny < maxy):
+                raise InvalidArgument(f"expected minx < maxx and miny < maxy, got {a.bbox}", "aoi.bbox")
+        stages = s.stages or [StageConfig(st) for st in STAGES]
+        seen = set()
+        for i, st in enumerate(stages):
+            if st.stage not in STAGES:
+                raise InvalidArgument(f"expected one of {', '.join(STAGES)}, got {st.stage!r}", f"stages[{i}].stage")
+            if st.stage in seen:
+                raise InvalidArgument(f"stage {st.stage!r} given twice", f"stages[{i}].stage")
+            seen.add(st.stage)
+        s.stages = sorted((StageConfig(st.stage, st.engine, dict(st.params)) for st in stages),
+                          key=lambda st: STAGES.index(st.stage))
+        syn = dataclasses.replace(s.synthesis, boost_targets=dict(s.synthesis.boost_targets))
+        if syn.variants < 0:
+            syn.variants = 1 if "synthesise" in seen else 0
+        if syn.variants > 0 and "synthesise" not in seen:
+            raise InvalidArgument("variants > 0 needs the synthesise stage", "synthesis.variants")
+        if syn.variants > 16:
+            raise InvalidArgument(f"expected 0..16 variants, got {syn.variants}", "synthesis.variants")
+        syn.mask_strategy = syn.mask_strategy or "real"
+        if syn.mask_strategy not in MASK_STRATEGIES:
+            raise InvalidArgument(f"expected one of {', '.join(MASK_STRATEGIES)}, got {syn.mask_strategy!r}",
+                                  "synthesis.mask_strategy")
+        targets = {}
+        for name, share in syn.boost_targets.items():
+            try:
+                idx = class_index(name)
+            except KeyError:
+                raise InvalidArgument(f"unknown class {name!r}; expected one of {', '.join(CLASS_NAMES)}",
+                                      "synthesis.boost_targets") from None
+            if not 0 < share <= 1:
+                raise InvalidArgument(f"expected a share in (0, 1] for {name}, got {share}", "synthesis.boost_targets")
+            targets[CLASS_NAMES[idx]] = float(share)
+        if syn.mask_strategy == "boost" and not targets:
+            raise InvalidArgument("mask_strategy 'boost' needs at least one class target", "synthesis.boost_targets")
+        if sum(targets.values()) > 1 + 1e-9:
+            raise InvalidArgument(f"target shares add up to {sum(targets.values()):.2f}, expected <= 1",
+                                  "synthesis.boost_targets")
+        syn.boost_targets = targets
+        s.synthesis = syn
+        return s
+
+    # ---------------------------------------------------------------- JSON
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        if d["aoi"]["bbox"] is not None:
+            d["aoi"]["bbox"] = list(d["aoi"]["bbox"])
+        return d
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "JobSpec":
+        d = dict(d)
+        aoi = dict(d.pop("aoi"))
+        if aoi.get("bbox") is not None:
+            aoi["bbox"] = tuple(float(v) for v in aoi["bbox"])
+        return cls(
+            aoi=Aoi(**aoi),
+            bands=BandMapping(**d.pop("bands", {})),
+            stages=[StageConfig(**st) for st in d.pop("stages", [])],
+            synthesis=SynthesisOptions(**d.pop("synthesis", {})),
+            **d,
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> "JobSpec":
+        return cls.from_dict(json.loads(text))
+
+    # ---------------------------------------------------------------- proto
+    @classmethod
+    def from_proto(cls, m: Any) -> "JobSpec":
+        which = m.aoi.WhichOneof("shape")
+        aoi = Aoi(
+            bbox=(m.aoi.bbox.minx, m.aoi.bbox.miny, m.aoi.bbox.maxx, m.aoi.bbox.maxy) if which == "bbox" else None,
+            polygon_wkt=m.aoi.polygon_wkt if which == "polygon_wkt" else None,
+            crs=m.aoi.crs,
+        )
+        src = m.WhichOneof("source")
+        bands = BandMapping(m.bands.red or 1, m.bands.green or 2, m.bands.blue or 3, m.bands.nir)
+        synthesis = SynthesisOptions(
+            # proto3 cannot tell an unset 0 from 0: 0 means "default" (1 if synthesise runs)
+            variants=m.synthesis.variants or -1,
+            mask_strategy=m.synthesis.mask_strategy or "real",
+            boost_targets=dict(m.synthesis.boost_targets),
+        )
+        return cls(
+            aoi=aoi,
+            raster_path=m.raster_path if src == "raster_path" else None,
+            upload_id=m.upload_id if src == "upload_id" else None,
+            bands=bands,
+            tile_size=m.tile_size or DEFAULT_TILE,
+            overlap=m.overlap,
+            stages=[StageConfig(st.stage, st.engine, dict(st.params)) for st in m.stages],
+            synthesis=synthesis,
+            seed=m.seed,
+            label_raster_path=m.label_raster_path or None,
+            name=m.name,
+        )
+
+    def to_proto(self) -> Any:
+        from groundsynth.api.v1.contract import pb
+
+        m = pb.JobSpec(
+            bands=pb.BandMapping(red=self.bands.red, green=self.bands.green, blue=self.bands.blue, nir=self.bands.nir),
+            tile_size=self.tile_size, overlap=self.overlap, seed=self.seed,
+            label_raster_path=self.label_raster_path or "", name=self.name,
+            synthesis=pb.SynthesisOptions(variants=max(self.synthesis.variants, 0),
+                                          mask_strategy=self.synthesis.mask_strategy,
+                                          boost_targets=self.synthesis.boost_targets),
+            stages=[pb.StageConfig(stage=s.stage, engine=s.engine, params=s.params) for s in self.stages],
+        )
+        if self.raster_path:
+            m.raster_path = self.raster_path
+        elif self.upload_id:
+            m.upload_id = self.upload_id
+        m.aoi.crs = self.aoi.crs
+        if self.aoi.bbox is not None:
+            m.aoi.bbox.CopyFrom(pb.BBox(minx=self.aoi.bbox[0], miny=self.aoi.bbox[1],
+                                        maxx=self.aoi.bbox[2], maxy=self.aoi.bbox[3]))
+        elif self.aoi.polygon_wkt:
+            m.aoi.polygon_wkt = self.aoi.polygon_wkt
+        return m

@@ -1,0 +1,2 @@
+"""Trainers for the neural engines (segmenter, generator), their datasets, losses and augmentation.
+"""
