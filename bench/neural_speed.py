@@ -146,7 +146,8 @@ def pipeline_rate(weights: dict[str, Path], device: str, args, workspace: Path) 
 
     from groundsynth.demo.scene import demo_raster
     from groundsynth.service.journal import Journal
-    from groundsynth.pipeline.runner import RunOptions, new_job_id, run_job
+    from groundsynth.pipeline.prepare import RunOptions, new_job_id
+    from groundsynth.pipeline.runner import run_job
     from groundsynth.request.spec import Aoi, JobSpec, StageConfig, SynthesisOptions
 
     import os
@@ -175,8 +176,8 @@ def pipeline_rate(weights: dict[str, Path], device: str, args, workspace: Path) 
     journal = Journal(workspace / "journal.sqlite")
     counts = {"n": 0}
 
-    def emit(kind, msg):
-        if kind == "tile":
+    def emit(event):
+        if event.kind == "tile":
             counts["n"] += 1
 
     t0 = time.perf_counter()

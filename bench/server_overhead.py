@@ -28,7 +28,8 @@ def main() -> None:
     args = ap.parse_args()
 
     from groundsynth.service.journal import Journal
-    from groundsynth.pipeline.runner import RunOptions, new_job_id, run_job
+    from groundsynth.pipeline.prepare import RunOptions, new_job_id
+    from groundsynth.pipeline.runner import run_job
     from groundsynth.request.spec import Aoi, JobSpec
     from tests.helpers_engines import TEST_STAGES, test_engines
     from tests.server_fixture import make_test_raster, raster_bbox, start_server

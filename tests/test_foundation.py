@@ -5,6 +5,7 @@ import pytest
 from groundsynth.request import classes as palette
 from groundsynth.engines import base, get_engine, register, unregister
 from groundsynth.request.errors import InvalidArgument
+from groundsynth.api.v1.convert import spec_from_proto, spec_to_proto
 from groundsynth.request.spec import Aoi, JobSpec, StageConfig, SynthesisOptions
 
 
@@ -27,7 +28,7 @@ def test_spec_round_trips_proto_and_json():
                    synthesis=SynthesisOptions(mask_strategy="boost", boost_targets={"shrub": 0.3})).normalised()
     assert spec.synthesis.boost_targets == {"Shrub": 0.3}
     assert [s.stage for s in spec.stages] == list(base.STAGES)
-    assert JobSpec.from_proto(spec.to_proto()).normalised() == spec
+    assert spec_from_proto(spec_to_proto(spec)).normalised() == spec
     assert JobSpec.from_json(spec.to_json()) == spec
 
 
@@ -100,9 +101,9 @@ def test_proto_spec_with_synthesise_stage_defaults_to_one_variant():
 
     m = pb.JobSpec(raster_path="/x.tif", aoi=pb.AreaOfInterest(bbox=pb.BBox(minx=0, miny=0, maxx=1, maxy=1)),
                    synthesis=pb.SynthesisOptions(mask_strategy="real"))
-    assert JobSpec.from_proto(m).normalised().synthesis.variants == 1
+    assert spec_from_proto(m).normalised().synthesis.variants == 1
     m.synthesis.variants = 3
-    assert JobSpec.from_proto(m).normalised().synthesis.variants == 3
+    assert spec_from_proto(m).normalised().synthesis.variants == 3
     m.ClearField("synthesis")
     m.stages.add(stage="segment")
-    assert JobSpec.from_proto(m).normalised().synthesis.variants == 0
+    assert spec_from_proto(m).normalised().synthesis.variants == 0

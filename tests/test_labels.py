@@ -94,7 +94,7 @@ def test_labels_engine_uses_tile_labels_and_needs_a_raster():
 
 
 def test_job_with_labels_engine_but_no_label_raster_is_refused_before_it_starts(tmp_path):
-    from groundsynth.pipeline.runner import prepare_job
+    from groundsynth.pipeline.prepare import prepare_job
     from groundsynth.request.spec import Aoi, JobSpec, StageConfig
     from tests.helpers_rasters import px_bbox, write_raster
 

@@ -184,7 +184,8 @@ def test_trainers_read_a_real_export_of_a_neural_job(tmp_path, model_config, mon
     from groundsynth.service.journal import Journal
     from groundsynth.train.generator import GeneratorTrainConfig, train_generator
     from groundsynth.train.segmenter import SegmenterTrainConfig, train_segmenter
-    from groundsynth.pipeline.runner import RunOptions, job_dir, new_job_id, run_job
+    from groundsynth.pipeline.prepare import RunOptions, job_dir, new_job_id
+    from groundsynth.pipeline.runner import run_job
     from groundsynth.request.spec import Aoi, JobSpec, StageConfig, SynthesisOptions
     from tests.server_fixture import make_test_raster, raster_bbox
 
@@ -201,7 +202,7 @@ def test_trainers_read_a_real_export_of_a_neural_job(tmp_path, model_config, mon
                    synthesis=SynthesisOptions(variants=1))
     journal = Journal(ws / "journal.sqlite")
     job = new_job_id()
-    assert run_job(job, spec, ws, journal, lambda k, m: None, options=RunOptions(batch_size=8)) == "SUCCEEDED"
+    assert run_job(job, spec, ws, journal, lambda event: None, options=RunOptions(batch_size=8)) == "SUCCEEDED"
     journal.close()
     info = export_dataset(job_dir(ws, job), tmp_path / "export", splits=(0.6, 0.2, 0.2))
     assert info["real"] == 16 and info["synthetic"] == 16

@@ -6,11 +6,12 @@ import numpy as np
 import pytest
 import rasterio
 
-from groundsynth.api.v1.contract import pb
+from groundsynth.pipeline.events import TileDone
 from groundsynth.request.errors import GroundSynthError
 from groundsynth.service.journal import Journal
 from groundsynth.request.classes import CLASS_NAMES
-from groundsynth.pipeline.runner import RunOptions, new_job_id, prepare_job, run_job
+from groundsynth.pipeline.prepare import RunOptions, new_job_id, prepare_job
+from groundsynth.pipeline.runner import run_job
 from groundsynth.request.spec import Aoi, JobSpec, SynthesisOptions
 from groundsynth.artefacts.tile_grid import CLASS_COLUMNS
 from tests.helpers_engines import TEST_STAGES, test_engines
@@ -36,8 +37,10 @@ def _spec(source, **kw):
 
 
 class Events(list):
-    def __call__(self, kind, msg):
-        self.append((kind, msg))
+    """Collects the pipeline's domain events; `of("tile")` gives the recorded TileRecords."""
+
+    def __call__(self, event):
+        self.append((event.kind, event.record if isinstance(event, TileDone) else event))
 
     def kinds(self):
         return [k for k, _ in self]
@@ -73,7 +76,7 @@ def test_events_and_journal_of_a_full_job(full_job):
     tiles = ev.of("tile")
     assert len(tiles) == 12 + 24 and len({t.tile_id for t in tiles}) == 36
     done = ev.of("done")[0]
-    assert (done.state, done.real_tiles, done.synthetic_tiles) == (pb.SUCCEEDED, 12, 24)
+    assert (done.state, done.real_tiles, done.synthetic_tiles) == ("SUCCEEDED", 12, 24)
     syn_progress = [p for p in ev.of("progress") if p.stage == "synthesise"]
     assert syn_progress[-1].done == syn_progress[-1].total == 24
     out_progress = [p for p in ev.of("progress") if p.stage == "outputs"]
@@ -154,7 +157,7 @@ def test_resume_after_cancel_keeps_finished_tiles(source, tmp_path):
     spec = _spec(source)
     ev = Events()
     state = run_job("c1", spec, tmp_path, journal, ev, lambda: len(ev.of("tile")) >= 5, RunOptions(batch_size=2))
-    assert state == "CANCELLED" and ev.of("done")[0].state == pb.CANCELLED
+    assert state == "CANCELLED" and ev.of("done")[0].state == "CANCELLED"
     assert journal.get_job("c1").state == "CANCELLED"
     first = journal.tiles("c1")
     assert len(first) == 6           # the batch in progress (2 tiles) was finished: 3 batches

@@ -5,7 +5,8 @@ import rasterio
 
 from groundsynth.request.errors import InvalidArgument
 from groundsynth.service.journal import Journal
-from groundsynth.pipeline.runner import prepare_job, run_job
+from groundsynth.pipeline.prepare import prepare_job
+from groundsynth.pipeline.runner import run_job
 from groundsynth.request.spec import Aoi, BandMapping, JobSpec, SynthesisOptions
 
 

@@ -10,7 +10,7 @@ from pyproj import Transformer
 from shapely import box
 
 from groundsynth.request.errors import InvalidArgument, NotFound, ResourceExhausted
-from groundsynth.pipeline.runner import RunOptions, prepare_job
+from groundsynth.pipeline.prepare import RunOptions, prepare_job
 from groundsynth.request.spec import Aoi, BandMapping, JobSpec, StageConfig
 from groundsynth.tiling.grid import build_grid
 from tests.helpers_engines import TEST_STAGES, test_engines

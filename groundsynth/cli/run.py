@@ -97,7 +97,7 @@ def spec_from_args(args: argparse.Namespace, raster: str) -> JobSpec:
 
 
 class ProgressBar:
-    """Turns pipeline events into a tqdm bar on stderr (units: tiles, real + synthetic)."""
+    """Turns job events into a tqdm bar on stderr (units: tiles, real + synthetic)."""
 
     def __init__(self, quiet: bool = False, initial: int = 0):
         from tqdm import tqdm
@@ -107,6 +107,7 @@ class ProgressBar:
         self.syn_total = 0
 
     def __call__(self, kind: str, msg: Any) -> None:
+        """`kind` names the event (accepted, progress, tile, ...); `msg` is a domain event or a pb message."""
         if kind == "accepted":
             self.real_total = msg.tile_count
             self.bar.total = msg.tile_count
@@ -127,10 +128,11 @@ class ProgressBar:
 
 
 def run_in_process(spec: JobSpec, workspace: Path, job_id: str | None, quiet: bool = False,
-                   on_event: Callable[[str, Any], None] | None = None, batch_size: int = 8) -> Path:
+                   on_event: Callable[[Any], None] | None = None, batch_size: int = 8) -> Path:
     """Run (or resume, given an existing job_id) a job here with a progress bar; returns its directory."""
     from groundsynth.service.journal import Journal
-    from groundsynth.pipeline.runner import RunOptions, job_dir, new_job_id, prepare_job, run_job
+    from groundsynth.pipeline.prepare import RunOptions, job_dir, new_job_id, prepare_job
+    from groundsynth.pipeline.runner import run_job
     from groundsynth.service.workspace_lock import lock_workspace, unlock_workspace
 
     workspace = workspace.resolve()
@@ -147,10 +149,10 @@ def run_in_process(spec: JobSpec, workspace: Path, job_id: str | None, quiet: bo
         row = journal.get_job(job_id)
         bar = ProgressBar(quiet, initial=row.tiles_done + row.synthetic_done if row else 0)  # resumed: done so far
         try:
-            def emit(kind: str, msg: Any) -> None:
-                bar(kind, msg)
+            def emit(event: Any) -> None:
+                bar(event.kind, event)
                 if on_event:
-                    on_event(kind, msg)
+                    on_event(event)
 
             state = run_job(job_id, spec, workspace, journal, emit, lambda: False, options)
         finally:

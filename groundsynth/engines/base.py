@@ -27,8 +27,8 @@ from typing import Any, ClassVar, Sequence
 import numpy as np
 
 from groundsynth.request.errors import InvalidArgument
+from groundsynth.request.spec import STAGES
 
-STAGES: tuple[str, ...] = ("segment", "synthesise", "caption", "ground")
 PARAM_TYPES = ("int", "float", "bool", "str", "choice", "path")
 
 

@@ -1,7 +1,8 @@
 """JobSpec: everything that defines a job, as a plain dataclass.
 
-Mirrors groundsynth.v1.JobSpec (protos/groundsynth/v1/groundsynth.proto) and
-converts to and from it and to JSON (journal, report.json). `normalised()`
+Mirrors groundsynth.v1.JobSpec (protos/groundsynth/v1/groundsynth.proto;
+conversions in groundsynth.api.v1.convert) and converts to and from JSON
+(journal, report.json). `normalised()`
 fills defaults and checks every field that can be checked without opening the
 raster, raising InvalidArgument that names the field.
 """
@@ -13,9 +14,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from groundsynth.request.errors import InvalidArgument
-from groundsynth.engines.base import STAGES
 from groundsynth.request.classes import CLASS_NAMES, class_index
 
+STAGES: tuple[str, ...] = ("segment", "synthesise", "caption", "ground")   # in pipeline order
 MASK_STRATEGIES = ("real", "boost", "layout")
 MIN_TILE, MAX_TILE, DEFAULT_TILE = 32, 2048, 256
 
@@ -163,58 +164,3 @@ class JobSpec:
     @classmethod
     def from_json(cls, text: str) -> "JobSpec":
         return cls.from_dict(json.loads(text))
-
-    # ---------------------------------------------------------------- proto
-    @classmethod
-    def from_proto(cls, m: Any) -> "JobSpec":
-        which = m.aoi.WhichOneof("shape")
-        aoi = Aoi(
-            bbox=(m.aoi.bbox.minx, m.aoi.bbox.miny, m.aoi.bbox.maxx, m.aoi.bbox.maxy) if which == "bbox" else None,
-            polygon_wkt=m.aoi.polygon_wkt if which == "polygon_wkt" else None,
-            crs=m.aoi.crs,
-        )
-        src = m.WhichOneof("source")
-        bands = BandMapping(m.bands.red or 1, m.bands.green or 2, m.bands.blue or 3, m.bands.nir)
-        synthesis = SynthesisOptions(
-            # proto3 cannot tell an unset 0 from 0: 0 means "default" (1 if synthesise runs)
-            variants=m.synthesis.variants or -1,
-            mask_strategy=m.synthesis.mask_strategy or "real",
-            boost_targets=dict(m.synthesis.boost_targets),
-        )
-        return cls(
-            aoi=aoi,
-            raster_path=m.raster_path if src == "raster_path" else None,
-            upload_id=m.upload_id if src == "upload_id" else None,
-            bands=bands,
-            tile_size=m.tile_size or DEFAULT_TILE,
-            overlap=m.overlap,
-            stages=[StageConfig(st.stage, st.engine, dict(st.params)) for st in m.stages],
-            synthesis=synthesis,
-            seed=m.seed,
-            label_raster_path=m.label_raster_path or None,
-            name=m.name,
-        )
-
-    def to_proto(self) -> Any:
-        from groundsynth.api.v1.contract import pb
-
-        m = pb.JobSpec(
-            bands=pb.BandMapping(red=self.bands.red, green=self.bands.green, blue=self.bands.blue, nir=self.bands.nir),
-            tile_size=self.tile_size, overlap=self.overlap, seed=self.seed,
-            label_raster_path=self.label_raster_path or "", name=self.name,
-            synthesis=pb.SynthesisOptions(variants=max(self.synthesis.variants, 0),
-                                          mask_strategy=self.synthesis.mask_strategy,
-                                          boost_targets=self.synthesis.boost_targets),
-            stages=[pb.StageConfig(stage=s.stage, engine=s.engine, params=s.params) for s in self.stages],
-        )
-        if self.raster_path:
-            m.raster_path = self.raster_path
-        elif self.upload_id:
-            m.upload_id = self.upload_id
-        m.aoi.crs = self.aoi.crs
-        if self.aoi.bbox is not None:
-            m.aoi.bbox.CopyFrom(pb.BBox(minx=self.aoi.bbox[0], miny=self.aoi.bbox[1],
-                                        maxx=self.aoi.bbox[2], maxy=self.aoi.bbox[3]))
-        elif self.aoi.polygon_wkt:
-            m.aoi.polygon_wkt = self.aoi.polygon_wkt
-        return m

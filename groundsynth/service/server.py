@@ -28,6 +28,7 @@ from groundsynth import API_VERSION, __version__
 from groundsynth.artefacts.atomic import atomic_path
 from groundsynth.service.config import MiB, ServerConfig
 from groundsynth.api.v1.contract import pb, rpc
+from groundsynth.api.v1.convert import spec_from_proto
 from groundsynth.request.errors import (
     GroundSynthError, InvalidArgument, NotFound, PermissionDenied, ResourceExhausted, Unauthenticated
 )
@@ -120,7 +121,7 @@ class GroundSynthServicer(rpc.GroundSynthServicer):
     def Submit(self, request, context) -> Iterator[Any]:
         if not request.HasField("spec"):
             raise InvalidArgument("expected a JobSpec", "spec")
-        job_id = self.manager.submit(JobSpec.from_proto(request.spec))
+        job_id = self.manager.submit(spec_from_proto(request.spec))
         yield from self._follow(job_id, 0, context)
 
     @streaming
@@ -235,7 +236,7 @@ def _check_raster(path: Path, field: str) -> None:
 
 def capabilities(config: ServerConfig) -> Any:
     from groundsynth.engines import default_engine, engines
-    from groundsynth.engines.base import STAGES
+    from groundsynth.request.spec import STAGES
     from groundsynth.models.weights import default_models_dir
     from groundsynth.request.classes import CLASS_NAMES, hex_color
     from groundsynth.request.spec import MASK_STRATEGIES

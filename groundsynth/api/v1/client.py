@@ -29,6 +29,8 @@ from groundsynth.request import errors
 from groundsynth.artefacts.atomic import atomic_path
 from groundsynth.service.config import MiB
 from groundsynth.api.v1.contract import pb, rpc
+from groundsynth.api.v1.convert import spec_to_proto
+from groundsynth.request.spec import JobSpec
 
 CHUNK_BYTES = 1 * MiB
 DEFAULT_MAX_MESSAGE_BYTES = 64 * MiB
@@ -146,10 +148,10 @@ class GroundSynthClient:
     # ---------------------------------------------------------------- jobs
     def submit(self, spec: Any) -> EventStream:
         """Submit a job (JobSpec dataclass or pb.JobSpec); iterate the result for its events."""
-        if hasattr(spec, "to_proto"):
+        if isinstance(spec, JobSpec):
             # normalise first: defaults such as "variants = 1 when synthesising" only exist on the
             # dataclass side (and bad fields fail here, with the same message the server would give)
-            spec = spec.normalised().to_proto()
+            spec = spec_to_proto(spec.normalised())
         return EventStream(self.stub.Submit(pb.SubmitRequest(spec=spec), metadata=self._metadata))
 
     def watch(self, job_id: str, after_seq: int = 0) -> EventStream:
