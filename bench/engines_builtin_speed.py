@@ -56,7 +56,7 @@ def main() -> None:
 
     seg = Spectral({}, ctx)
     t = time.perf_counter()
-    masks = [seg.classify(i, v) for i, v in zip(images, valids)]
+    masks = [seg.classify(i, v) for i, v in zip(images, valids, strict=True)]
     t_seg = (time.perf_counter() - t) / len(images) * 1000
 
     ex = Exemplar({}, ctx)
@@ -69,7 +69,7 @@ def main() -> None:
     t = time.perf_counter()
     syn = ex.synthesise(conds, seeds)
     t_syn = (time.perf_counter() - t) / len(conds) * 1000
-    fid = [miou(c, seg.classify(s, np.ones((T, T), bool))) for c, s in zip(conds, syn)]
+    fid = [miou(c, seg.classify(s, np.ones((T, T), bool))) for c, s in zip(conds, syn, strict=True)]
 
     stats = AoiStats.from_masks(masks)
     timings = {}

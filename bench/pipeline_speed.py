@@ -31,9 +31,9 @@ def main() -> int:
 
     from groundsynth.cli.demo import demo_spec
     from groundsynth.demo.scene import demo_raster
-    from groundsynth.service.journal import Journal
     from groundsynth.pipeline.prepare import RunOptions, new_job_id
     from groundsynth.pipeline.runner import run_job
+    from groundsynth.service.journal import Journal
 
     tmp = None
     if args.workspace is None:

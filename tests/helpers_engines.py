@@ -25,7 +25,7 @@ from __future__ import annotations
 import contextlib
 import os
 import time
-from typing import Iterator
+from collections.abc import Iterator
 
 import numpy as np
 
@@ -74,7 +74,7 @@ class TestPalette(Synthesiser):
         # grey levels chosen so that test-bright maps class k back to k
         levels = (np.arange(7, dtype=np.float32) + 0.5) / 7
         out = []
-        for m, s in zip(masks, seeds):
+        for m, s in zip(masks, seeds, strict=True):
             rng = np.random.default_rng(s)
             g = levels[np.minimum(m, 6)]
             c = 4 if self.ctx.has_nir else 3
@@ -95,7 +95,7 @@ class TestCount(Captioner):
 
     def caption(self, images, masks, seeds):
         out = []
-        for m, s in zip(masks, seeds):
+        for m, s in zip(masks, seeds, strict=True):
             comp = composition(m)
             if comp.sum() == 0:
                 out.append(["No valid data in this tile."] * self.p["n_captions"])

@@ -7,8 +7,8 @@ from groundsynth.engines import get_engine
 from groundsynth.engines.base import EngineContext
 from groundsynth.engines.builtin.exemplar import Exemplar
 from groundsynth.engines.builtin.spectral import Spectral
-from groundsynth.request.errors import FailedPrecondition, InvalidArgument
 from groundsynth.request.classes import NODATA
+from groundsynth.request.errors import FailedPrecondition, InvalidArgument
 
 TREE, SHRUB, GRASS, CROP, BUILT, BARREN, WATER = range(7)
 T = 256
@@ -40,7 +40,7 @@ def demo(tmp_path_factory):
     pos = [(y, x) for y in range(0, 7 * T, T) for x in range(0, 7 * T, T)]
     images = [img[:, y:y + T, x:x + T] for y, x in pos]
     valids = [valid[y:y + T, x:x + T] for y, x in pos]
-    masks = [seg.classify(i, v) for i, v in zip(images, valids)]
+    masks = [seg.classify(i, v) for i, v in zip(images, valids, strict=True)]
     ex = Exemplar({}, ctx)
     ex.fit(images, masks, valids)
     return seg, ex, images, masks
@@ -55,7 +55,7 @@ def test_demo_fidelity_under_spectral_segmenter(demo):
     conds = [masks[i] for i in MIXED]
     syn = ex.synthesise(conds, [11] * len(conds))
     ones = np.ones((T, T), bool)
-    scores = [miou(c, seg.classify(s, ones)) for c, s in zip(conds, syn)]
+    scores = [miou(c, seg.classify(s, ones)) for c, s in zip(conds, syn, strict=True)]
     assert np.mean(scores) >= 0.6, scores
     for s in syn:
         assert s.shape == (4, T, T) and s.dtype == np.float32 and 0 <= s.min() and s.max() <= 1

@@ -2,11 +2,11 @@
 import pytest
 import rasterio
 
-from groundsynth.service.journal import Journal
-from groundsynth.request.classes import gdal_colormap
 from groundsynth.pipeline.prepare import RunOptions
 from groundsynth.pipeline.runner import run_job
+from groundsynth.request.classes import gdal_colormap
 from groundsynth.request.spec import Aoi, JobSpec, SynthesisOptions
+from groundsynth.service.journal import Journal
 from tests.helpers_engines import TEST_STAGES, test_engines
 from tests.helpers_rasters import px_bbox, write_raster
 

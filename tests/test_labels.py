@@ -7,9 +7,9 @@ from rasterio.warp import transform as warp_points
 
 from groundsynth.engines import get_engine
 from groundsynth.engines.base import EngineContext, TileInput
+from groundsynth.request.classes import NODATA
 from groundsynth.request.errors import FailedPrecondition, InvalidArgument, NotFound
 from groundsynth.tiling.labels import read_labels
-from groundsynth.request.classes import NODATA
 
 UTM = "EPSG:32618"
 TILE_T = from_origin(436000.0, 4179000.0, 10.0, 10.0)     # a 64 x 64 tile at 10 m on the demo scene's grid

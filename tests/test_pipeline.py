@@ -6,14 +6,14 @@ import numpy as np
 import pytest
 import rasterio
 
+from groundsynth.artefacts.tile_grid import CLASS_COLUMNS
 from groundsynth.pipeline.events import TileDone
-from groundsynth.request.errors import GroundSynthError
-from groundsynth.service.journal import Journal
-from groundsynth.request.classes import CLASS_NAMES
 from groundsynth.pipeline.prepare import RunOptions, new_job_id, prepare_job
 from groundsynth.pipeline.runner import run_job
+from groundsynth.request.classes import CLASS_NAMES
+from groundsynth.request.errors import GroundSynthError
 from groundsynth.request.spec import Aoi, JobSpec, SynthesisOptions
-from groundsynth.artefacts.tile_grid import CLASS_COLUMNS
+from groundsynth.service.journal import Journal
 from tests.helpers_engines import TEST_STAGES, test_engines
 from tests.helpers_rasters import px_bbox, write_raster
 
@@ -148,7 +148,7 @@ def test_tiles_gpkg_has_one_row_per_tile(full_job):
         assert p["caption_1"] == rec.captions[0]
         assert sum(p[c] for c in CLASS_COLUMNS) == pytest.approx(100, abs=0.01)
         assert p["grounding"] == pytest.approx(rec.metrics["grounding"])
-        xs, ys = zip(*f.geometry.coordinates[0])
+        xs, ys = zip(*f.geometry.coordinates[0], strict=True)
         assert (min(xs), min(ys), max(xs), max(ys)) == pytest.approx(rec.bounds)
 
 

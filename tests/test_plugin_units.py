@@ -19,8 +19,8 @@ from qgis.core import (
     QgsVectorLayer,
 )
 
-from groundsynth.request import classes as palette
 from groundsynth.api.v1.convert import spec_from_proto
+from groundsynth.request import classes as palette
 from plugin import area, styling
 from plugin.backend_api import pb
 from plugin.errors import AreaError, BandMappingError, CrsMismatchError, user_message

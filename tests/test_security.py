@@ -5,14 +5,11 @@ import threading
 
 import pytest
 
+from groundsynth.api.v1.contract import pb
+from groundsynth.request.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied, Unauthenticated
 from groundsynth.service import security
 from groundsynth.service.config import ServerConfig, is_loopback, split_address
-from groundsynth.api.v1.contract import pb
-from groundsynth.request.errors import (
-    FailedPrecondition, InvalidArgument, NotFound, PermissionDenied, Unauthenticated
-)
 from groundsynth.service.event_log import EventLog
-
 
 # ------------------------------------------------------------------ token
 

@@ -9,8 +9,8 @@ from affine import Affine
 from pyproj import Transformer
 from shapely import box
 
-from groundsynth.request.errors import InvalidArgument, NotFound, ResourceExhausted
 from groundsynth.pipeline.prepare import RunOptions, prepare_job
+from groundsynth.request.errors import InvalidArgument, NotFound, ResourceExhausted
 from groundsynth.request.spec import Aoi, BandMapping, JobSpec, StageConfig
 from groundsynth.tiling.grid import build_grid
 from tests.helpers_engines import TEST_STAGES, test_engines
@@ -44,7 +44,7 @@ def test_aoi_in_epsg4326_over_utm_raster(raster, tmp_path):
     # The lon/lat box around the UTM pixel box cols 300..700, rows 300..480. Reprojected back it grows by a few
     # pixels (grid convergence ~0.4 deg here) but stays inside tiles cols 1-2 (256..768), row 1 (256..512).
     to_ll = Transformer.from_crs("EPSG:32618", "EPSG:4326", always_xy=True)
-    xs, ys = zip(*(px_to_world(c, r) for c in (300, 700) for r in (300, 480)))
+    xs, ys = zip(*(px_to_world(c, r) for c in (300, 700) for r in (300, 480)), strict=True)
     lons, lats = to_ll.transform(xs, ys)
     aoi = Aoi(bbox=(min(lons), min(lats), max(lons), max(lats)), crs="EPSG:4326")
     prep = prepare_job(_spec(raster, aoi), tmp_path)
@@ -166,7 +166,7 @@ def test_huge_aoi_is_refused_without_building_millions_of_cells(tmp_path):
     path = tmp_path / "huge.tif"      # 64000 x 64000 px, sparse: no block is written, the file stays tiny
     with rasterio.open(path, "w", driver="GTiff", width=64000, height=64000, count=4, dtype="uint16",
                        crs="EPSG:32618", transform=DEMO_TRANSFORM, nodata=0,
-                       tiled=True, sparse_ok=True) as dst:
+                       tiled=True, sparse_ok=True):
         pass
     aoi = Aoi(bbox=px_bbox(0, 0, 64000, 64000))
     with pytest.raises(ResourceExhausted, match="needs more than 100 tiles") as err:   # 2000 x 2000 cells

@@ -9,7 +9,6 @@ from __future__ import annotations
 import dataclasses
 import json
 from dataclasses import dataclass, field
-from typing import Any
 
 from groundsynth.request.classes import CLASS_NAMES
 
@@ -45,13 +44,13 @@ class TileRecord:
     attributes: dict[str, str] = field(default_factory=dict)
 
     def composition_by_name(self) -> dict[str, float]:
-        return {n: float(v) for n, v in zip(CLASS_NAMES, self.composition)}
+        return {n: float(v) for n, v in zip(CLASS_NAMES, self.composition, strict=False)}  # empty without a mask
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), sort_keys=True)
 
     @classmethod
-    def from_json(cls, text: str) -> "TileRecord":
+    def from_json(cls, text: str) -> TileRecord:
         d = json.loads(text)
         d["bounds"] = tuple(d["bounds"])
         d["geotransform"] = tuple(d["geotransform"])

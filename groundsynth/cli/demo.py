@@ -37,8 +37,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from groundsynth.demo.scene import demo_raster
     from groundsynth.cli.run import run_in_process
+    from groundsynth.demo.scene import demo_raster
 
     workspace = args.workspace.resolve()
     print("building the demo raster (once)...", file=sys.stderr)

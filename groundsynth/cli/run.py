@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from groundsynth.request.errors import InvalidArgument
 from groundsynth.request.spec import Aoi, BandMapping, JobSpec, StageConfig, SynthesisOptions
@@ -62,7 +63,8 @@ def add_job_arguments(p: argparse.ArgumentParser) -> None:
 def spec_from_args(args: argparse.Namespace, raster: str) -> JobSpec:
     if bool(args.aoi) == bool(args.polygon):
         raise InvalidArgument("give exactly one of --aoi MINX,MINY,MAXX,MAXY or --polygon WKT", "aoi")
-    aoi = Aoi(bbox=_floats(args.aoi, 4, "aoi.bbox") if args.aoi else None, polygon_wkt=args.polygon,
+    bbox = _floats(args.aoi, 4, "aoi.bbox") if args.aoi else None
+    aoi = Aoi(bbox=(bbox[0], bbox[1], bbox[2], bbox[3]) if bbox else None, polygon_wkt=args.polygon,
               crs=args.aoi_crs or "")
     try:
         bands = [int(v) for v in args.bands.split(",")]
@@ -87,7 +89,7 @@ def spec_from_args(args: argparse.Namespace, raster: str) -> JobSpec:
     for cls, share in _pairs(args.boost, "synthesis.boost_targets"):
         boost[cls] = _floats(share, 1, "synthesis.boost_targets")[0]
     return JobSpec(aoi=aoi, raster_path=str(Path(raster).resolve()),
-                   bands=BandMapping(*bands[:3], bands[3] if len(bands) == 4 else -1),
+                   bands=BandMapping(bands[0], bands[1], bands[2], bands[3] if len(bands) == 4 else -1),
                    tile_size=args.tile_size, overlap=args.overlap, stages=list(stages.values()),
                    synthesis=SynthesisOptions(variants=args.variants, mask_strategy=args.mask_strategy,
                                               boost_targets=boost),
@@ -130,9 +132,9 @@ class ProgressBar:
 def run_in_process(spec: JobSpec, workspace: Path, job_id: str | None, quiet: bool = False,
                    on_event: Callable[[Any], None] | None = None, batch_size: int = 8) -> Path:
     """Run (or resume, given an existing job_id) a job here with a progress bar; returns its directory."""
-    from groundsynth.service.journal import Journal
     from groundsynth.pipeline.prepare import RunOptions, job_dir, new_job_id, prepare_job
     from groundsynth.pipeline.runner import run_job
+    from groundsynth.service.journal import Journal
     from groundsynth.service.workspace_lock import lock_workspace, unlock_workspace
 
     workspace = workspace.resolve()

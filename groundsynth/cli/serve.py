@@ -16,6 +16,7 @@ import logging
 import signal
 import sys
 import threading
+from typing import Any
 
 MiB = 1024 * 1024
 
@@ -93,7 +94,7 @@ class _TileBar:
 
     def __init__(self, server) -> None:
         self.server = server
-        self.bar = None
+        self.bar: Any = None
         self.jobs: tuple = ()
 
     def update(self) -> None:

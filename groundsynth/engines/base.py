@@ -21,13 +21,13 @@ expensive to load are shared across jobs through `groundsynth.models.cache`.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Sequence
+from typing import Any, ClassVar
 
 import numpy as np
 
 from groundsynth.request.errors import InvalidArgument
-from groundsynth.request.spec import STAGES
 
 PARAM_TYPES = ("int", "float", "bool", "str", "choice", "path")
 
@@ -140,7 +140,9 @@ class Engine(ABC):
     @classmethod
     def check_job(cls, spec: Any) -> None:
         """Refuse a job this engine cannot serve before it is accepted (raise a GroundSynthError).
-        Called by the pipeline while it validates the job (`spec` is the normalised JobSpec)."""
+        Called by the pipeline while it validates the job (`spec` is the normalised JobSpec).
+        The default accepts every job."""
+        return None
 
     @classmethod
     def availability(cls, models_dir: str | None = None) -> tuple[bool, str]:
@@ -184,6 +186,6 @@ class Grounder(Engine):
     def ground(self, items: Sequence[GroundInput]) -> list[dict[str, float]]:
         """Per-tile scores, e.g. {"grounding": 0..100, "fidelity_miou": 0..1}."""
 
-    def summarise(self, records: Sequence["Any"]) -> dict[str, Any]:
+    def summarise(self, records: Sequence[Any]) -> dict[str, Any]:
         """Set-level metrics over all TileRecords of the job (see groundsynth.artefacts.records)."""
         return {}

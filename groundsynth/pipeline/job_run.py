@@ -109,7 +109,7 @@ class JobRun:
             grounder = self.engines["ground"]
             cond_list: Sequence[np.ndarray | None] = conds if conds is not None else [None] * len(ids)
             items = [GroundInput(i, kind, im, valid, m, caps, cond)
-                     for i, im, valid, m, caps, cond in zip(ids, images, valids, masks, captions, cond_list)]
+                     for i, im, valid, m, caps, cond in zip(ids, images, valids, masks, captions, cond_list, strict=True)]
             out = self.engine_call("ground", ids, lambda: grounder.ground(items))  # type: ignore[attr-defined]
             metrics = [{str(n): float(x) for n, x in m.items()} for m in out]
         return captions, metrics

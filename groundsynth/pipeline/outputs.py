@@ -50,7 +50,7 @@ def write_layers(run: JobRun) -> None:
     prep = run.prep
     with run.timer("outputs"):
         groups = _layer_groups(records)
-        written = []
+        written: list[tuple[str, str, str]] = []
         n_outputs = len(groups) + 1        # the VRTs and tiles.gpkg
         for layer in sorted(groups):
             run.progress("outputs", len(written), n_outputs)

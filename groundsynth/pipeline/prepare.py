@@ -74,7 +74,7 @@ class PreparedJob:
 
 def new_job_id() -> str:
     """e.g. "j20261122T001500Z-3fa2c1": sortable, unique, safe as a directory name."""
-    return "j" + _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
+    return "j" + _dt.datetime.now(_dt.UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
 
 
 def job_dir(workspace: str | Path, job_id: str) -> Path:

@@ -77,7 +77,7 @@ def _segment(run: JobRun, ids: Sequence[str], images: Sequence[np.ndarray], vali
         segmenter = run.engines["segment"]
         tiles = [TileInput(ids[k], images[k], valids[k], labels[k] if labels else None, "real") for k in live]
         out = run.engine_call("segment", [ids[k] for k in live], lambda: segmenter.segment(tiles))  # type: ignore[attr-defined]
-        for k, m in zip(live, out):
+        for k, m in zip(live, out, strict=True):
             m = np.asarray(m, dtype=np.uint8).copy()
             m[~valids[k]] = NODATA
             masks[k] = m
@@ -96,9 +96,9 @@ def _real_batch(run: JobRun, src: SourceRaster, cells: Sequence[Cell]) -> None:
         empty = np.full(valids[0].shape, NODATA, np.uint8)
         caps, mets = run.caption_and_ground(
             "real", [ids[k] for k in live], [images[k] for k in live], [valids[k] for k in live],
-            [m if (m := masks[k]) is not None else empty for k in live])
-        for k, c, m in zip(live, caps, mets):
-            captions[k], metrics[k] = c, m
+            [mask if (mask := masks[k]) is not None else empty for k in live])
+        for k, caps_k, mets_k in zip(live, caps, mets, strict=True):
+            captions[k], metrics[k] = caps_k, mets_k
     recs: list[TileRecord] = []
     writes: list[Callable[[], None]] = []
     for k, c in enumerate(cells):

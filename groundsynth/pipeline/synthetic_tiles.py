@@ -93,7 +93,7 @@ def _synthesise(run: JobRun, items: Sequence[tuple[TileRecord, int]], ids: Seque
     """(images, valids, conds, masks) of a batch: condition, synthesise, re-segment."""
     conds, valids = [], []
     cache: dict[str, RealTile] = {}
-    for (rec, _v), sid in zip(items, ids):
+    for (rec, _v), sid in zip(items, ids, strict=True):
         if rec.tile_id not in cache:
             cache[rec.tile_id] = _read_real(run, rec)
         _, valid, mask = cache[rec.tile_id]
@@ -104,12 +104,12 @@ def _synthesise(run: JobRun, items: Sequence[tuple[TileRecord, int]], ids: Seque
     synthesiser, segmenter = run.engines["synthesise"], run.engines["segment"]
     raw = run.engine_call("synthesise", ids, lambda: synthesiser.synthesise(conds, seeds))  # type: ignore[attr-defined]
     images = [np.asarray(im, dtype=np.float32).copy() for im in raw]
-    for im, valid in zip(images, valids):
+    for im, valid in zip(images, valids, strict=True):
         im[:, ~valid] = 0
-    tiles = [TileInput(sid, im, valid, None, "synthetic") for sid, im, valid in zip(ids, images, valids)]
+    tiles = [TileInput(sid, im, valid, None, "synthetic") for sid, im, valid in zip(ids, images, valids, strict=True)]
     out = run.engine_call("segment", ids, lambda: segmenter.segment(tiles))  # type: ignore[attr-defined]
     masks = [np.asarray(m, dtype=np.uint8).copy() for m in out]
-    for m, valid in zip(masks, valids):
+    for m, valid in zip(masks, valids, strict=True):
         m[~valid] = NODATA
     return images, valids, conds, masks
 
@@ -121,7 +121,7 @@ def _synthetic_batch(run: JobRun, items: Sequence[tuple[TileRecord, int]], stats
     crs = run.prep.crs_wkt
     recs: list[TileRecord] = []
     writes: list[Callable[[], None]] = []
-    for k, ((rec, v), sid) in enumerate(zip(items, ids)):
+    for k, ((rec, v), sid) in enumerate(zip(items, ids, strict=True)):
         cell = Cell(rec.row, rec.col, rec.col_off, rec.row_off, rec.width, rec.height)
         out_rec = run.tile_record(sid, "synthetic", cell, v, rec.tile_id)
         t = cell.transform(run.prep.transform)

@@ -13,8 +13,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from groundsynth.request.errors import InvalidArgument
 from groundsynth.request.classes import CLASS_NAMES, class_index
+from groundsynth.request.errors import InvalidArgument
 
 STAGES: tuple[str, ...] = ("segment", "synthesise", "caption", "ground")   # in pipeline order
 MASK_STRATEGIES = ("real", "boost", "layout")
@@ -71,7 +71,7 @@ class JobSpec:
                 return s
         return None
 
-    def normalised(self) -> "JobSpec":
+    def normalised(self) -> JobSpec:
         """A copy with defaults filled in; raises InvalidArgument naming the bad field."""
         s = dataclasses.replace(self)
         if bool(s.raster_path) == bool(s.upload_id):
@@ -148,7 +148,7 @@ class JobSpec:
         return json.dumps(self.to_dict(), sort_keys=True)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "JobSpec":
+    def from_dict(cls, d: dict[str, Any]) -> JobSpec:
         d = dict(d)
         aoi = dict(d.pop("aoi"))
         if aoi.get("bbox") is not None:
@@ -162,5 +162,5 @@ class JobSpec:
         )
 
     @classmethod
-    def from_json(cls, text: str) -> "JobSpec":
+    def from_json(cls, text: str) -> JobSpec:
         return cls.from_dict(json.loads(text))

@@ -22,9 +22,10 @@ import dataclasses
 import ipaddress
 import os
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from groundsynth.request.errors import FailedPrecondition, InvalidArgument
 
@@ -84,7 +85,7 @@ class ServerConfig:
 
     # ---------------------------------------------------------------- building
     @classmethod
-    def load(cls, path: str | os.PathLike | None = None, **overrides: Any) -> "ServerConfig":
+    def load(cls, path: str | os.PathLike | None = None, **overrides: Any) -> ServerConfig:
         """Defaults, then the TOML file (if any), then `overrides` whose value is not None."""
         values: dict[str, Any] = {}
         if path is not None:
@@ -100,7 +101,7 @@ class ServerConfig:
         return cls.from_mapping(values)
 
     @classmethod
-    def from_mapping(cls, values: Mapping[str, Any], base_dir: Path | None = None) -> "ServerConfig":
+    def from_mapping(cls, values: Mapping[str, Any], base_dir: Path | None = None) -> ServerConfig:
         kwargs: dict[str, Any] = {}
         for key, value in values.items():
             if key not in _FIELDS:

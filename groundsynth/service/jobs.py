@@ -30,17 +30,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from groundsynth.api.v1.contract import pb
 from groundsynth.api.v1.convert import event_to_proto, spec_to_proto
 from groundsynth.pipeline.events import Accepted, Event
-from groundsynth.service.config import ServerConfig
-from groundsynth.api.v1.contract import pb
 from groundsynth.request.errors import (
-    FailedPrecondition, GroundSynthError, InvalidArgument, NotFound, ResourceExhausted
+    FailedPrecondition,
+    GroundSynthError,
+    InvalidArgument,
+    NotFound,
+    ResourceExhausted,
 )
+from groundsynth.request.spec import JobSpec
+from groundsynth.service.config import ServerConfig
 from groundsynth.service.event_log import EventLog
 from groundsynth.service.journal import FINAL_STATES, JobRow, Journal
 from groundsynth.service.security import resolve_source
-from groundsynth.request.spec import JobSpec
 
 log = logging.getLogger("groundsynth.jobs")
 UPLOAD_ID_RE = re.compile(r"^[0-9a-f]{32}$")

@@ -15,8 +15,8 @@ import os
 import re
 import secrets
 import stat
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 from groundsynth.request.errors import InvalidArgument, NotFound, PermissionDenied, Unauthenticated
 

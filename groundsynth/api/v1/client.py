@@ -20,17 +20,18 @@ listening; that does not cancel the job, `cancel(job_id)` does.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any
 
 import grpc
 
-from groundsynth.request import errors
-from groundsynth.artefacts.atomic import atomic_path
-from groundsynth.service.config import MiB
 from groundsynth.api.v1.contract import pb, rpc
 from groundsynth.api.v1.convert import spec_to_proto
+from groundsynth.artefacts.atomic import atomic_path
+from groundsynth.request import errors
 from groundsynth.request.spec import JobSpec
+from groundsynth.service.config import MiB
 
 CHUNK_BYTES = 1 * MiB
 DEFAULT_MAX_MESSAGE_BYTES = 64 * MiB
@@ -94,11 +95,11 @@ class GroundSynthClient:
         if token is None:
             from groundsynth.service.security import read_token
 
-            token = read_token(token_file)
+            token = read_token(token_file)  # type: ignore[arg-type]  # not None: checked above
         self.address = address
         self.timeout_s = timeout_s
         self._metadata = (("authorization", f"Bearer {token}"),)
-        options = [("grpc.max_receive_message_length", max_message_bytes),
+        options: list[tuple[str, Any]] = [("grpc.max_receive_message_length", max_message_bytes),
                    ("grpc.max_send_message_length", max_message_bytes)]
         if tls_ca is not None:
             creds = grpc.ssl_channel_credentials(root_certificates=Path(tls_ca).read_bytes())
@@ -113,7 +114,7 @@ class GroundSynthClient:
     def close(self) -> None:
         self.channel.close()
 
-    def __enter__(self) -> "GroundSynthClient":
+    def __enter__(self) -> GroundSynthClient:
         return self
 
     def __exit__(self, *exc: Any) -> None:

@@ -33,17 +33,18 @@ distributions (grounding overall and by dominant class, fidelity per class).
 """
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
+from groundsynth.engines import register
+from groundsynth.engines.base import EngineContext, Grounder, GroundInput, Param, TileInput
 from groundsynth.metrics import segmentation
 from groundsynth.metrics import sets as metrics
 from groundsynth.metrics.claims import enrichment, parse_claims, region_mask
-from groundsynth.request.errors import InvalidArgument
 from groundsynth.request.classes import CLASS_NAMES, NODATA, composition
-from groundsynth.engines import register
-from groundsynth.engines.base import EngineContext, GroundInput, Grounder, Param, TileInput
+from groundsynth.request.errors import InvalidArgument
 
 NEGATION_SHARE = 0.05
 DOMINANCE_PENALTY = 30.0
@@ -144,7 +145,7 @@ class CompositionGrounder(Grounder):
         tiles = [TileInput(it.tile_id, np.asarray(it.image, dtype=np.float32), np.asarray(it.valid, dtype=bool),
                            kind=it.kind) for it in items]
         resegs = self.reference().segment(tiles)
-        return [self._ground_one(it, np.asarray(r)) for it, r in zip(items, resegs)]
+        return [self._ground_one(it, np.asarray(r)) for it, r in zip(items, resegs, strict=True)]
 
     def _check(self, it: GroundInput, i: int) -> None:
         field = f"ground.items[{i}]"
@@ -179,7 +180,7 @@ class CompositionGrounder(Grounder):
             iou = segmentation.per_class_iou(np.asarray(it.cond_mask), reseg)
             if (~np.isnan(iou)).any():
                 out["fidelity_miou"] = float(np.nanmean(iou))
-                for name, v in zip(CLASS_NAMES, iou):
+                for name, v in zip(CLASS_NAMES, iou, strict=True):
                     if not np.isnan(v):
                         out[metric_key("fidelity_iou", name)] = float(v)
         return out

@@ -34,14 +34,14 @@ per seed; different seeds give different patch choices and grid offsets.
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
-from groundsynth.request.errors import FailedPrecondition, InvalidArgument
-from groundsynth.request.classes import CLASS_NAMES, NODATA, NUM_CLASSES
 from groundsynth.engines import register
 from groundsynth.engines.base import Param, Synthesiser
+from groundsynth.request.classes import CLASS_NAMES, NODATA, NUM_CLASSES
+from groundsynth.request.errors import FailedPrecondition, InvalidArgument
 
 
 @register
@@ -94,7 +94,7 @@ class Exemplar(Synthesiser):
         counts = np.zeros(NUM_CLASSES, np.int64)
         self.pools, self.means, self.pixels, self.pool_means, self.channels = {}, {}, {}, {}, None
         sized, smallest = 0, None
-        for img, mask, valid in zip(images, masks, valids):
+        for img, mask, valid in zip(images, masks, valids, strict=True):
             img = np.asarray(img, dtype=np.float32)
             if img.ndim != 3 or img.shape[0] not in (3, 4):
                 raise InvalidArgument(f"expected an image of shape (3 or 4, H, W), got {img.shape}", "image")
@@ -127,7 +127,7 @@ class Exemplar(Synthesiser):
                 ys = np.arange(0, H - P + 1, stride)
                 xs = np.arange(0, W - P + 1, stride)
                 pur = purity[ys[:, None] + P // 2, xs[None, :] + P // 2]
-                for y, x in zip(*np.nonzero(pur > 0)):
+                for y, x in zip(*np.nonzero(pur > 0), strict=True):
                     cands[k].append((float(pur[y, x]), filled[:, ys[y]:ys[y] + P, xs[x]:xs[x] + P]))
         if sized == 0 and smallest is not None:
             raise InvalidArgument(f"patch_size {P} is larger than the tiles ({smallest[0]} x {smallest[1]} px); "
@@ -155,7 +155,7 @@ class Exemplar(Synthesiser):
     def synthesise(self, masks: Sequence[np.ndarray], seeds: Sequence[int]) -> list[np.ndarray]:
         if len(masks) != len(seeds):
             raise InvalidArgument(f"got {len(masks)} masks and {len(seeds)} seeds", "synthesise")
-        return [self.synthesise_one(m, s) for m, s in zip(masks, seeds)]
+        return [self.synthesise_one(m, s) for m, s in zip(masks, seeds, strict=True)]
 
     def synthesise_one(self, mask: np.ndarray, seed: int) -> np.ndarray:
         from scipy import ndimage
@@ -220,11 +220,11 @@ class Exemplar(Synthesiser):
         of an irregular seam curve inside the overlap, 1 past it, with a ~1 px soft transition."""
         from scipy import ndimage
 
-        P, O = self.p["patch_size"], self.p["overlap"]
+        P, OV = self.p["patch_size"], self.p["overlap"]
         t = np.arange(P, dtype=np.float32)
         walk = ndimage.gaussian_filter1d(rng.standard_normal((2 * n, P)), 3.0, axis=1, mode="wrap")
         walk /= np.abs(walk).max(axis=1, keepdims=True) + 1e-9
-        curves = (O / 2 + (O / 2 - 1.5) * walk).astype(np.float32)        # seam position per row / column
+        curves = (OV / 2 + (OV / 2 - 1.5) * walk).astype(np.float32)        # seam position per row / column
         left = 1 / (1 + np.exp(-(t[None, None, :] - curves[:n, :, None]) / 0.6))      # (n, y, x)
         top = 1 / (1 + np.exp(-(t[None, :, None] - curves[n:, None, :]) / 0.6))       # (n, y, x)
         return (left * top).astype(np.float32), left.astype(np.float32), top.astype(np.float32)
@@ -238,8 +238,8 @@ class Exemplar(Synthesiser):
         near = np.argsort(((pm - np.median(pm, axis=0)) ** 2).sum(axis=1), kind="stable")
         style = near[:max(min(n, 2 * self.p["candidates"]), int(round(n * self.p["style_share"])))]
         mu = pm[style].mean(axis=0)
-        O = self.p["overlap"]
-        S = P - O
+        OV = self.p["overlap"]
+        S = P - OV
         H, W = region.shape
         both, left, top = seams
         ns = both.shape[0]
@@ -251,7 +251,7 @@ class Exemplar(Synthesiser):
         padded = np.zeros((H + 2 * P, W + 2 * P), bool)
         padded[P:P + H, P:P + W] = region
         K = min(self.p["candidates"], style.size)
-        jit = max(1, O // 2)      # jittered steps: seams are not periodic (no grid line spectrum)
+        jit = max(1, OV // 2)      # jittered steps: seams are not periodic (no grid line spectrum)
 
         def positions(start: int, stop: int) -> list[int]:
             out = [start]

@@ -9,16 +9,16 @@ Tiles whose size is not a multiple of 16 are padded (edge replication) and cropp
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
+from typing import cast
 
 import numpy as np
 
-from groundsynth.request.errors import FailedPrecondition
 from groundsynth.engines import register
-from groundsynth.engines.neural.common import WeightsEngine
 from groundsynth.engines.base import Param, Synthesiser
-from groundsynth.engines.neural.common import DEVICE_PARAM
+from groundsynth.engines.neural.common import DEVICE_PARAM, WeightsEngine
+from groundsynth.request.errors import FailedPrecondition
 
 NEED = "config.json + generator.safetensors from `groundsynth train generator`"
 
@@ -107,6 +107,6 @@ class SpadeSynthesiser(WeightsEngine, Synthesiser):
             with torch.inference_mode():
                 img = gen(seg, z.to(p.dtype)).float()
             img = ((img + 1) / 2).clamp(0, 1)[:, :want].cpu().numpy().astype(np.float32)
-            for i, im in zip(idx, img):
+            for i, im in zip(idx, img, strict=True):
                 out[i] = np.ascontiguousarray(im[:, :sizes[i][0], :sizes[i][1]])
-        return out
+        return cast(list[np.ndarray], out)   # every index was filled
