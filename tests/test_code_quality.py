@@ -55,3 +55,49 @@ def _oversized(folder: str) -> list[str]:
 
 def test_no_module_over_400_lines_and_no_function_over_80():
     assert _oversized("groundsynth") == []
+
+
+# The package's layers, bottom first (docs/architecture.md): a module may import its own folder and the
+# folders of lower layers only. Folders on one line are siblings and do not import each other.
+LAYERS = (
+    ("request",),
+    ("metrics", "artefacts"),
+    ("tiling",),
+    ("models", "demo"),
+    ("engines",),
+    ("report",),
+    ("pipeline",),
+    ("export",),
+    ("train",),
+    ("api",),
+    ("service",),
+    ("cli",),
+)
+
+
+def _layer_imports() -> list[str]:
+    import ast
+
+    rank = {name: i for i, names in enumerate(LAYERS) for name in names}
+    wrong = []
+    for path in sorted((ROOT / "groundsynth").rglob("*.py")):
+        rel = path.relative_to(ROOT / "groundsynth")
+        if "_generated" in rel.parts or len(rel.parts) < 2:
+            continue                                    # the package's face (__init__, __main__) may use all
+        here = rel.parts[0]
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module or ""] if isinstance(node, ast.ImportFrom) and node.level == 0 else []
+            for name in names:
+                parts = name.split(".")
+                if parts[0] != "groundsynth" or len(parts) < 2 or parts[1] not in rank or parts[1] == here:
+                    continue
+                if rank[parts[1]] >= rank[here]:
+                    wrong.append(f"groundsynth/{rel.as_posix()}:{node.lineno} ({here}) imports {name}")
+    return wrong
+
+
+def test_lower_layers_never_import_higher_ones():
+    folders = {p.name for p in (ROOT / "groundsynth").iterdir() if p.is_dir() and (p / "__init__.py").exists()}
+    assert folders == {name for names in LAYERS for name in names}, "every folder has its place in LAYERS"
+    assert _layer_imports() == []

@@ -48,8 +48,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from groundsynth.api.v1.auth import create_token
     from groundsynth.service.config import ServerConfig
-    from groundsynth.service.security import create_token
 
     overrides = {k: getattr(args, k) for k in (
         "address", "workspace", "allowed_roots", "tls_cert", "tls_key", "engine_modules", "max_tiles_per_job",

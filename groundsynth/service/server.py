@@ -26,6 +26,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from groundsynth import API_VERSION, __version__
+from groundsynth.api.v1.auth import bearer_token, check_token, create_token
 from groundsynth.api.v1.contract import pb, rpc
 from groundsynth.api.v1.convert import spec_from_proto
 from groundsynth.artefacts.atomic import atomic_path
@@ -41,7 +42,7 @@ from groundsynth.service.config import MiB, ServerConfig
 from groundsynth.service.event_log import EventLog
 from groundsynth.service.jobs import JobManager
 from groundsynth.service.journal import Journal
-from groundsynth.service.security import bearer_token, check_token, create_token, safe_filename, safe_join
+from groundsynth.service.security import safe_filename, safe_join
 
 log = logging.getLogger("groundsynth.server")
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["GroundSynth"].full_name

@@ -31,8 +31,8 @@ from groundsynth.api.v1.convert import spec_to_proto
 from groundsynth.artefacts.atomic import atomic_path
 from groundsynth.request import errors
 from groundsynth.request.spec import JobSpec
-from groundsynth.service.config import MiB
 
+MiB = 1024 * 1024
 CHUNK_BYTES = 1 * MiB
 DEFAULT_MAX_MESSAGE_BYTES = 64 * MiB
 
@@ -93,7 +93,7 @@ class GroundSynthClient:
             raise errors.InvalidArgument("give the server's token or the path of its token file "
                                          "(<workspace>/token)", "token_file")
         if token is None:
-            from groundsynth.service.security import read_token
+            from groundsynth.api.v1.auth import read_token
 
             token = read_token(token_file)  # type: ignore[arg-type]  # not None: checked above
         self.address = address
