@@ -68,9 +68,9 @@ class TestPalette(Synthesiser):
     params = (Param("noise", "float", 0.02, "noise amplitude", min=0, max=0.5),)
 
     def fit(self, images, masks, valids):
-        self.fitted = len(images)
+        return {"fitted": len(images)}
 
-    def synthesise(self, masks, seeds):
+    def synthesise(self, masks, seeds, state=None):
         # grey levels chosen so that test-bright maps class k back to k
         levels = (np.arange(7, dtype=np.float32) + 0.5) / 7
         out = []

@@ -103,6 +103,14 @@ def test_events_and_journal_of_a_full_job(full_job):
     assert ev.of("report")[0].json_path == "report.json"
 
 
+def test_every_tile_records_its_split_and_synthetic_tiles_inherit_it(full_job):
+    _, _, journal, _ = full_job
+    real = {r.tile_id: r.attributes["split"] for r in journal.tiles("full", "real")}
+    assert set(real.values()) <= {"train", "val", "test"} and "train" in real.values()
+    for r in journal.tiles("full", "synthetic"):
+        assert r.attributes["split"] == real[r.source_tile_id]
+
+
 def test_vrt_mosaics_open_and_match_tiles(full_job):
     _, ev, journal, job_dir = full_job
     layers = {m.layer: m for m in ev.of("layer")}

@@ -204,3 +204,33 @@ def test_alpha_band_is_not_taken_for_nir(tmp_path):
     assert not prep.has_nir and prep.raster["bands"] == [1, 2, 3]
     plain = write_raster(tmp_path / "rgbn.tif", width=64, height=64)       # 4 bands, band 4 undefined: NIR
     assert prepare_job(_spec(plain, Aoi(bbox=px_bbox(0, 0, 64, 64))), tmp_path).has_nir
+
+
+def test_spatial_split_follows_the_shares_in_whole_blocks_and_is_deterministic():
+    from groundsynth.tiling.splits import assign_splits
+
+    cells = [(r, c) for r in range(20) for c in range(20)]
+    a = assign_splits(cells, (0.8, 0.1, 0.1), 4, seed=3)
+    assert a == assign_splits(list(reversed(cells)), (0.8, 0.1, 0.1), 4, seed=3)   # order does not matter
+    assert a != assign_splits(cells, (0.8, 0.1, 0.1), 4, seed=4)
+    counts = {s: sum(v == s for v in a.values()) for s in ("train", "val", "test")}
+    want = {"train": 320, "val": 40, "test": 40}
+    assert all(abs(counts[s] - want[s]) <= 16 for s in want), counts     # within one block of each share
+    for r, c in cells:                                  # every 4 x 4 block lies in one split
+        assert a[(r, c)] == a[(r // 4 * 4, c // 4 * 4)]
+    assert set(assign_splits(cells, (1.0, 0.0, 0.0), 4, 0).values()) == {"train"}
+
+
+def test_split_shares_are_validated():
+    from groundsynth.request.spec import SplitOptions
+
+    spec = JobSpec(aoi=Aoi(bbox=(0, 0, 1, 1)), raster_path="/x.tif")
+    assert spec.normalised().split == SplitOptions(0.8, 0.1, 0.1, 4)
+    spec.split = SplitOptions(0.5, 0.5, 0.5)
+    with pytest.raises(InvalidArgument, match="split: expected non-negative"):
+        spec.normalised()
+    spec.split = SplitOptions(1.0, 0.0, 0.0, 0)
+    assert spec.normalised().split.block_tiles == 4
+    spec.split = SplitOptions(1.0, 0.0, 0.0, 65)
+    with pytest.raises(InvalidArgument, match="split.block_tiles"):
+        spec.normalised()

@@ -162,12 +162,16 @@ class Segmenter(Engine):
 class Synthesiser(Engine):
     stage = "synthesise"
 
-    def fit(self, images: Sequence[np.ndarray], masks: Sequence[np.ndarray], valids: Sequence[np.ndarray]) -> None:
-        """Called once per job with the AOI's real tiles before any `synthesise`.
-        Exemplar engines gather per-class texture here; neural engines may ignore it."""
+    def fit(self, images: Sequence[np.ndarray], masks: Sequence[np.ndarray], valids: Sequence[np.ndarray]) -> Any:
+        """Called once per job with (a sample of) the AOI's real tiles before any `synthesise`; returns the
+        fitted state, which every `synthesise` call of the job receives. The state must be picklable (it
+        is stored with the job, so a resumed job does not fit again, and sent to workers) and `fit` must
+        not change the engine itself. Exemplar engines gather per-class texture here; neural engines
+        return None."""
+        return None
 
     @abstractmethod
-    def synthesise(self, masks: Sequence[np.ndarray], seeds: Sequence[int]) -> list[np.ndarray]:
+    def synthesise(self, masks: Sequence[np.ndarray], seeds: Sequence[int], state: Any = None) -> list[np.ndarray]:
         """New images (float32 (C, H, W) in [0, 1], C = 4 or 3 per ctx.has_nir), one per mask."""
 
 

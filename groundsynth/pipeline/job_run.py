@@ -77,6 +77,7 @@ class JobRun:
         self.variants = prep.variants
         self.engines: dict[str, Engine] = {}
         self.stretch: Stretch = prep.stretch
+        self.synthesis_state: Any = None     # what the synthesiser's fit returned
         self.real_total = prep.tile_count
         self.syn_total = prep.tile_count * self.variants   # refined once nodata tiles are known
 
@@ -121,7 +122,8 @@ class JobRun:
                           source_tile_id=source, crs=self.prep.crs_wkt, bounds=cell.bounds(self.prep.transform),
                           geotransform=tuple(t.to_gdal()), width=cell.width, height=cell.height,
                           col_off=cell.col_off, row_off=cell.row_off,
-                          attributes={f"engine_{s}": p.cls.name for s, p in self.prep.plans.items()})
+                          attributes={**{f"engine_{s}": p.cls.name for s, p in self.prep.plans.items()},
+                                      "split": self.prep.splits[(cell.row, cell.col)]})
 
     @staticmethod
     def fill(rec: TileRecord, mask: np.ndarray | None, captions: list[str], metrics: dict[str, float],

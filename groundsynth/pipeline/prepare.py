@@ -22,6 +22,7 @@ from groundsynth.request.errors import FailedPrecondition, InvalidArgument, NotF
 from groundsynth.request.spec import JobSpec
 from groundsynth.tiling.grid import Grid, aoi_shape, build_grid, parse_crs, reproject_geometry, to_pixel_space
 from groundsynth.tiling.source import SourceRaster, Stretch
+from groundsynth.tiling.splits import assign_splits
 
 
 @dataclass
@@ -58,6 +59,7 @@ class PreparedJob:
     stretch: Stretch                   # computed from the AOI sample (a resumed job uses the journal's)
     plans: dict[str, StagePlan]
     warnings: list[str] = field(default_factory=list)
+    splits: dict[tuple[int, int], str] = field(default_factory=dict)   # (row, col) -> train / val / test
 
     @property
     def tile_count(self) -> int:
@@ -161,6 +163,9 @@ def prepare_job(spec: JobSpec, workspace: str | Path, options: RunOptions | None
             aoi_part = aoi_px.intersection(box(0, 0, src.width, src.height)).area / aoi_px.area
         if aoi_part < 0.999:
             warnings.append(f"{100 * (1 - aoi_part):.1f}% of the AOI lies outside the raster and is ignored")
+        splits = assign_splits(((c.row, c.col) for c in grid.cells), spec.split.fractions(),
+                               spec.split.block_tiles, spec.seed)
         return PreparedJob(spec=spec, source_path=path, raster=src.meta(), crs_wkt=src.crs.to_wkt(),
                            transform=src.transform, width=src.width, height=src.height, has_nir=src.has_nir,
-                           grid=grid, stretch=Stretch.from_sample(sample, valid), plans=plans, warnings=warnings)
+                           grid=grid, stretch=Stretch.from_sample(sample, valid), plans=plans, warnings=warnings,
+                           splits=splits)

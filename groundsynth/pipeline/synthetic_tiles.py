@@ -73,7 +73,8 @@ def _fit(run: JobRun, real: Sequence[TileRecord]) -> Any:
         valids.append(valid)
         masks.append(mask)
     synthesiser = run.engines["synthesise"]
-    run.engine_call("synthesise", ["fit"], lambda: synthesiser.fit(images, masks, valids))  # type: ignore[attr-defined]
+    run.synthesis_state = run.engine_call("synthesise", ["fit"],
+                                          lambda: synthesiser.fit(images, masks, valids))  # type: ignore[attr-defined]
     with run.timer("mask_strategy"):
         return mask_strategies.AoiStats.from_masks(masks)
 
@@ -102,7 +103,9 @@ def _synthesise(run: JobRun, items: Sequence[tuple[TileRecord, int]], ids: Seque
         valids.append(valid & (cond != NODATA))
     seeds = [derive_seed(run.spec.seed, sid, "synthesise") for sid in ids]
     synthesiser, segmenter = run.engines["synthesise"], run.engines["segment"]
-    raw = run.engine_call("synthesise", ids, lambda: synthesiser.synthesise(conds, seeds))  # type: ignore[attr-defined]
+    state = run.synthesis_state
+    raw = run.engine_call("synthesise", ids,
+                          lambda: synthesiser.synthesise(conds, seeds, state))  # type: ignore[attr-defined]
     images = [np.asarray(im, dtype=np.float32).copy() for im in raw]
     for im, valid in zip(images, valids, strict=True):
         im[:, ~valid] = 0

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -51,6 +52,17 @@ class SynthesisOptions:
 
 
 @dataclass
+class SplitOptions:
+    train: float = 0.8
+    val: float = 0.1
+    test: float = 0.1
+    block_tiles: int = 4       # spatial blocks of block_tiles x block_tiles tiles go to one split
+
+    def fractions(self) -> tuple[float, float, float]:
+        return (self.train, self.val, self.test)
+
+
+@dataclass
 class JobSpec:
     aoi: Aoi
     raster_path: str | None = None
@@ -63,6 +75,7 @@ class JobSpec:
     seed: int = 0
     label_raster_path: str | None = None
     name: str = ""
+    split: SplitOptions = field(default_factory=SplitOptions)
 
     # ---------------------------------------------------------------- helpers
     def stage(self, name: str) -> StageConfig | None:
@@ -135,6 +148,7 @@ class JobSpec:
                                   "synthesis.boost_targets")
         syn.boost_targets = targets
         s.synthesis = syn
+        s.split = _normalised_split(s.split)
         return s
 
     # ---------------------------------------------------------------- JSON
@@ -158,9 +172,24 @@ class JobSpec:
             bands=BandMapping(**d.pop("bands", {})),
             stages=[StageConfig(**st) for st in d.pop("stages", [])],
             synthesis=SynthesisOptions(**d.pop("synthesis", {})),
+            split=SplitOptions(**d.pop("split", {})),
             **d,
         )
 
     @classmethod
     def from_json(cls, text: str) -> JobSpec:
         return cls.from_dict(json.loads(text))
+
+
+def _normalised_split(split: SplitOptions) -> SplitOptions:
+    out = dataclasses.replace(split)
+    if out.train == out.val == out.test == 0:
+        out.train, out.val, out.test = SplitOptions().fractions()
+    fr = out.fractions()
+    if any(not math.isfinite(v) or v < 0 for v in fr) or abs(sum(fr) - 1.0) > 1e-6:
+        raise InvalidArgument(f"expected non-negative train, val, test shares summing to 1, got {fr}", "split")
+    if out.block_tiles == 0:
+        out.block_tiles = SplitOptions().block_tiles
+    if not 1 <= out.block_tiles <= 64:
+        raise InvalidArgument(f"expected 1..64 tiles, got {out.block_tiles}", "split.block_tiles")
+    return out

@@ -11,7 +11,15 @@ from typing import Any
 from groundsynth.api.v1.contract import pb
 from groundsynth.artefacts.records import TileRecord
 from groundsynth.pipeline import events as ev
-from groundsynth.request.spec import DEFAULT_TILE, Aoi, BandMapping, JobSpec, StageConfig, SynthesisOptions
+from groundsynth.request.spec import (
+    DEFAULT_TILE,
+    Aoi,
+    BandMapping,
+    JobSpec,
+    SplitOptions,
+    StageConfig,
+    SynthesisOptions,
+)
 
 
 def spec_from_proto(m: Any) -> JobSpec:
@@ -42,6 +50,7 @@ def spec_from_proto(m: Any) -> JobSpec:
         seed=m.seed,
         label_raster_path=m.label_raster_path or None,
         name=m.name,
+        split=SplitOptions(m.split.train, m.split.val, m.split.test, m.split.block_tiles),
     )
 
 
@@ -54,6 +63,8 @@ def spec_to_proto(spec: JobSpec) -> Any:
                                       mask_strategy=spec.synthesis.mask_strategy,
                                       boost_targets=spec.synthesis.boost_targets),
         stages=[pb.StageConfig(stage=s.stage, engine=s.engine, params=s.params) for s in spec.stages],
+        split=pb.SplitOptions(train=spec.split.train, val=spec.split.val, test=spec.split.test,
+                              block_tiles=spec.split.block_tiles),
     )
     if spec.raster_path:
         m.raster_path = spec.raster_path

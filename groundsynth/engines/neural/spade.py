@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 import numpy as np
 
@@ -71,7 +71,7 @@ class SpadeSynthesiser(WeightsEngine, Synthesiser):
 
         return load_shared(self, load_spade)[0]
 
-    def synthesise(self, masks: Sequence[np.ndarray], seeds: Sequence[int]) -> list[np.ndarray]:
+    def synthesise(self, masks: Sequence[np.ndarray], seeds: Sequence[int], state: Any = None) -> list[np.ndarray]:
         if len(masks) != len(seeds):
             raise ValueError(f"{len(masks)} masks but {len(seeds)} seeds")
         if not len(masks):
