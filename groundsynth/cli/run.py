@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from groundsynth.request.errors import InvalidArgument
-from groundsynth.request.spec import Aoi, BandMapping, JobSpec, StageConfig, SynthesisOptions
+from groundsynth.request.spec import Aoi, BandMapping, DatasetFilters, JobSpec, StageConfig, SynthesisOptions
 
 
 def _floats(text: str, n: int, field: str) -> tuple[float, ...]:
@@ -58,6 +58,12 @@ def add_job_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--bands", default="1,2,3,0", help="R,G,B,NIR 1-based band indexes (NIR 0 = auto, -1 = none)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--name", default="")
+    p.add_argument("--keep-nodata", action="store_true",
+                   help="dataset filter: keep tiles with nodata pixels (default: drop them, like the original)")
+    p.add_argument("--max-water", type=float, default=0.0, metavar="SHARE",
+                   help="dataset filter: drop tiles with more water than SHARE (default 0.9; 1 = never)")
+    p.add_argument("--synthesise-dropped", action="store_true",
+                   help="also synthesise the real tiles the dataset filters drop (default: not)")
 
 
 def spec_from_args(args: argparse.Namespace, raster: str) -> JobSpec:
@@ -95,7 +101,9 @@ def spec_from_args(args: argparse.Namespace, raster: str) -> JobSpec:
                                               boost_targets=boost),
                    seed=args.seed,
                    label_raster_path=str(Path(args.label_raster).resolve()) if args.label_raster else None,
-                   name=args.name)
+                   name=args.name,
+                   filters=DatasetFilters(getattr(args, "keep_nodata", False), getattr(args, "max_water", 0.0),
+                                          getattr(args, "synthesise_dropped", False)))
 
 
 class ProgressBar:

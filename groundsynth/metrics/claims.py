@@ -1,26 +1,33 @@
-"""Caption claims: what a caption says about land cover, and the tile geometry to check it.
+"""Caption claims: what a caption says about land cover, read by a small set of documented rules.
 
 Shared by the composition captioner (which must only write what this module
 can read back) and the composition grounder (which scores captions from ANY
-captioner, including free VLM text, against a mask).
+captioner, including free VLM text, against a mask: groundsynth.metrics.caption_score).
+Vocabulary: groundsynth.metrics.claim_vocab; geometry: groundsynth.metrics.tile_facts.
 
-`parse_claims(text)` finds:
+`parse_claims(text)` finds, clause by clause (clauses split at punctuation and
+"while/whereas/but/although/though/yet"):
 - class mentions, by name or synonym ("woodland" -> Tree, "farmland" -> Crop,
-  "village" -> Built-up, "sea" -> Water ...), each possibly negated
-  ("no water", "without buildings");
-- dominance statements ("dominated by X", "mostly X", "X covers most of ...",
-  "X is the dominant cover"): which class is said to be the largest;
-- positional statements ("in the north-west", "along the eastern edge",
-  "in the centre", "top-left corner"), tied to the class named last before the
-  phrase in the same clause ("water in the south"), else the first after it
-  ("in the south, water").
-Percentages and other numbers are ignored. Parsing is a small, documented set of
-rules, not a language model: it errs towards finding no claim over a wrong one.
-
-Geometry: `region_mask` (the image region a position word denotes; north = top
-half, north-west = top-left quadrant, centre = the middle half in each axis)
-and `enrichment` (how concentrated a class is in a region relative to the
-region's share of valid pixels; 1.0 = as if spread evenly).
+  "village" -> Built-up, "sea" -> Water ...), each possibly negated ("no water",
+  "without buildings");
+- dominance ("dominated by X", "mostly X", "X covers most of ..."): the class said to be
+  the largest, over the tile or, with a region in the clause, inside that region;
+  "no single dominant cover": no class leads clearly;
+- positions ("in the north-west", "along the eastern edge", "throughout") and
+  dispersion ("here and there", "spread unevenly");
+- amounts ("about a third of", "most of", "a sliver of"): the class's share of the tile
+  (of the region when the clause names one);
+- patches: structure ("one contiguous block", "scattered patches"), counts of sizeable
+  patches ("seven sizeable patches", "more than a dozen"), parcel size ("small parcels"),
+  linear features ("a narrow strip of trees", "two thin lines of built-up land");
+- the shoreline ("a shoreline", "the coast"), its orientation ("runs north-south") and
+  shape ("indented", "straight");
+- rankings: a sentence part (between ";" or ".") with a rank cue ("in order of extent",
+  "followed by", "ahead of", "then") orders the classes it names, largest first.
+A phrase is tied to the class named last before it in the clause, else the first after
+(linear features: the first after, else the last before). Numbers other than patch counts
+are ignored, and so are phrases the rules do not cover: the parser prefers finding no claim
+to a wrong one.
 """
 from __future__ import annotations
 
@@ -28,71 +35,21 @@ import re
 from dataclasses import dataclass, field
 from functools import lru_cache
 
-import numpy as np
-
-from groundsynth.request.classes import CLASS_NAMES, NODATA
-
-# ------------------------------------------------------------------ vocabulary
-
-# Words and phrases that name each class (lower case; matched as whole words,
-# longest first, so "sparse vegetation" wins over a bare "vegetation", which
-# names no class on purpose).
-CLASS_TERMS: dict[str, tuple[str, ...]] = {
-    "Tree": ("tree cover", "trees", "tree", "forests", "forest", "forested", "woodlands", "woodland", "wooded",
-             "woods", "wood", "canopy", "mangroves", "mangrove", "orchards", "orchard"),
-    "Shrub": ("shrubland", "shrublands", "shrubs", "shrub", "scrubland", "scrub", "bushland", "bushes", "bush",
-              "heathland", "heath", "brush"),
-    "Grass": ("grasslands", "grassland", "grass", "grasses", "grassy", "meadows", "meadow", "pastures", "pasture",
-              "herbaceous", "wetlands", "wetland", "marshland", "marshes", "marsh", "lawns", "lawn", "moss",
-              "lichen", "rangeland"),
-    "Crop": ("croplands", "cropland", "crops", "crop", "farmland", "farmlands", "farm fields", "fields", "field",
-             "agricultural land", "agricultural", "agriculture", "cultivated", "cultivation", "arable",
-             "paddies", "paddy"),
-    "Built-up": ("built-up", "built up", "buildings", "building", "urban", "settlements", "settlement",
-                 "villages", "village", "towns", "town", "city", "cities", "houses", "housing", "residential",
-                 "roads", "road", "streets", "industrial", "infrastructure", "rooftops"),
-    "Barren": ("barren", "bare ground", "bare soil", "bare land", "bare earth", "bare", "sand", "sandy", "sands",
-               "rock", "rocky", "rocks", "sparse vegetation", "sparsely vegetated", "snow", "ice", "glacier",
-               "desert", "dunes", "dune", "gravel", "quarry"),
-    "Water": ("water", "waters", "water body", "water bodies", "waterbody", "rivers", "river", "lakes", "lake",
-              "sea", "ocean", "bay", "ponds", "pond", "reservoirs", "reservoir", "estuary", "lagoon", "streams",
-              "stream", "canals", "canal", "harbour", "harbor"),
-}
-
-NEGATION_CUES = ("no", "without", "free of", "devoid of", "absence of", "absent", "lacks", "lacking",
-                 "lack of", "none", "nor", "neither")
-
-# Dominance cues. "pre": the class named AFTER the cue is the dominant one
-# ("dominated by water"); "post": the class named BEFORE it ("water dominates").
-# If the preferred side has no class in the clause, the other side is used.
-DOMINANCE_PRE = ("dominated by", "mostly", "mainly", "largely", "predominantly", "primarily", "chiefly",
-                 "principally", "overwhelmingly", "almost entirely", "entirely", "nearly all of", "almost all of",
-                 "nearly all", "almost all", "the bulk of", "the majority of", "majority", "most of",
-                 "the whole of", "wholly", "completely", "all of")
-DOMINANCE_POST = ("dominates", "dominate", "dominating", "dominant", "predominates", "prevails",
-                  "covers most", "cover most", "covers nearly all", "covers almost all", "covers the whole",
-                  "fills most", "fill most", "fills the whole", "makes up most", "make up most", "takes up most",
-                  "take up most", "occupies most", "occupy most", "accounts for most", "the largest share",
-                  "the largest part", "main cover", "main land cover")
-
-# Position phrases -> region name. Compass words count anywhere; top/bottom/
-# left/right/upper/lower only next to a place noun ("top edge", "upper-left corner").
-_PLACE = r"(?:half|part|parts|side|edge|edges|portion|section|area|corner|third|quarter|region|strip|border|margin)"
-REGION_PATTERNS: tuple[tuple[str, str], ...] = (
-    ("north-west", r"north[- ]?west(?:ern)?|(?:top|upper)[- ]left"),
-    ("north-east", r"north[- ]?east(?:ern)?|(?:top|upper)[- ]right"),
-    ("south-west", r"south[- ]?west(?:ern)?|(?:bottom|lower)[- ]left"),
-    ("south-east", r"south[- ]?east(?:ern)?|(?:bottom|lower)[- ]right"),
-    ("north", rf"north(?:ern|ward)?|(?:top|upper)[- ]{_PLACE}|at the top"),
-    ("south", rf"south(?:ern|ward)?|(?:bottom|lower)[- ]{_PLACE}|at the bottom"),
-    ("west", rf"west(?:ern|ward)?|left[- ]{_PLACE}|on the left"),
-    ("east", rf"east(?:ern|ward)?|right[- ]{_PLACE}|on the right"),
-    ("centre", r"centre|center|central|middle"),
-    ("all", r"throughout|everywhere|all over|across the whole|across the entire|the whole (?:tile|scene|image|area)"),
+from groundsynth.metrics import claim_vocab as V
+from groundsynth.metrics.claim_vocab import (  # noqa: F401  (re-exported: the parser's vocabulary)
+    CLASS_TERMS,
+    DOMINANCE_POST,
+    DOMINANCE_PRE,
+    NEGATION_CUES,
+    REGION_PATTERNS,
 )
+from groundsynth.metrics.tile_facts import centroid_region, enrichment, region_mask  # noqa: F401  (re-exported)
+from groundsynth.request.classes import CLASS_NAMES
+
 REGIONS = tuple(name for name, _ in REGION_PATTERNS)
 
 _CLAUSE_SPLIT = re.compile(r"[.;:!?()\[\]]|,|\b(?:while|whereas|but|although|though|yet)\b")
+_PART_SPLIT = re.compile(r"[.;!?]")
 # A bare number in brackets ("trees (31%) lie in the north") is blanked before splitting, so that it does
 # not cut the clause between a class and its claim.
 _NUMBER_IN_BRACKETS = re.compile(r"\(\s*\d+(?:[.,]\d+)?\s*%?\s*\)")
@@ -102,15 +59,48 @@ def _alternation(phrases) -> str:
     return "|".join(re.escape(p).replace(r"\ ", r"\s+") for p in sorted(set(phrases), key=len, reverse=True))
 
 
+def _words(phrases) -> re.Pattern:
+    return re.compile(rf"(?<![\w-])(?:{_alternation(phrases)})(?![\w-])", re.I)
+
+
+@dataclass(frozen=True)
+class _Rules:
+    term_to_class: dict
+    terms: re.Pattern
+    neg: re.Pattern
+    pre: re.Pattern
+    post: re.Pattern
+    region: re.Pattern
+    blanked: tuple          # (kind, value or None, pattern): read, then blanked
+    kept: tuple             # (kind, pattern): read, left in the text
+    rank: re.Pattern
+
+
 @lru_cache(maxsize=1)
-def _compiled():
-    term_to_class = {t: c for c, terms in CLASS_TERMS.items() for t in terms}
-    terms = re.compile(rf"(?<![\w-])(?:{_alternation(term_to_class)})(?![\w-])", re.I)
-    neg = re.compile(rf"\b(?:{_alternation(NEGATION_CUES)})\b", re.I)
-    pre = re.compile(rf"\b(?:{_alternation(DOMINANCE_PRE)})\b", re.I)
-    post = re.compile(rf"\b(?:{_alternation(DOMINANCE_POST)})\b", re.I)
-    region = re.compile("|".join(rf"(?P<r{i}>\b(?:{pat})\b)" for i, (_, pat) in enumerate(REGION_PATTERNS)), re.I)
-    return term_to_class, terms, neg, pre, post, region
+def _compiled() -> _Rules:
+    term_to_class = {t: c for c, terms in V.CLASS_TERMS.items() for t in terms}
+    number = _alternation(list(V.NUMBER_WORDS) + [w.replace("-", " ") for w in V.NUMBER_WORDS if "-" in w]
+                          + list(V.COUNT_RANGES)) + r"|\d+"
+    adjectives = _alternation(V.COUNT_ADJECTIVES)
+    count = re.compile(rf"\b(?P<n>{number})\s+(?:(?:{adjectives})\s+){{0,2}}(?:{_alternation(V.PATCH_NOUNS)})\b", re.I)
+    linear = re.compile(rf"\b(?:(?P<n>{number})\s+)?(?:{_alternation(V.LINEAR_ADJECTIVES)})\s+"
+                        rf"(?:{_alternation(V.LINEAR_NOUNS)})\b", re.I)
+    parcels = re.compile(rf"\b(?P<size>{_alternation(V.PARCEL_SIZES)})\s+(?:{_alternation(V.PARCEL_NOUNS)})\b", re.I)
+    blanked = tuple(("structure", kind, _words(ph)) for kind, ph in V.STRUCTURES.items()) + (
+        ("no_dominant", None, _words(V.NO_DOMINANT)),
+        ("dispersed", None, _words(V.DISPERSED)),
+        *(("orientation", name, re.compile(rf"\b(?:{pat})\b", re.I)) for name, pat in V.ORIENTATION_PATTERNS),
+    )
+    kept = (("amount", _words(a for a, _ in V.AMOUNTS)), ("count", count), ("linear", linear),
+            ("parcels", parcels), ("shore", _words(V.SHORE_TERMS)), ("shore_shape", _words(V.SHORE_SHAPES)))
+    return _Rules(
+        term_to_class=term_to_class, terms=_words(term_to_class),
+        neg=re.compile(rf"\b(?:{_alternation(V.NEGATION_CUES)})\b", re.I),
+        pre=re.compile(rf"\b(?:{_alternation(V.DOMINANCE_PRE)})\b", re.I),
+        post=re.compile(rf"\b(?:{_alternation(V.DOMINANCE_POST)})\b", re.I),
+        region=re.compile("|".join(rf"(?P<r{i}>\b(?:{pat})\b)" for i, (_, pat) in enumerate(V.REGION_PATTERNS)),
+                          re.I),
+        blanked=blanked, kept=kept, rank=_words(V.RANK_CUES))
 
 
 # ------------------------------------------------------------------ claims
@@ -129,6 +119,17 @@ class Claims:
     dominant: list[str] = field(default_factory=list)              # classes said to be the largest
     regional_dominant: list[tuple[str, str]] = field(default_factory=list)  # (class, region) largest THERE
     positions: list[tuple[str, str]] = field(default_factory=list)  # (class, region)
+    no_dominant: bool = False                                       # "no single dominant cover"
+    dispersed: list[str] = field(default_factory=list)              # classes "spread unevenly"
+    amounts: list[tuple[str, str, float, float]] = field(default_factory=list)   # (class, region, low, high)
+    structures: list[tuple[str, str]] = field(default_factory=list)  # (class, contiguous|few|scattered)
+    counts: list[tuple[str, int, int]] = field(default_factory=list)  # (class, low, high) sizeable patches
+    parcels: list[tuple[str, str]] = field(default_factory=list)    # (class, small|medium|large)
+    linear: list[tuple[str, int, int]] = field(default_factory=list)  # (class, low, high) linear features
+    shoreline: bool = False                                         # a shoreline is said to be present
+    shore_orientation: list[str] = field(default_factory=list)      # tile_facts.ORIENTATIONS keys
+    shore_shape: list[str] = field(default_factory=list)            # straight | indented
+    rankings: list[list[str]] = field(default_factory=list)         # classes, largest first
 
     @property
     def named(self) -> list[str]:
@@ -161,112 +162,154 @@ def _clauses(text: str) -> list[tuple[int, int]]:
     return spans
 
 
+def _number(word: str) -> tuple[int, int]:
+    """(low, high) of a count phrase: "seven", "twenty three", "twenty-three", "23", "more than a dozen"."""
+    word = " ".join(word.lower().split())
+    if word.isdigit():
+        return int(word), int(word)
+    if word in V.COUNT_RANGES:
+        return V.COUNT_RANGES[word]
+    n = V.NUMBER_WORDS.get(word, V.NUMBER_WORDS.get(word.replace(" ", "-"), 0))
+    return n, n
+
+
+def _phrases(text: str, rules: _Rules) -> tuple[str, list[tuple[str, object, int, int]]]:
+    """(text with the blanked phrases replaced by spaces, [(kind, value, start, end)] of every phrase)."""
+    found: list[tuple[str, object, int, int]] = []
+    chars = list(text)
+    for kind, value, pattern in rules.blanked:
+        for m in pattern.finditer("".join(chars)):
+            found.append((kind, value, m.start(), m.end()))
+            chars[m.start():m.end()] = " " * (m.end() - m.start())
+    text = "".join(chars)
+    for kind, pattern in rules.kept:
+        for m in pattern.finditer(text):
+            found.append((kind, _value(kind, m), m.start(), m.end()))
+    return text, found
+
+
+def _value(kind: str, m: re.Match) -> object:
+    word = re.sub(r"\s+", " ", m.group(0).lower())
+    if kind == "amount":
+        return dict(V.AMOUNTS)[word]
+    if kind == "count":
+        return _number(m.group("n"))
+    if kind == "linear":
+        return _number(m.group("n")) if m.group("n") else (1, 10**6)
+    if kind == "parcels":
+        return V.PARCEL_SIZES[re.sub(r"\s+", " ", m.group("size").lower())]
+    if kind == "shore_shape":
+        return V.SHORE_SHAPES[word]
+    return True
+
+
 def parse_claims(text: str) -> Claims:
     """The land-cover claims one caption makes (see module doc)."""
     if not isinstance(text, str):
         raise TypeError(f"caption must be a string, got {type(text).__name__}")
-    term_to_class, terms, neg, pre, post, region = _compiled()
+    rules = _compiled()
     text = _NUMBER_IN_BRACKETS.sub(lambda m: " " * len(m.group(0)), text)     # same length: offsets hold
+    text, phrases = _phrases(text, rules)
     claims = Claims()
     for c0, c1 in _clauses(text):
-        clause = text[c0:c1]
-        neg_at = [m.start() for m in neg.finditer(clause)]
-        mentions = []
-        for m in terms.finditer(clause):
-            word = re.sub(r"\s+", " ", m.group(0).lower())
-            negated = any(p < m.start() for p in neg_at)
-            mentions.append(Mention(term_to_class[word], m.group(0), c0 + m.start(), negated))
-        claims.mentions.extend(mentions)
-        present = [mm for mm in mentions if not mm.negated]
-        regions_here = [REGION_PATTERNS[int(k[1:])][0] for pm in region.finditer(clause)
-                        for k, v in pm.groupdict().items() if v]
-        local = [r for r in regions_here if r != "all"]
-        # Dominance (cues inside a negation scope, "no class dominates", do not count).
-        for pattern, prefer_after in ((pre, True), (post, False)):
-            for cue in pattern.finditer(clause):
-                if any(p < cue.start() for p in neg_at):
-                    continue
-                at = c0 + cue.start()
-                after = [mm for mm in present if mm.start > at]
-                before = [mm for mm in present if mm.start < at]
-                pick = (after[:1] or before[-1:]) if prefer_after else (before[-1:] or after[:1])
-                if not pick:
-                    continue
-                if local:     # "trees dominate the northern half": largest in that region, not overall
-                    if (pick[0].cls, local[0]) not in claims.regional_dominant:
-                        claims.regional_dominant.append((pick[0].cls, local[0]))
-                elif pick[0].cls not in claims.dominant:
-                    claims.dominant.append(pick[0].cls)
-        # Positions, tied to the class named last before them in the clause (else the first after).
-        for pm in region.finditer(clause):
-            name = next(REGION_PATTERNS[int(k[1:])][0] for k, v in pm.groupdict().items() if v)
-            if not present:
-                continue
-            at = c0 + pm.start()
-            before = [mm for mm in present if mm.start < at]
-            nearest = before[-1] if before else present[0]     # "water in the south"; "in the south, water"
-            if (nearest.cls, name) not in claims.positions:
-                claims.positions.append((nearest.cls, name))
+        present, local = _read_clause(text, c0, c1, rules, claims)
+        _tie_phrases([p for p in phrases if c0 <= p[2] < c1], present, local[0] if local else "all", claims)
+    claims.no_dominant = any(p[0] == "no_dominant" for p in phrases)
+    claims.rankings = _rankings(text, rules)
     return claims
 
 
-# ------------------------------------------------------------------ geometry
+def _read_clause(text: str, c0: int, c1: int, rules: _Rules, claims: Claims) -> tuple[list[Mention], list[str]]:
+    """Mentions, dominance and positions of one clause; returns its present (not negated) mentions and the
+    regions it names (other than "all")."""
+    clause = text[c0:c1]
+    neg_at = [m.start() for m in rules.neg.finditer(clause)]
+    mentions = []
+    for m in rules.terms.finditer(clause):
+        word = re.sub(r"\s+", " ", m.group(0).lower())
+        mentions.append(Mention(rules.term_to_class[word], m.group(0), c0 + m.start(),
+                                any(p < m.start() for p in neg_at)))
+    claims.mentions.extend(mentions)
+    present = [mm for mm in mentions if not mm.negated]
+    local = [REGION_PATTERNS[int(k[1:])][0] for pm in rules.region.finditer(clause)
+             for k, v in pm.groupdict().items() if v and REGION_PATTERNS[int(k[1:])][0] != "all"]
+    # Dominance (cues inside a negation scope, "no class dominates", do not count).
+    for pattern, prefer_after in ((rules.pre, True), (rules.post, False)):
+        for cue in pattern.finditer(clause):
+            if any(p < cue.start() for p in neg_at):
+                continue
+            pick = _nearest(present, c0 + cue.start(), prefer_after)
+            if pick is None:
+                continue
+            if local:     # "trees dominate the northern half": largest in that region, not overall
+                if (pick.cls, local[0]) not in claims.regional_dominant:
+                    claims.regional_dominant.append((pick.cls, local[0]))
+            elif pick.cls not in claims.dominant:
+                claims.dominant.append(pick.cls)
+    # Positions, tied to the class named last before them in the clause (else the first after).
+    for pm in rules.region.finditer(clause):
+        name = next(REGION_PATTERNS[int(k[1:])][0] for k, v in pm.groupdict().items() if v)
+        pick = _nearest(present, c0 + pm.start(), prefer_after=False)
+        if pick is not None and (pick.cls, name) not in claims.positions:
+            claims.positions.append((pick.cls, name))
+    return present, local
 
-def region_mask(region: str, height: int, width: int) -> np.ndarray:
-    """Bool (H, W) mask of the pixels a region name denotes."""
-    if region not in REGIONS:
-        raise ValueError(f"unknown region {region!r}; expected one of {', '.join(REGIONS)}")
-    out = np.zeros((height, width), dtype=bool)
-    h2, w2 = height // 2, width // 2
-    rows = {"north": slice(0, h2), "south": slice(h2, height)}
-    cols = {"west": slice(0, w2), "east": slice(w2, width)}
-    if region == "all":
-        out[:] = True
-    elif region == "centre":
-        out[height // 4: height - height // 4, width // 4: width - width // 4] = True
-    elif "-" in region:
-        ns, ew = region.split("-")
-        out[rows[ns], cols[ew]] = True
-    elif region in rows:
-        out[rows[region], :] = True
-    else:
-        out[:, cols[region]] = True
+
+def _nearest(present: list[Mention], at: int, prefer_after: bool) -> Mention | None:
+    after = [mm for mm in present if mm.start > at]
+    before = [mm for mm in present if mm.start < at]
+    pick = (after[:1] or before[-1:]) if prefer_after else (before[-1:] or after[:1])
+    return pick[0] if pick else None
+
+
+def _tie_phrases(phrases: list, present: list[Mention], region: str, claims: Claims) -> None:
+    """Attach the clause's phrases (amounts, patches, shoreline...) to its classes."""
+    has_shore = any(kind == "shore" for kind, *_ in phrases)
+    for kind, value, start, _end in phrases:
+        if kind == "shore":
+            claims.shoreline = True
+        elif kind in ("orientation", "shore_shape"):
+            target = claims.shore_orientation if kind == "orientation" else claims.shore_shape
+            if has_shore and value not in target:
+                target.append(value)
+        elif kind != "no_dominant":
+            pick = _nearest(present, start, prefer_after=kind == "linear")
+            if pick is None:
+                continue
+            if kind == "dispersed":
+                _add(claims.dispersed, pick.cls)
+            elif kind == "amount":
+                _add(claims.amounts, (pick.cls, region, *value))
+            elif kind in ("count", "linear"):
+                _add(claims.counts if kind == "count" else claims.linear, (pick.cls, *value))
+            else:                                   # structure, parcels
+                _add(claims.structures if kind == "structure" else claims.parcels, (pick.cls, value))
+
+
+def _add(items: list, entry) -> None:
+    if entry not in items:
+        items.append(entry)
+
+
+def _rankings(text: str, rules: _Rules) -> list[list[str]]:
+    out: list[list[str]] = []
+    start = 0
+    for end in [m.start() for m in _PART_SPLIT.finditer(text)] + [len(text)]:
+        part = text[start:end]
+        start = end + 1
+        if not rules.rank.search(part):
+            continue
+        order: list[str] = []
+        for c0, c1 in _clauses(part):
+            clause = part[c0:c1]
+            neg_at = [m.start() for m in rules.neg.finditer(clause)]
+            for m in rules.terms.finditer(clause):
+                cls = rules.term_to_class[re.sub(r"\s+", " ", m.group(0).lower())]
+                if not any(p < m.start() for p in neg_at) and cls not in order:
+                    order.append(cls)
+        if len(order) >= 2:
+            out.append(order)
     return out
-
-
-def enrichment(mask: np.ndarray, cls: int, region: str) -> float:
-    """(share of the class's pixels inside the region) / (share of valid pixels inside it).
-
-    1.0 means the class is spread as if evenly; > 1 means it is concentrated in
-    the region. NaN when the class or the region has no valid pixels.
-    """
-    valid = mask != NODATA
-    inside = region_mask(region, *mask.shape)
-    is_cls = mask == cls
-    n_cls, n_valid = int(is_cls.sum()), int(valid.sum())
-    n_region = int((valid & inside).sum())
-    if n_cls == 0 or n_region == 0:
-        return float("nan")
-    return (int((is_cls & inside).sum()) / n_cls) / (n_region / n_valid)
-
-
-def centroid_region(mask: np.ndarray, cls: int, centre_radius: float = 0.1) -> str | None:
-    """The compass region (or "centre") the class's centroid falls in; None if the class is absent.
-
-    Offsets are measured from the tile centre as fractions of the tile size;
-    within `centre_radius` on an axis counts as central on that axis.
-    """
-    ys, xs = np.nonzero(mask == cls)
-    if ys.size == 0:
-        return None
-    h, w = mask.shape
-    dy = (ys.mean() + 0.5) / h - 0.5
-    dx = (xs.mean() + 0.5) / w - 0.5
-    ns = "north" if dy < -centre_radius else "south" if dy > centre_radius else ""
-    ew = "west" if dx < -centre_radius else "east" if dx > centre_radius else ""
-    if ns and ew:
-        return f"{ns}-{ew}"
-    return ns or ew or "centre"
 
 
 def class_index_of(name: str) -> int:

@@ -19,6 +19,7 @@ import numpy as np
 
 from groundsynth.artefacts.records import TileRecord
 from groundsynth.engines.base import Engine, GroundInput
+from groundsynth.metrics import dataset_filters
 from groundsynth.pipeline.events import Emit, Progress, TileDone
 from groundsynth.pipeline.prepare import PreparedJob, RunOptions, job_dir
 from groundsynth.request.classes import composition
@@ -38,6 +39,7 @@ class JobStore(Protocol):
     def set_meta(self, job_id: str, key: str, value: Any) -> None: ...
     def set_totals(self, job_id: str, tiles_total: int, synthetic_total: int) -> None: ...
     def record_tile(self, job_id: str, rec: TileRecord) -> bool: ...
+    def update_tile(self, job_id: str, rec: TileRecord) -> None: ...
     def tile_ids(self, job_id: str, kind: str | None = None) -> set[str]: ...
     def tiles(self, job_id: str, kind: str | None = None) -> list[TileRecord]: ...
 
@@ -125,13 +127,13 @@ class JobRun:
                           attributes={**{f"engine_{s}": p.cls.name for s, p in self.prep.plans.items()},
                                       "split": self.prep.splits[(cell.row, cell.col)]})
 
-    @staticmethod
-    def fill(rec: TileRecord, mask: np.ndarray | None, captions: list[str], metrics: dict[str, float],
+    def fill(self, rec: TileRecord, mask: np.ndarray | None, captions: list[str], metrics: dict[str, float],
              valid: np.ndarray) -> None:
         rec.composition = [float(v) for v in composition(mask)] if mask is not None else []
         rec.captions = captions
         rec.metrics = metrics
         rec.attributes["valid_share"] = f"{float(valid.mean()):.4f}"
+        dataset_filters.flag(rec.attributes, valid, rec.composition, self.spec.filters)   # "dropped_by"
 
     def write_all(self, writes: Sequence[Callable[[], None]]) -> None:
         """Write a batch's files; tiles are recorded only after all their files exist.

@@ -2,8 +2,11 @@
 
 Layers are rewritten every `layers_every` recorded tiles (at most about ten
 times a job, so big jobs stay linear) and once at the end; each rewrite emits
-LayerReady for every layer. The report comes last: set metrics from the
-grounder's `summarise`, then report.json and report.html (groundsynth.report).
+LayerReady for every layer. The report comes last: the grounding-control pass
+(groundsynth.pipeline.grounding_control: captions scored against their own and a
+mismatched tile's reference, stored in the records; the tile grid is rewritten with
+them), set metrics from the grounder's `summarise`, then report.json and report.html
+(groundsynth.report).
 """
 from __future__ import annotations
 
@@ -74,8 +77,12 @@ def write_layers(run: JobRun) -> None:
 
 
 def write_report(run: JobRun, t_start: float) -> None:
+    from groundsynth.pipeline.grounding_control import apply_grounding_control
     from groundsynth.report import write_report as write_report_files
 
+    control = apply_grounding_control(run)      # own / mismatched / margin per tile, into the journal
+    if control.get("families"):
+        write_layers(run)                        # the tile grid gets the control scores
     records = run.journal.tiles(run.job_id)
     t0 = time.perf_counter()
     set_metrics: dict[str, Any] = {}
@@ -93,6 +100,7 @@ def write_report(run: JobRun, t_start: float) -> None:
         "grid": run.journal.get_meta(run.job_id, "grid"),
         "warnings": run.prep.warnings + nodata_warnings(run, records),
         "layers": sorted(run.layers.values(), key=lambda d: d["layer"]),
+        "grounding_control": control,
     }
     summary = write_report_files(run.dir, run.spec, records, context) or {}
     run.timer.seconds["report"] += time.perf_counter() - t0

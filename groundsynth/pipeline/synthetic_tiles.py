@@ -17,6 +17,7 @@ from groundsynth.artefacts.records import TileRecord, synthetic_tile_id
 from groundsynth.artefacts.tiles import read_image_tile, read_mask_tile, write_image_tile, write_mask_tile
 from groundsynth.engines import mask_strategies
 from groundsynth.engines.base import TileInput
+from groundsynth.metrics import dataset_filters
 from groundsynth.pipeline.job_run import JobRun
 from groundsynth.pipeline.outputs import maybe_refresh_layers
 from groundsynth.request.classes import NODATA
@@ -31,10 +32,12 @@ def run_synthetic(run: JobRun) -> bool:
     if not run.variants:
         return True
     real = sorted((r for r in run.journal.tiles(run.job_id, "real") if not r.nodata), key=lambda r: (r.row, r.col))
-    run.syn_total = len(real) * run.variants
+    # tiles the dataset filters drop are not synthesised (JobSpec.filters.synthesise_dropped); fit still sees them
+    sources = [r for r in real if run.spec.filters.synthesise_dropped or dataset_filters.is_kept(r)]
+    run.syn_total = len(sources) * run.variants
     run.journal.set_totals(run.job_id, run.real_total, run.syn_total)
     done = run.journal.tile_ids(run.job_id, "synthetic")
-    pending = [(r, v) for r in real for v in range(1, run.variants + 1)
+    pending = [(r, v) for r in sources for v in range(1, run.variants + 1)
                if synthetic_tile_id(r.row, r.col, v) not in done]
     if not pending:
         return True

@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from groundsynth.report.evidence import evidence_html
 from groundsynth.request.classes import CLASS_NAMES, hex_color
 
 THUMB_PX = 128
@@ -118,9 +119,9 @@ def plot_composition(shift: dict) -> str | None:
     return _fig_png(fig)
 
 
-def plot_histograms(tiles: Sequence[dict]) -> str | None:
+def plot_histograms(tiles: Sequence[dict], grounding_word: str = "grounding") -> str | None:
     panels = []
-    for key, label, rng in (("grounding", "caption grounding (0-100)", (0, 100)),
+    for key, label, rng in (("grounding", f"caption {grounding_word} (0-100)", (0, 100)),
                             ("fidelity_miou", "mask fidelity mIoU (synthetic)", (0, 1)),
                             ("resegment_agreement", "re-segmentation agreement", (0, 1))):
         groups = {kind: [t["metrics"][key] for t in tiles if t["kind"] == kind and t["metrics"].get(key) is not None]
@@ -242,6 +243,30 @@ def thumbnail_strip(job_dir: Path, tiles: Sequence[dict]) -> str:
 
 # ------------------------------------------------------------------ page
 
+def grounding_word(doc: dict) -> str:
+    """"self-consistency" when the ground engine's reference is the mask the captioner read, else "grounding"."""
+    gc = doc.get("grounding_control") or {}
+    return "self-consistency" if gc.get("engine_grounding_is_self_consistency") else "grounding"
+
+
+def summary_cards(summary: dict, word: str) -> str:
+    cards = []
+    labels = {"tiles_real": ("real tiles", 0), "tiles_synthetic": ("synthetic tiles", 0),
+              "grounding_mean": (f"{word} (0-100)", 1), "fidelity_miou_mean": ("fidelity mIoU", 3),
+              "self_consistency_margin_mean": ("self-consistency margin vs mismatched tile", 1),
+              "grounding_labels_margin_mean": ("grounding margin vs mismatched tile (labels)", 1),
+              "redundancy_canonical_kept": ("canonical redundancy (kept tiles)", 4),
+              "redundancy": ("caption redundancy", 4), "composition_js": ("composition JS (bits)", 4),
+              "seg_macro_f1": ("segmenter macro F1", 3), "seg_miou": ("segmenter mIoU", 3),
+              "seg_accuracy": ("segmenter accuracy", 3)}
+    for k, (label, digits) in labels.items():
+        if k in summary:
+            v = summary[k]
+            text = f"{100 * v:.2f} %" if k.startswith("redundancy") else f"{v:.{digits}f}"
+            cards.append(f"<div class='card'><div class='v'>{text}</div><div class='k'>{label}</div></div>")
+    return "".join(cards)
+
+
 def render_html(doc: dict, job_dir: str | Path) -> str:
     job_dir = Path(job_dir)
     tiles = doc.get("tiles", [])
@@ -257,18 +282,8 @@ def render_html(doc: dict, job_dir: str | Path) -> str:
     for w in doc.get("warnings") or []:
         parts.append(f"<p class='warn'>{html.escape(str(w))}</p>")
 
-    cards = []
-    labels = {"tiles_real": ("real tiles", 0), "tiles_synthetic": ("synthetic tiles", 0),
-              "grounding_mean": ("grounding (0-100)", 1), "fidelity_miou_mean": ("fidelity mIoU", 3),
-              "redundancy": ("caption redundancy", 4), "composition_js": ("composition JS (bits)", 4),
-              "seg_macro_f1": ("segmenter macro F1", 3), "seg_miou": ("segmenter mIoU", 3),
-              "seg_accuracy": ("segmenter accuracy", 3)}
-    for k, (label, digits) in labels.items():
-        if k in summary:
-            v = summary[k]
-            text = f"{100 * v:.2f} %" if k == "redundancy" else f"{v:.{digits}f}"
-            cards.append(f"<div class='card'><div class='v'>{text}</div><div class='k'>{label}</div></div>")
-    parts.append("<h2>Summary</h2><div class='cards'>" + "".join(cards) + "</div>")
+    word = grounding_word(doc)
+    parts.append("<h2>Summary</h2><div class='cards'>" + summary_cards(summary, word) + "</div>")
     red = sm.get("redundancy") or {}
     if red:
         parts.append("<p>Caption redundancy (1 − unique/total): " + ", ".join(
@@ -294,15 +309,15 @@ def render_html(doc: dict, job_dir: str | Path) -> str:
         parts.append(_table(["class", "real %", "synthetic %", "difference (pp)"], rows, digits=1))
 
     parts.append("<h2>Score distributions</h2>")
-    parts.append(plot_histograms(tiles) or "<p>No per-tile scores (ground stage not run).</p>")
+    parts.append(plot_histograms(tiles, word) or "<p>No per-tile scores (ground stage not run).</p>")
     dists = sm.get("distributions") or {}
     fid = plot_per_class(dists.get("fidelity_iou_by_class") or {}, "Per-class fidelity: IoU of the conditioning "
                          "mask vs the re-segmented synthetic image (mean, p10-p90)", "IoU")
     parts.append("<h2>Per-class fidelity</h2>" + (fid or "<p>No synthetic tiles with a conditioning mask.</p>"))
-    gdom = plot_per_class(dists.get("grounding_by_dominant_class") or {}, "Caption grounding by the tile's "
-                          "dominant class (mean, p10-p90)", "grounding (0-100)")
+    gdom = plot_per_class(dists.get("grounding_by_dominant_class") or {}, f"Caption {word} by the tile's "
+                          "dominant class (mean, p10-p90)", f"{word} (0-100)")
     if gdom:
-        parts.append("<h3>Grounding by dominant class</h3>" + gdom)
+        parts.append(f"<h3>{word.capitalize()} by dominant class</h3>" + gdom)
 
     lab = doc.get("label_evaluation")
     if lab:
@@ -313,6 +328,7 @@ def render_html(doc: dict, job_dir: str | Path) -> str:
                      f"{_fmt(lab['accuracy'])} over {lab['tiles']} tiles.</p>"
                      + _table(["class", "F1", "IoU", "label pixels"], rows))
 
+    parts.append(evidence_html(doc))           # grounding control, caption diversity, dataset filters
     parts.append("<h2>Best and worst tiles</h2>" + thumbnail_strip(job_dir, tiles))
 
     versions = doc.get("versions") or {}

@@ -13,6 +13,7 @@ Layout (schema_version 1):
     aggregates      {"all"|"real"|"synthetic": {metric: {n, mean, median, p10, p90, min, max}}}
     set_metrics     redundancy, composition shift, score distributions (ground engine summary)
     label_evaluation  whole-set segmenter vs labels (groundsynth.metrics.segmentation.segmentation_scores) or null
+    grounding_control, dataset_filters   groundsynth.report.evidence (own vs mismatched tile; filter counts)
     summary         the headline numbers (also sent in ReportReady.summary)
 Scores are fractions in 0..1 except grounding (0..100). Undefined values are null.
 """
@@ -31,6 +32,7 @@ from groundsynth import __version__
 from groundsynth.artefacts.records import TileRecord
 from groundsynth.metrics import segmentation
 from groundsynth.metrics import sets as metrics
+from groundsynth.report.evidence import evidence_headline, evidence_sections
 from groundsynth.request.classes import CLASS_NAMES
 from groundsynth.request.spec import JobSpec
 
@@ -192,10 +194,13 @@ def build_report(job_dir: Path, spec: JobSpec, records: Sequence[TileRecord], co
         "aggregates": aggregates(records),
         "set_metrics": set_metrics,
         "label_evaluation": labels,
+        **evidence_sections(records, spec, context),
         "summary": headline(records, set_metrics, labels),
         "reproduce": {
             "how": "JobSpec.from_dict(report['spec']) with the engines and seed above, same package versions; "
                    "or `groundsynth export` to rebuild the training set from this job dir",
         },
     }
+    extra = {k: v for k, v in evidence_headline(doc).items() if v is not None and math.isfinite(v)}
+    doc["summary"].update({k: float(v) for k, v in extra.items()})
     return clean(doc)

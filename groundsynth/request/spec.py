@@ -63,6 +63,19 @@ class SplitOptions:
 
 
 @dataclass
+class DatasetFilters:
+    """The original's dataset rules, recorded per tile as TileRecord.attributes["dropped_by"] (see
+    groundsynth.metrics.dataset_filters); the export leaves dropped tiles out. Defaults = the original."""
+
+    keep_nodata: bool = False         # False: drop tiles with any nodata pixel ("nodata")
+    max_water_share: float = 0.0      # drop tiles with more water than this ("water"); 0 = 0.9; 1 = never
+    synthesise_dropped: bool = False  # False: dropped real tiles are segmented and captioned, not synthesised
+
+
+DEFAULT_MAX_WATER_SHARE = 0.9
+
+
+@dataclass
 class JobSpec:
     aoi: Aoi
     raster_path: str | None = None
@@ -76,6 +89,7 @@ class JobSpec:
     label_raster_path: str | None = None
     name: str = ""
     split: SplitOptions = field(default_factory=SplitOptions)
+    filters: DatasetFilters = field(default_factory=DatasetFilters)
 
     # ---------------------------------------------------------------- helpers
     def stage(self, name: str) -> StageConfig | None:
@@ -149,6 +163,7 @@ class JobSpec:
         syn.boost_targets = targets
         s.synthesis = syn
         s.split = _normalised_split(s.split)
+        s.filters = _normalised_filters(s.filters)
         return s
 
     # ---------------------------------------------------------------- JSON
@@ -173,6 +188,7 @@ class JobSpec:
             stages=[StageConfig(**st) for st in d.pop("stages", [])],
             synthesis=SynthesisOptions(**d.pop("synthesis", {})),
             split=SplitOptions(**d.pop("split", {})),
+            filters=DatasetFilters(**d.pop("filters", {})),
             **d,
         )
 
@@ -192,4 +208,15 @@ def _normalised_split(split: SplitOptions) -> SplitOptions:
         out.block_tiles = SplitOptions().block_tiles
     if not 1 <= out.block_tiles <= 64:
         raise InvalidArgument(f"expected 1..64 tiles, got {out.block_tiles}", "split.block_tiles")
+    return out
+
+
+def _normalised_filters(filters: DatasetFilters) -> DatasetFilters:
+    out = dataclasses.replace(filters)
+    if out.max_water_share == 0:
+        out.max_water_share = DEFAULT_MAX_WATER_SHARE
+    if not math.isfinite(out.max_water_share) or not 0 < out.max_water_share <= 1:
+        raise InvalidArgument(f"expected a share in (0, 1] (0 = the default {DEFAULT_MAX_WATER_SHARE}, 1 = no water "
+                              f"filter), got {out.max_water_share}", "filters.max_water_share")
+    out.keep_nodata, out.synthesise_dropped = bool(out.keep_nodata), bool(out.synthesise_dropped)
     return out

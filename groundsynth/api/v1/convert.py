@@ -15,6 +15,7 @@ from groundsynth.request.spec import (
     DEFAULT_TILE,
     Aoi,
     BandMapping,
+    DatasetFilters,
     JobSpec,
     SplitOptions,
     StageConfig,
@@ -51,6 +52,7 @@ def spec_from_proto(m: Any) -> JobSpec:
         label_raster_path=m.label_raster_path or None,
         name=m.name,
         split=SplitOptions(m.split.train, m.split.val, m.split.test, m.split.block_tiles),
+        filters=DatasetFilters(m.filters.keep_nodata, m.filters.max_water_share, m.filters.synthesise_dropped),
     )
 
 
@@ -65,6 +67,9 @@ def spec_to_proto(spec: JobSpec) -> Any:
         stages=[pb.StageConfig(stage=s.stage, engine=s.engine, params=s.params) for s in spec.stages],
         split=pb.SplitOptions(train=spec.split.train, val=spec.split.val, test=spec.split.test,
                               block_tiles=spec.split.block_tiles),
+        filters=pb.DatasetFilters(keep_nodata=spec.filters.keep_nodata,
+                                  max_water_share=spec.filters.max_water_share,
+                                  synthesise_dropped=spec.filters.synthesise_dropped),
     )
     if spec.raster_path:
         m.raster_path = spec.raster_path

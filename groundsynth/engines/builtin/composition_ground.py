@@ -3,19 +3,15 @@
 For every tile (real and synthetic) the image is re-segmented with a reference
 segmenter (`reference_segmenter`, default "spectral"), and:
 
-- grounding (0-100): the mean over the tile's captions of a claim score
-  (`score_caption`), which starts at 100 and subtracts
-  * `absent_penalty` (default 40) for each class the caption names that covers
-    less than `present_share` of the re-segmentation (scaled down linearly
-    when the class is present but below that share);
-  * 30 when a class said to dominate is not the largest (within
-    `dominance_tolerance`), over the tile, or inside the region when the
-    claim names one ("trees dominate the north");
-  * 25 for each class said to be absent ("no water") that covers >= 5 %;
-  * 10 for each class covering >= `major_share` that the caption never names;
-  * up to 10 for each position claim the class's pixels do not bear out
-    (enrichment of the region < 1: groundsynth.metrics.claims.enrichment).
-  Captions from any captioner are scored the same way (groundsynth.metrics.claims).
+- grounding (0-100): the mean over the tile's captions of the claim score
+  (groundsynth.metrics.caption_score.score_caption: start at 100, subtract per claim the
+  re-segmentation does not bear out -- classes named or said absent, dominance, positions,
+  amounts, patch structure/counts/parcel sizes, linear features, shoreline, rankings; the
+  table of deductions is in that module). `absent_penalty`, `present_share`, `major_share`
+  and `dominance_tolerance` are this engine's parameters. Captions from any captioner are
+  scored the same way. When the reference segmenter is the one that made the mask the
+  captioner read, this is self-consistency, not grounding: the pipeline's grounding-control
+  pass (groundsynth.pipeline.grounding_control) says so and adds the mismatched control;
 - grounding_min: the lowest caption score of the tile;
 - resegment_agreement: pixel accuracy between the tile's mask and the re-segmentation;
 - fidelity_miou (synthetic tiles with a conditioning mask): mIoU between the
@@ -27,7 +23,8 @@ A tile with no valid pixel gets only {"valid_share": 0.0}.
 
 `summarise_records` (also `CompositionGrounder.summarise`) computes the set
 metrics: caption redundancy (all / real / synthetic; None for a group without
-captions), the real-vs-synthetic
+captions), caption diversity (exact and canonical redundancy, also over the tiles the
+dataset filters keep: groundsynth.metrics.caption_diversity), the real-vs-synthetic
 composition shift (per-class mean shares, Jensen-Shannon divergence) and score
 distributions (grounding overall and by dominant class, fidelity per class).
 """
@@ -40,68 +37,19 @@ import numpy as np
 
 from groundsynth.engines import register
 from groundsynth.engines.base import EngineContext, Grounder, GroundInput, Param, TileInput
-from groundsynth.metrics import segmentation
+from groundsynth.metrics import caption_diversity, dataset_filters, segmentation
 from groundsynth.metrics import sets as metrics
-from groundsynth.metrics.claims import enrichment, parse_claims, region_mask
-from groundsynth.request.classes import CLASS_NAMES, NODATA, composition
+from groundsynth.metrics.caption_score import score_caption, score_captions
+from groundsynth.request.classes import CLASS_NAMES, NODATA
 from groundsynth.request.errors import InvalidArgument
 
-NEGATION_SHARE = 0.05
-DOMINANCE_PENALTY = 30.0
-NEGATION_PENALTY = 25.0
-UNNAMED_PENALTY = 10.0
-POSITION_PENALTY = 10.0
+__all__ = ["CompositionGrounder", "metric_key", "score_caption", "summarise_records"]
+
 
 
 def metric_key(prefix: str, class_name: str) -> str:
     """e.g. metric_key("fidelity_iou", "Built-up") -> "fidelity_iou_built_up"."""
     return f"{prefix}_{class_name.lower().replace('-', '_')}"
-
-
-def score_caption(text: str, mask: np.ndarray, present_share: float = 0.01, major_share: float = 0.2,
-                  absent_penalty: float = 40.0, dominance_tolerance: float = 0.03) -> tuple[float, list[str]]:
-    """Claim score 0..100 of one caption against a class mask, and the reasons for each deduction.
-
-    Raises ValueError if the mask has no valid pixel.
-    """
-    shares = composition(mask)
-    if shares.sum() <= 0:
-        raise ValueError("mask has no valid pixel")
-    claims = parse_claims(text)
-    named = claims.named
-    deductions: list[tuple[float, str]] = []
-    for name in named:
-        s = shares[CLASS_NAMES.index(name)]
-        if s < present_share:
-            deductions.append((absent_penalty * (1 - s / present_share),
-                               f"names {name}, which covers {100 * s:.1f}% (< {100 * present_share:.0f}%)"))
-    for name in claims.negated:
-        s = shares[CLASS_NAMES.index(name)]
-        if s >= NEGATION_SHARE:
-            deductions.append((NEGATION_PENALTY, f"says no {name}, which covers {100 * s:.0f}%"))
-    top = shares.max()
-    for name in claims.dominant:
-        s = shares[CLASS_NAMES.index(name)]
-        if s < top - dominance_tolerance:
-            largest = CLASS_NAMES[int(shares.argmax())]
-            deductions.append((DOMINANCE_PENALTY, f"says {name} dominates, but {largest} is largest"))
-    for name, region in claims.regional_dominant:
-        local = composition(np.where(region_mask(region, *mask.shape), mask, NODATA))
-        if local.sum() > 0 and local[CLASS_NAMES.index(name)] < local.max() - dominance_tolerance:
-            largest = CLASS_NAMES[int(local.argmax())]
-            deductions.append((DOMINANCE_PENALTY, f"says {name} dominates the {region}, but {largest} is largest there"))
-    for i, s in enumerate(shares):
-        if s >= major_share and CLASS_NAMES[i] not in named:
-            deductions.append((UNNAMED_PENALTY, f"never names {CLASS_NAMES[i]} ({100 * s:.0f}%)"))
-    for name, region in claims.positions:
-        if region == "all":
-            continue
-        e = enrichment(mask, CLASS_NAMES.index(name), region)
-        if np.isfinite(e) and e < 1.0:
-            deductions.append((POSITION_PENALTY * min(1.0, (1.0 - e) / 0.5),
-                               f"places {name} in the {region}, where it is not concentrated"))
-    score = float(np.clip(100.0 - sum(d for d, _ in deductions), 0.0, 100.0))
-    return score, [why for _, why in deductions]
 
 
 @register
@@ -134,6 +82,10 @@ class CompositionGrounder(Grounder):
             cls = get_engine("segment", self.p["reference_segmenter"])
             self._segmenter = cls({}, self.ctx)
         return self._segmenter
+
+    def score_params(self) -> dict[str, float]:
+        """The claim-score parameters (groundsynth.metrics.caption_score.score_caption keywords)."""
+        return {k: self.p[k] for k in ("present_share", "major_share", "absent_penalty", "dominance_tolerance")}
 
     # ---------------------------------------------------------------- per tile
     def ground(self, items: Sequence[GroundInput]) -> list[dict[str, float]]:
@@ -168,9 +120,7 @@ class CompositionGrounder(Grounder):
             return {"valid_share": 0.0}
         out: dict[str, float] = {}
         if it.captions:
-            scores = [score_caption(c, reseg, self.p["present_share"], self.p["major_share"],
-                                    self.p["absent_penalty"], self.p["dominance_tolerance"])[0]
-                      for c in it.captions]
+            scores = score_captions(it.captions, reseg, **self.score_params())
             out["grounding"] = float(np.mean(scores))
             out["grounding_min"] = float(np.min(scores))
         agreement = segmentation.pixel_accuracy(np.asarray(it.mask), reseg)
@@ -212,7 +162,10 @@ def summarise_records(records: Sequence[Any]) -> dict[str, Any]:
         if group:
             by_dominant[name] = dist(group, "grounding")
     fidelity_by_class = {name: dist(synth, metric_key("fidelity_iou", name)) for name in CLASS_NAMES}
+    kept = [r for r in recs if dataset_filters.is_kept(r)]
     return {
+        "caption_diversity": {name: caption_diversity.diversity(caps(rs))
+                              for name, rs in (("all", recs), ("real", real), ("synthetic", synth), ("kept", kept))},
         "counts": {"tiles_real": len(real), "tiles_synthetic": len(synth),
                    "tiles_nodata": len(records) - len(recs),
                    "captions": len(caps(recs))},
