@@ -5,7 +5,8 @@ engines (built once per job, weights once per process) and the real tiles it mad
 from the engines' declared resources (groundsynth.pipeline.executors.resources), so small models
 share a GPU and a VLM gets a whole one. The job context and the synthesis state are put in the object
 store once per job (ray.put) and passed by reference. Actors are shared by the jobs of this process
-that need the same resources.
+that run at the same time and need the same resources; when the last of them ends they are stopped
+and their resources go back to the cluster.
 
 Fault tolerance: an actor that dies (its process killed, its node removed) fails the batches it
 held; the head submits them again (to another actor) and a replacement actor is started, used once
@@ -42,6 +43,12 @@ class TileWorker:
     def pid(self) -> int:
         return os.getpid()
 
+    def placement(self) -> tuple[str, list[str]]:
+        """(node id, GPU ids Ray gave this worker)."""
+        import ray
+
+        return ray.get_runtime_context().get_node_id(), [str(g) for g in ray.get_gpu_ids()]
+
     def run(self, ctx: JobContext, task: Task, shared: Any = None) -> TaskResult:
         from groundsynth.pipeline.worker import run_task
 
@@ -75,6 +82,17 @@ class _Pool:
         self.options, self.size = options, size
         self.actors = [_Actor(self.cls.remote()) for _ in range(size)]
         self.queue: list[_Handle] = []
+        self.jobs: set[str] = set()          # jobs using these actors; the actors go when the last one ends
+
+    def kill(self) -> None:
+        import ray
+
+        for a in self.actors:
+            try:
+                ray.kill(a.handle, no_restart=True)
+            except Exception:  # noqa: BLE001 - already gone
+                pass
+        self.actors = []
 
     def replace(self, actor: _Actor) -> None:
         import ray
@@ -87,13 +105,14 @@ class _Pool:
                 pass
             self.actors.append(_Actor(self.cls.remote()))
 
-    def dispatch(self, ctx_ref: Callable[[JobContext], Any]) -> None:
+    def dispatch(self, ctx_ref: Callable[[JobContext], Any], prefer: Callable[[_Handle], Any]) -> None:
         while self.queue:
             free = [a for a in self.actors if a.ready and len(a.inflight) < PER_ACTOR]
             if not free:
                 return
-            actor = min(free, key=lambda a: len(a.inflight))
             h = self.queue.pop(0)
+            home = prefer(h)        # the actor that holds the batch's real tiles in memory, if free
+            actor = home if home in free else min(free, key=lambda a: len(a.inflight))
             h.ref = actor.handle.run.remote(ctx_ref(h.ctx), h.task, h.shared)
             h.actor = actor
             actor.inflight.add(h)
@@ -120,6 +139,7 @@ class RayExecutor(TileExecutor):
                 self.started_here = True
         self._pools: dict[tuple, _Pool] = {}
         self._ctx_refs: dict[str, tuple[JobContext, Any]] = {}
+        self._home: dict[tuple[str, str], _Actor] = {}      # (job, real tile) -> the actor that made it
         self._lock = threading.RLock()
 
     def slots(self) -> int:
@@ -149,13 +169,29 @@ class RayExecutor(TileExecutor):
                 self._ctx_refs[ctx.job_id] = held
             return held[1]
 
+    def _prefer(self, h: _Handle) -> Any:
+        from collections import Counter
+
+        from groundsynth.pipeline.context import FitTask, SyntheticTask
+
+        if isinstance(h.task, SyntheticTask):
+            tiles = [src.tile_id for src, _ in h.task.items]
+        elif isinstance(h.task, FitTask):
+            tiles = [src.tile_id for src in h.task.sample]
+        else:
+            return None
+        homes = Counter(self._home.get((h.ctx.job_id, t)) for t in tiles)
+        homes.pop(None, None)
+        return homes.most_common(1)[0][0] if homes else None
+
     # ------------------------------------------------------------ TileExecutor
     def submit(self, ctx: JobContext, task: Task, shared: Any = None) -> Any:
         pool = self.pool_for(ctx)
         h = _Handle(ctx, task, shared, pool)
         with self._lock:
+            pool.jobs.add(ctx.job_id)
             pool.queue.append(h)
-            pool.dispatch(self._ctx_ref)
+            pool.dispatch(self._ctx_ref, self._prefer)
         return h
 
     def wait(self, handles: Sequence[Any], timeout: float) -> list[Any]:
@@ -182,14 +218,20 @@ class RayExecutor(TileExecutor):
                     log.warning("a Ray worker failed to start (%s); starting another", type(exc).__name__)
                     pool.replace(actor)
             for pool in pools:
-                pool.dispatch(self._ctx_ref)
+                pool.dispatch(self._ctx_ref, self._prefer)
         return [h for h in handles if h.ref is not None and h.ref in finished]
 
     def result(self, handle: Any) -> TaskResult:
         import ray
 
         try:
-            return ray.get(handle.ref)
+            res = ray.get(handle.ref)
+            if handle.actor is not None and res.failure is None:
+                with self._lock:
+                    for rec in res.records:
+                        if rec.kind == "real":
+                            self._home[(handle.ctx.job_id, rec.tile_id)] = handle.actor
+            return res
         except ray.exceptions.RayTaskError as exc:       # not from run_task (which returns failures)
             raise exc.as_instanceof_cause() from None
         except ray.exceptions.RayError as exc:           # actor died, node removed, object lost
@@ -208,8 +250,17 @@ class RayExecutor(TileExecutor):
         return ray.put(load())
 
     def release(self, job_id: str) -> None:
+        """The job is over; actors no running job uses are stopped, so their CPUs and GPUs go back to the
+        cluster (other drivers, other resource shapes)."""
         with self._lock:
             self._ctx_refs.pop(job_id, None)
+            for key in [k for k in self._home if k[0] == job_id]:
+                del self._home[key]
+            for key, pool in list(self._pools.items()):
+                pool.jobs.discard(job_id)
+                if not pool.jobs and not pool.queue:
+                    del self._pools[key]
+                    pool.kill()
 
     def actor_pids(self) -> list[int]:
         """Process ids of the ready actors (tests kill them)."""
@@ -225,12 +276,9 @@ class RayExecutor(TileExecutor):
         with self._lock:
             pools, self._pools = list(self._pools.values()), {}
             self._ctx_refs.clear()
+            self._home.clear()
         for pool in pools:
-            for a in pool.actors:
-                try:
-                    ray.kill(a.handle, no_restart=True)
-                except Exception:  # noqa: BLE001
-                    pass
+            pool.kill()
         if self.started_here and ray.is_initialized():
             ray.shutdown()
 
