@@ -121,6 +121,8 @@ class RealTask:
     splits: tuple[str, ...]
 
     def label(self) -> str:
+        if not self.cells:
+            return "real tiles (none)"
         return f"real tiles r{self.cells[0].row:04d}_c{self.cells[0].col:04d}..(+{len(self.cells) - 1})"
 
 
@@ -129,6 +131,8 @@ class SyntheticTask:
     items: tuple[tuple[SourceTile, int], ...]      # (real tile, variant)
 
     def label(self) -> str:
+        if not self.items:
+            return "synthetic tiles (none)"
         return f"synthetic tiles {self.items[0][0].tile_id}_v{self.items[0][1]}..(+{len(self.items) - 1})"
 
 
@@ -168,16 +172,22 @@ class TaskFailure:
     args: tuple
     state: dict[str, Any]
     text: str                               # the worker's traceback, for logs
+    new_args: tuple = ()                    # what the type's constructor takes (OSError: errno, text, filename)
 
     @classmethod
     def of(cls, exc: BaseException) -> TaskFailure:
         text = "".join(traceback.format_exception(exc))
-        return cls(type(exc), tuple(exc.args), dict(getattr(exc, "__dict__", {})), text)
+        new_args = tuple(exc.args)
+        if isinstance(exc, OSError) and exc.filename is not None:
+            new_args = (exc.errno, exc.strerror, exc.filename) + ((exc.filename2,) if exc.filename2 else ())
+        return cls(type(exc), tuple(exc.args), dict(getattr(exc, "__dict__", {})), text, new_args)
 
     def rebuild(self) -> BaseException:
         try:
-            exc = self.exc_type.__new__(self.exc_type, *self.args)
-            exc.args = self.args
+            exc = self.exc_type(*self.new_args) if issubclass(self.exc_type, OSError) else \
+                self.exc_type.__new__(self.exc_type, *self.args)
+            if not isinstance(exc, OSError):
+                exc.args = self.args
             exc.__dict__.update(self.state)
         except Exception:  # noqa: BLE001 - an exotic exception type: keep its text
             exc = RuntimeError(f"{self.exc_type.__name__}: {self.args}")

@@ -20,7 +20,7 @@ from groundsynth.pipeline.context import StateFile
 from groundsynth.request.errors import FailedPrecondition
 
 STATE_NAME = "synthesis_state.pkl"
-_cache: OrderedDict[tuple[str, str], Any] = OrderedDict()
+_cache: OrderedDict[tuple[str, str], tuple[tuple[int, int], Any]] = OrderedDict()   # -> (file stat, payload)
 _lock = threading.Lock()
 _KEEP = 2
 
@@ -37,9 +37,10 @@ def load_state(sf: StateFile) -> Any:
     """The payload of a state file (from this process's cache when it wrote or read it before)."""
     key = (sf.path, sf.sha256)
     with _lock:
-        if key in _cache:
+        held = _cache.get(key)
+        if held is not None and held[0] == _stat(sf.path):    # the very file this process wrote or read
             _cache.move_to_end(key)
-            return _cache[key]
+            return held[1]
     try:
         data = Path(sf.path).read_bytes()
     except FileNotFoundError:
@@ -52,9 +53,17 @@ def load_state(sf: StateFile) -> Any:
     return payload
 
 
+def _stat(path: str) -> tuple[int, int]:
+    try:
+        st = Path(path).stat()
+    except FileNotFoundError:
+        return (-1, -1)
+    return (st.st_mtime_ns, st.st_size)
+
+
 def _remember(sf: StateFile, payload: Any) -> None:
     with _lock:
-        _cache[(sf.path, sf.sha256)] = payload
+        _cache[(sf.path, sf.sha256)] = (_stat(sf.path), payload)
         while len(_cache) > _KEEP:
             _cache.popitem(last=False)
 
