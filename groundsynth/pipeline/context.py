@@ -168,7 +168,7 @@ class StateFile:
 class TaskFailure:
     """An exception from a worker, rebuilt on the head as the same type with the same message and fields."""
 
-    exc_type: type
+    exc_type: type[BaseException]
     args: tuple
     state: dict[str, Any]
     text: str                               # the worker's traceback, for logs
@@ -184,9 +184,11 @@ class TaskFailure:
 
     def rebuild(self) -> BaseException:
         try:
-            exc = self.exc_type(*self.new_args) if issubclass(self.exc_type, OSError) else \
-                self.exc_type.__new__(self.exc_type, *self.args)
-            if not isinstance(exc, OSError):
+            exc: BaseException
+            if issubclass(self.exc_type, OSError):
+                exc = self.exc_type(*self.new_args)
+            else:
+                exc = self.exc_type.__new__(self.exc_type, *self.args)
                 exc.args = self.args
             exc.__dict__.update(self.state)
         except Exception:  # noqa: BLE001 - an exotic exception type: keep its text
