@@ -1,23 +1,32 @@
 """The grounding-control pass: after every tile is recorded and before the report, score each tile's
 captions against its own reference and against a mismatched tile's (groundsynth.metrics.grounding_control).
 
-References come from the tile files, by family (the metric prefix says which):
+References are tile files, by family (the metric prefix says which):
 - `self_consistency`: the tile's mask (`mask` artefact) when the captioner wrote its captions from
-  that very mask (a captioner with `reads_mask = True`, e.g. caption/composition): the score then
-  says whether the captions are consistent with what they were written from, not whether they are
-  true of the ground;
+  that very mask (a captioner class with `reads_mask = True`, e.g. caption/composition): the score
+  then says whether the captions are consistent with what they were written from, not whether they
+  are true of the ground;
 - `grounding_mask`: the tile's mask, for a captioner that reads the image (a VLM);
 - `grounding_labels`: the label tile (`labels` artefact: real tiles of a job with a label raster):
-  grounding against reference data.
+  grounding against reference data;
+- `grounding_reference`: a per-tile reference raster (`reference` artefact, 255 where unlabelled).
+  Hook for reference samples (points/polygons, issue 11 item 1): whoever rasterises them to the
+  tiles records the artefact under that name and the pass scores against it unchanged.
 Per tile and family: `<prefix>` (own), `<prefix>_mismatched`, `<prefix>_margin` (own minus
 mismatched, points) in TileRecord.metrics, and the partner in attributes["control_partner"].
-Partners: a derangement per kind (real with real, synthetic with synthetic; no synthetic tile with a
-sibling of the same source), seeded by (job seed, "grounding-control", kind).
+Partners: a derangement per kind and family (real with real, synthetic with synthetic; no synthetic
+tile with a sibling of the same source while that can be avoided), seeded by (job seed,
+"grounding-control", kind); the same partners for every family whose tiles are the same.
 
-One pass over the records, in batches of pairs that read their masks from the tile files: nothing
-job-wide is held in memory but the records, so an executor can hand the batches out.
-The pass also tells the report whether the ground engine's own `grounding` is self-consistency
-(its reference re-segmentation equals the mask the captioner read on every tile).
+The head pairs the records (`plan_control`) and hands batches of pairs (`ControlTask`: tile ids,
+captions and artefact paths, no pixels) to the job's executor; a worker (`compute_control`) reads
+the two references of each pair from the tile files and scores them with the job's grounder's
+claim-score parameters; the head writes the scores into the records (journal) in task order.
+
+The pass also tells the report whether the ground engine's own `grounding` is self-consistency:
+the captioner reads the mask and the grounder's reference is the job's own segmenter with the same
+parameters (the grounder then reuses the pipeline's mask: GroundInput.mask_source), or the
+re-segmentation agreed with the mask on every tile.
 """
 from __future__ import annotations
 
@@ -27,29 +36,30 @@ from typing import Any
 from groundsynth.artefacts.records import TileRecord
 from groundsynth.artefacts.tiles import read_mask_tile
 from groundsynth.metrics import grounding_control as control
+from groundsynth.pipeline.context import ControlPair, ControlTask, TaskResult
 from groundsynth.pipeline.job_run import JobRun
+from groundsynth.pipeline.worker_job import WorkerJob
 from groundsynth.request.seeds import derive_seed
 
-BATCH = 32
+BATCH = 64
 LABELS = {"self_consistency": "self-consistency (captions vs the mask they were written from)",
           "grounding_mask": "grounding against the segmenter's mask",
-          "grounding_labels": "grounding against the label raster"}
+          "grounding_labels": "grounding against the label raster",
+          "grounding_reference": "grounding against the reference samples"}
+REFERENCE_ARTEFACTS = (("labels", "grounding_labels"), ("reference", "grounding_reference"))
+SCORE_PARAMS = ("present_share", "major_share", "absent_penalty", "dominance_tolerance")
 
 
-def families(run: JobRun) -> list[tuple[str, str]]:
+# ---------------------------------------------------------------- head
+
+def families(run: JobRun, records: Sequence[TileRecord]) -> list[tuple[str, str]]:
     """[(metric prefix, artefact kind)] the pass computes for this job."""
-    captioner = run.engines.get("caption")
-    mask_family = "self_consistency" if getattr(captioner, "reads_mask", False) else "grounding_mask"
-    out = [(mask_family, "mask")]
-    if run.spec.label_raster_path:
-        out.append(("grounding_labels", "labels"))
+    reads_mask = bool(getattr(run.engine_class("caption"), "reads_mask", False))
+    out = [("self_consistency" if reads_mask else "grounding_mask", "mask")]
+    for artefact, prefix in REFERENCE_ARTEFACTS:
+        if any(artefact in r.artefacts for r in records):
+            out.append((prefix, artefact))
     return out
-
-
-def _score_params(run: JobRun) -> dict[str, float]:
-    grounder = run.engines.get("ground")
-    fn = getattr(grounder, "score_params", None)
-    return dict(fn()) if callable(fn) else {}
 
 
 def pairs_for(records: Sequence[TileRecord], kind: str, artefact: str, seed: int) -> list[tuple[TileRecord, TileRecord]]:
@@ -63,48 +73,90 @@ def pairs_for(records: Sequence[TileRecord], kind: str, artefact: str, seed: int
     return [(r, live[p]) for r, p in zip(live, partner, strict=True)]
 
 
+def plan_control(run: JobRun, records: Sequence[TileRecord]) -> list[ControlPair]:
+    out: list[ControlPair] = []
+    for prefix, artefact in families(run, records):
+        for kind in ("real", "synthetic"):
+            out += [ControlPair(r.tile_id, p.tile_id, prefix, tuple(r.captions), r.artefacts[artefact],
+                                p.artefacts[artefact])
+                    for r, p in pairs_for(records, kind, artefact, run.spec.seed)]
+    return out
+
+
 def apply_grounding_control(run: JobRun) -> dict[str, Any]:
-    """Score every tile's captions against its own and its partner's reference; update the records."""
-    if "ground" not in run.engines or "caption" not in run.engines:
+    """Score every tile's captions against its own and its partner's reference; update the records.
+    {} when the job has no caption or ground stage."""
+    if "ground" not in run.stages or "caption" not in run.stages:
         return {}
     records = run.journal.tiles(run.job_id)
-    params = _score_params(run)
+    by_id = {r.tile_id: r for r in records}
+    prefixes = [p for p, _ in families(run, records)]
+    pairs = plan_control(run, records)
+    for rec in records:                          # a rerun (resume) starts from clean metrics
+        for prefix in prefixes:
+            for key in (prefix, f"{prefix}_mismatched", f"{prefix}_margin"):
+                rec.metrics.pop(key, None)
+    done: set[str] = set()
     changed: dict[str, TileRecord] = {}
-    done: list[str] = []
-    with run.timer("grounding_control"):
-        for prefix, artefact in families(run):
-            n = 0
-            for kind in ("real", "synthetic"):
-                pairs = pairs_for(records, kind, artefact, run.spec.seed)
-                for i in range(0, len(pairs), BATCH):
-                    for rec, partner in pairs[i:i + BATCH]:
-                        n += _score_one(run, rec, partner, prefix, artefact, params)
-                        changed[rec.tile_id] = rec
-            if n:
-                done.append(prefix)
-        for rec in changed.values():
-            run.journal.update_tile(run.job_id, rec)
-    return {"families": {p: LABELS[p] for p in done},
+
+    def commit(task: ControlTask, result: TaskResult) -> None:
+        for pair, scores in zip(task.pairs, result.value, strict=True):
+            rec = by_id[pair.tile_id]
+            changed[rec.tile_id] = rec
+            if scores is None:
+                continue
+            own, mismatched = scores
+            rec.metrics.update({pair.prefix: own, f"{pair.prefix}_mismatched": mismatched,
+                                f"{pair.prefix}_margin": own - mismatched})
+            rec.attributes["control_partner"] = pair.partner_id
+            done.add(pair.prefix)
+
+    tasks = [ControlTask(tuple(pairs[i:i + BATCH])) for i in range(0, len(pairs), BATCH)]
+    if not run.execute(tasks, commit):
+        return {}
+    for rec in changed.values():
+        run.journal.update_tile(run.job_id, rec)
+    return {"families": {p: LABELS[p] for p in prefixes if p in done},
             "engine_grounding_is_self_consistency": engine_grounding_is_self_consistency(run, records)}
-
-
-def _score_one(run: JobRun, rec: TileRecord, partner: TileRecord, prefix: str, artefact: str,
-               params: dict[str, float]) -> int:
-    own_mask = read_mask_tile(run.dir / rec.artefacts[artefact])
-    partner_mask = read_mask_tile(run.dir / partner.artefacts[artefact])
-    own, mismatched = control.score_pair(rec.captions, own_mask, partner_mask, **params)
-    for key in (prefix, f"{prefix}_mismatched", f"{prefix}_margin"):
-        rec.metrics.pop(key, None)
-    if own is None or mismatched is None:
-        return 0
-    rec.metrics.update({prefix: own, f"{prefix}_mismatched": mismatched, f"{prefix}_margin": own - mismatched})
-    rec.attributes["control_partner"] = partner.tile_id
-    return 1
 
 
 def engine_grounding_is_self_consistency(run: JobRun, records: Sequence[TileRecord]) -> bool:
     """The ground engine's `grounding` scored the captions against the very mask they were written from."""
-    if not getattr(run.engines.get("caption"), "reads_mask", False):
+    if "caption" not in run.stages or not getattr(run.engine_class("caption"), "reads_mask", False):
         return False
+    if _grounder_reuses_mask(run):
+        return True
     agreement = [r.metrics.get("resegment_agreement") for r in records if not r.nodata and "grounding" in r.metrics]
     return bool(agreement) and all(a is not None and a >= 0.999 for a in agreement)
+
+
+def _grounder_reuses_mask(run: JobRun) -> bool:
+    """The grounder's reference segmenter is the job's segmenter with the same parameters."""
+    from groundsynth.engines import get_engine
+    from groundsynth.engines.base import engine_key
+
+    ground, seg = run.prep.plans.get("ground"), run.prep.plans.get("segment")
+    name = ground.params.get("reference_segmenter") if ground is not None else None
+    if seg is None or not name or run.spec.label_raster_path:
+        return False         # with a label raster the pipeline's real masks are not the segmenter's alone
+    try:
+        ref = get_engine("segment", str(name))
+    except Exception:  # noqa: BLE001 - an unknown name: the grounder fails on it, not this check
+        return False
+    return engine_key(ref, ref.parse_params({})) == engine_key(seg.cls, seg.params)
+
+
+# ---------------------------------------------------------------- worker
+
+def compute_control(w: WorkerJob, task: ControlTask) -> list[tuple[float, float] | None]:
+    """(own, mismatched) per pair, None where a reference has no valid pixel."""
+    grounder = w.engines.get("ground")
+    params = {k: float(v) for k, v in (getattr(grounder, "p", None) or {}).items() if k in SCORE_PARAMS}
+    out: list[tuple[float, float] | None] = []
+    with w.timer("grounding_control"):
+        for pair in task.pairs:
+            own_ref = read_mask_tile(f"{w.ctx.job_dir}/{pair.own}")
+            partner_ref = read_mask_tile(f"{w.ctx.job_dir}/{pair.partner}")
+            own, mismatched = control.score_pair(pair.captions, own_ref, partner_ref, **params)
+            out.append(None if own is None or mismatched is None else (own, mismatched))
+    return out

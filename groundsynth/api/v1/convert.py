@@ -53,6 +53,7 @@ def spec_from_proto(m: Any) -> JobSpec:
         name=m.name,
         split=SplitOptions(m.split.train, m.split.val, m.split.test, m.split.block_tiles),
         filters=DatasetFilters(m.filters.keep_nodata, m.filters.max_water_share, m.filters.synthesise_dropped),
+        executor=m.executor,
     )
 
 
@@ -70,6 +71,7 @@ def spec_to_proto(spec: JobSpec) -> Any:
         filters=pb.DatasetFilters(keep_nodata=spec.filters.keep_nodata,
                                   max_water_share=spec.filters.max_water_share,
                                   synthesise_dropped=spec.filters.synthesise_dropped),
+        executor=spec.executor or "",
     )
     if spec.raster_path:
         m.raster_path = spec.raster_path
