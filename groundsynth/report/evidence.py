@@ -5,6 +5,8 @@ report.json gains
     grounding_control   {"families": {prefix: label}, "engine_grounding_is_self_consistency": bool,
                          prefix: groundsynth.metrics.grounding_control.summarise(records, prefix)}
     dataset_filters     groundsynth.metrics.dataset_filters.filter_counts(records, spec.filters)
+    tile_grid           {"default_score": the score that colours the tile grid by default (one that varies),
+                         "preference", "rule"}
 and set_metrics["caption_diversity"] (from summarise_records) is rendered here. Headline numbers
 (`evidence_headline`): <prefix>_mean, <prefix>_mismatched_mean, <prefix>_margin_mean per family,
 redundancy_canonical, redundancy_kept, redundancy_canonical_kept, tiles_kept_real,
@@ -22,10 +24,14 @@ from groundsynth.metrics import grounding_control as control
 from groundsynth.request.classes import CLASS_NAMES
 from groundsynth.request.spec import JobSpec
 
-PREFIXES = ("grounding_labels", "grounding_mask", "self_consistency")
+PREFIXES = ("grounding_reference", "grounding_labels", "grounding_mask", "self_consistency")
 LABELS = {"self_consistency": "self-consistency (captions vs the mask they were written from)",
           "grounding_mask": "grounding against the segmenter's mask",
-          "grounding_labels": "grounding against the label raster"}
+          "grounding_labels": "grounding against the label raster",
+          "grounding_reference": "grounding against the reference samples"}
+# The tile grid's default colouring, best first: a margin against reference data, then any margin, then the
+# engine's scores; the first that varies over the tiles wins (a score that is 100 everywhere shows nothing).
+TILE_SCORE_PREFERENCE = (*(f"{p}_margin" for p in PREFIXES), "grounding", "fidelity_miou", "resegment_agreement")
 
 
 def evidence_sections(records: Sequence[TileRecord], spec: JobSpec, context: dict) -> dict[str, Any]:
@@ -40,7 +46,24 @@ def evidence_sections(records: Sequence[TileRecord], spec: JobSpec, context: dic
     for p in found:
         gc[p] = control.summarise(records, p)
     return {"grounding_control": gc,
-            "dataset_filters": dataset_filters.filter_counts(records, spec.filters) if records else {}}
+            "dataset_filters": dataset_filters.filter_counts(records, spec.filters) if records else {},
+            "tile_grid": {"default_score": default_tile_score(records),
+                          "preference": list(TILE_SCORE_PREFERENCE),
+                          "rule": "the first score of `preference` that takes more than one value over the tiles "
+                                  "(else the first present)"}}
+
+
+def default_tile_score(records: Sequence[TileRecord]) -> str | None:
+    """The score that colours the tile grid by default: the first of TILE_SCORE_PREFERENCE that varies over
+    the tiles, else the first present, else None."""
+    present = []
+    for key in TILE_SCORE_PREFERENCE:
+        values = {round(float(r.metrics[key]), 6) for r in records if key in r.metrics}
+        if len(values) > 1:
+            return key
+        if values:
+            present.append(key)
+    return present[0] if present else None
 
 
 def evidence_headline(doc: dict) -> dict[str, float | None]:

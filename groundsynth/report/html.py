@@ -219,7 +219,8 @@ def thumbnail_strip(job_dir: Path, tiles: Sequence[dict]) -> str:
             real = by_id.get(t["source_tile_id"]) if t["kind"] == "synthetic" else t
             synth = t if t["kind"] == "synthetic" else None
             scores = "".join(f"<br>{html.escape(k)} {_fmt(t['metrics'].get(k), 2)}" for k in
-                             ("grounding", "fidelity_miou", "resegment_agreement") if k in t["metrics"])
+                             ("grounding", "self_consistency_margin", "grounding_labels_margin", "fidelity_miou",
+                              "resegment_agreement") if k in t["metrics"])
             cells = [f"<td class='cap'><b>{html.escape(t['tile_id'])}</b><br>largest: "
                      f"{html.escape(str(t.get('dominant_class') or '–'))}{scores}</td>"]
             cells.append(f"<td>{thumb(real and real['artefacts'].get('image'), 'image')}</td>")
@@ -254,7 +255,10 @@ def summary_cards(summary: dict, word: str) -> str:
     labels = {"tiles_real": ("real tiles", 0), "tiles_synthetic": ("synthetic tiles", 0),
               "grounding_mean": (f"{word} (0-100)", 1), "fidelity_miou_mean": ("fidelity mIoU", 3),
               "self_consistency_margin_mean": ("self-consistency margin vs mismatched tile", 1),
+              "grounding_mask_margin_mean": ("grounding margin vs mismatched tile (mask)", 1),
               "grounding_labels_margin_mean": ("grounding margin vs mismatched tile (labels)", 1),
+              "grounding_reference_margin_mean": ("grounding margin vs mismatched tile (reference)", 1),
+              "redundancy_canonical": ("canonical caption redundancy", 4),
               "redundancy_canonical_kept": ("canonical redundancy (kept tiles)", 4),
               "redundancy": ("caption redundancy", 4), "composition_js": ("composition JS (bits)", 4),
               "seg_macro_f1": ("segmenter macro F1", 3), "seg_miou": ("segmenter mIoU", 3),

@@ -13,7 +13,8 @@ Layout (schema_version 1):
     aggregates      {"all"|"real"|"synthetic": {metric: {n, mean, median, p10, p90, min, max}}}
     set_metrics     redundancy, composition shift, score distributions (ground engine summary)
     label_evaluation  whole-set segmenter vs labels (groundsynth.metrics.segmentation.segmentation_scores) or null
-    grounding_control, dataset_filters   groundsynth.report.evidence (own vs mismatched tile; filter counts)
+    grounding_control, dataset_filters, tile_grid   groundsynth.report.evidence (own vs mismatched tile; filter
+                    counts; the default score of the tile grid: one that varies)
     summary         the headline numbers (also sent in ReportReady.summary)
 Scores are fractions in 0..1 except grounding (0..100). Undefined values are null.
 """
