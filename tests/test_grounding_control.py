@@ -147,3 +147,24 @@ def test_default_tile_score_is_one_that_varies():
         r.metrics = {"grounding": 100.0}
     assert default_tile_score(recs) == "grounding"                   # nothing varies: the first present
     assert default_tile_score([]) is None
+
+
+def test_a_main_block_with_outliers_is_not_called_one_contiguous_block():
+    from groundsynth.metrics.claim_vocab import STRUCTURES
+    from groundsynth.metrics.claims import parse_claims
+    from groundsynth.metrics.tile_facts import TileFacts
+
+    m = np.full((64, 64), CROP, np.uint8)
+    m[:, :40] = WATER                   # the main water body ...
+    m[50:56, 56:62] = WATER             # ... and a sizeable outlier
+    f = TileFacts(m)
+    assert f.structure(WATER) == "main" and f.patch_count(WATER) == 2
+    m[50:56, 56:62] = CROP
+    assert TileFacts(m).structure(WATER) == "contiguous"
+    m[50:56, 56:62] = WATER
+    for seed in range(12):
+        for cap in CompositionCaptioner({}).caption_mask(m, seed):
+            said = dict(parse_claims(cap).structures)
+            assert said.get("Water") in (None, "main"), cap
+            assert not any(p in cap for p in STRUCTURES["contiguous"]) or said.get("Crop") == "contiguous"
+            assert score_caption(cap, m)[0] == pytest.approx(100.0), cap

@@ -12,7 +12,7 @@ not bear out (claims: groundsynth.metrics.claims; measurements: groundsynth.metr
 | "here and there" for a class concentrated where its centroid lies (enrichment >= 1.5) | 5 |
 | "no single dominant cover" while the largest class has >= 50 % and leads by >= 10 points | 20 |
 | an amount ("about a third of") outside its range (claim_vocab.AMOUNTS) | up to 15 (full at 10 points off) |
-| a structure (contiguous / few / scattered) the class does not have | 5 (neighbouring kind) or 10 |
+| a structure (contiguous / main / few / scattered) the class does not have | 5 (neighbouring kind) or 10 |
 | a count of sizeable patches off by more than max(1, 25 %) | 10 (off by less: 5) |
 | a parcel size (small / medium / large) the class does not have | 5 (neighbouring size) or 10 |
 | a linear feature ("a narrow strip of trees") the class does not have | 15 (count off: 5) |
@@ -44,7 +44,7 @@ LINEAR_PENALTY = 15.0
 SHORE_PENALTY = 20.0
 RANK_PENALTY = 10.0
 NO_DOMINANT_PENALTY = 20.0
-STRUCTURE_ORDER = ("contiguous", "few", "scattered")
+STRUCTURE_ORDER = ("contiguous", "main", "few", "scattered")
 PARCEL_ORDER = tuple(name for name, _ in PARCEL_BUCKETS)
 
 Deductions = list[tuple[float, str]]

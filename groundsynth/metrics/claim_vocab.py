@@ -92,6 +92,8 @@ AMOUNTS: tuple[tuple[str, tuple[float, float]], ...] = (
 STRUCTURES: dict[str, tuple[str, ...]] = {
     "contiguous": ("one contiguous block", "a single continuous area", "one compact unbroken area",
                    "a solid connected expanse", "one unbroken stretch"),
+    "main": ("one main block with a few outliers", "one large block plus small outliers",
+             "a single main body with minor offshoots", "one big block and some stray bits"),
     "few": ("a few separate patches", "several distinct parcels", "a handful of separate areas",
             "a few detached pieces"),
     "scattered": ("scattered patches", "many small fragments", "a scatter of small patches",

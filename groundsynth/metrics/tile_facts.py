@@ -10,8 +10,9 @@ Pure numpy + scipy.ndimage; every threshold is a module constant documented here
 - Patches: 8-connected components of one class (`scipy.ndimage.label`). A patch is *sizeable* when it
   holds at least SIZEABLE_SHARE of the tile's pixels (and at least 4 pixels): 0.2 %, i.e. 131 px or
   1.3 ha for a 256 px tile at 10 m.
-- Structure of a class: contiguous (largest patch >= 85 % of the class), few (<= 4 sizeable
-  patches holding >= 70 %), else scattered.
+- Structure of a class: contiguous (largest patch >= 85 % of the class, no other sizeable patch),
+  main (largest patch >= 85 %, other sizeable patches too: "one main block with a few outliers"),
+  few (<= 4 sizeable patches holding >= 70 %), else scattered.
 - Parcel size (classes with >= 3 sizeable patches): the median sizeable patch as a share of the
   valid pixels: small < 1 %, medium 1-4 %, large >= 4 % (at 10 m and 256 px, 1 % = 6.6 ha).
 - Linear feature: a patch of >= 30 px whose principal length (4 standard deviations along its main
@@ -170,7 +171,7 @@ class TileFacts:
             return None
         big = sizes[sizes >= self.sizeable_px]
         if sizes.max() / sizes.sum() >= 0.85:
-            return "contiguous"
+            return "contiguous" if big.size <= 1 else "main"
         if 0 < big.size <= 4 and big.sum() >= 0.7 * sizes.sum():
             return "few"
         return "scattered"

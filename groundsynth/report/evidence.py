@@ -111,9 +111,10 @@ def control_html(doc: dict) -> str:
     parts = ["<h2>Grounding with a control</h2><p>" + html.escape(gc.get("definition", "")) + ". A caption that "
              "says little scores high on every tile; only the margin shows it is about its own tile.</p>"]
     if gc.get("engine_grounding_is_self_consistency"):
-        parts.append("<p class='warn'>The ground engine re-segmented each tile into the very mask the captioner "
-                     "read: its <b>grounding</b> score is <b>self-consistency</b>, not agreement with the ground. "
-                     "Give a label raster for grounding against reference data.</p>")
+        parts.append("<p class='warn'>The ground engine's reference is the very mask the captioner read (the same "
+                     "segmenter with the same parameters): its <b>grounding</b> score is <b>self-consistency</b>, not "
+                     "agreement with the ground. Give a label raster (or reference samples) for grounding against "
+                     "reference data.</p>")
     header = ["group", "own", "mismatched", "margin", "margin p10", "mismatched ≥ 80 (%)", "tiles"]
     for prefix, label in families.items():
         s = gc.get(prefix) or {}
@@ -139,7 +140,9 @@ def diversity_html(doc: dict) -> str:
             "definition). Canonical redundancy: the same over what the captions <i>say</i> — each caption "
             "reduced to the sorted set of claims the parser reads (synonyms to their class, places, amounts, "
             "patch counts ... to their slot), so rewording cannot lower it. <i>kept</i> = the tiles the "
-            "dataset filters keep (the exported set). Reference: ARAS400k real 8.01 % exact; its text-only "
+            "dataset filters keep (the exported set); <i>mixed</i> = the tiles of more than one class (a tile of one "
+            "class, e.g. open sea, has only a handful of true things to say, so its captions repeat those of every "
+            "other such tile). Reference: ARAS400k real 8.01 % exact; its text-only "
             "LLM captions 46.45 %.</p>"
             + _rows(rows, ["tiles", "exact (%)", "canonical (%)", "captions", "distinct claim sets"]))
 

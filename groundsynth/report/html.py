@@ -121,16 +121,22 @@ def plot_composition(shift: dict) -> str | None:
 
 def plot_histograms(tiles: Sequence[dict], grounding_word: str = "grounding") -> str | None:
     panels = []
-    for key, label, rng in (("grounding", f"caption {grounding_word} (0-100)", (0, 100)),
-                            ("fidelity_miou", "mask fidelity mIoU (synthetic)", (0, 1)),
-                            ("resegment_agreement", "re-segmentation agreement", (0, 1))):
+    margin = next((f"{p}_margin" for p in ("grounding_reference", "grounding_labels", "grounding_mask",
+                                            "self_consistency") if any(f"{p}_margin" in t["metrics"] for t in tiles)),
+                  None)
+    specs = [("grounding", f"caption {grounding_word} (0-100)", (0, 100))]
+    if margin:
+        specs.append((margin, f"{margin.replace('_', ' ')} vs mismatched tile", (-100, 100)))
+    specs += [("fidelity_miou", "mask fidelity mIoU (synthetic)", (0, 1)),
+              ("resegment_agreement", "re-segmentation agreement", (0, 1))]
+    for key, label, rng in specs:
         groups = {kind: [t["metrics"][key] for t in tiles if t["kind"] == kind and t["metrics"].get(key) is not None]
                   for kind in ("real", "synthetic")}
         if any(groups.values()):
             panels.append((key, label, rng, groups))
     if not panels:
         return None
-    fig = _figure((4 * len(panels), 3), len(panels))
+    fig = _figure((3.6 * len(panels), 3), len(panels))
     for i, (_key, label, rng, groups) in enumerate(panels):
         ax = fig.add_subplot(1, len(panels), i + 1)
         bins = np.linspace(rng[0], rng[1], 21)

@@ -4,7 +4,7 @@ Each tile gets `n_captions` captions (5 by default), each with its own focus:
 1. overview: the dominant class (or a mix, "no single dominant cover") and the minor classes;
 2. layout: where each class lies (its centroid region, if the class is concentrated there:
    enrichment >= 1.2), "throughout" (>= 80 %) or "here and there";
-3. structure: whether each class is one contiguous block, a few patches or scattered;
+3. structure: whether each class is one contiguous block, one main block with outliers, a few patches or scattered;
 4. ranking: the classes in order of extent;
 5. extent: qualitative amounts ("about half of", "a sliver of"), never numbers.
 More than 5 captions cycle through the focuses with fresh wording.
@@ -198,7 +198,7 @@ class CompositionCaptioner(Captioner):
         for c in f.classes:
             noun, plural = self._noun(f, c, rng)
             kind = f.structure(c) or "scattered"
-            if kind == "contiguous":
+            if kind in ("contiguous", "main"):
                 verb = rng.choice((("forms", "form"), ("makes up", "make up"), ("occupies", "occupy"),
                                    ("is laid out as", "are laid out as")))
             else:

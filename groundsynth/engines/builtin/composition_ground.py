@@ -29,7 +29,7 @@ as the re-segmentation instead of segmenting the image again (the result is iden
 `summarise_records` (also `CompositionGrounder.summarise`) computes the set
 metrics: caption redundancy (all / real / synthetic; None for a group without
 captions), caption diversity (exact and canonical redundancy, also over the tiles the
-dataset filters keep: groundsynth.metrics.caption_diversity), the real-vs-synthetic
+dataset filters keep and over the tiles of more than one class: groundsynth.metrics.caption_diversity), the real-vs-synthetic
 composition shift (per-class mean shares, Jensen-Shannon divergence) and score
 distributions (grounding overall and by dominant class, fidelity per class).
 """
@@ -174,9 +174,11 @@ def summarise_records(records: Sequence[Any]) -> dict[str, Any]:
             by_dominant[name] = dist(group, "grounding")
     fidelity_by_class = {name: dist(synth, metric_key("fidelity_iou", name)) for name in CLASS_NAMES}
     kept = [r for r in recs if dataset_filters.is_kept(r)]
+    # tiles of more than one class: a one-class tile (open sea) has only a handful of true things to say
+    mixed = [r for r in recs if len(r.composition) == len(CLASS_NAMES) and 0 < max(r.composition) < 0.999]
+    groups = (("all", recs), ("real", real), ("synthetic", synth), ("kept", kept), ("mixed", mixed))
     return {
-        "caption_diversity": {name: caption_diversity.diversity(caps(rs))
-                              for name, rs in (("all", recs), ("real", real), ("synthetic", synth), ("kept", kept))},
+        "caption_diversity": {name: caption_diversity.diversity(caps(rs)) for name, rs in groups},
         "counts": {"tiles_real": len(real), "tiles_synthetic": len(synth),
                    "tiles_nodata": len(records) - len(recs),
                    "captions": len(caps(recs))},
