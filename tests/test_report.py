@@ -140,3 +140,11 @@ def test_report_of_a_job_without_tiles(tmp_path):
     assert summary == {"tiles_real": 0.0, "tiles_synthetic": 0.0, "tiles_nodata": 0.0}
     assert read_report(tmp_path)["tiles"] == []
     assert "No composition data" in (tmp_path / "report.html").read_text()
+
+
+def test_per_class_plot_accepts_a_mean_outside_p10_p90():
+    from groundsynth.report.html import plot_per_class
+
+    # 19 zeros and a one: mean 0.05 above p90 0.0 (matplotlib refuses negative error bars)
+    skewed = {"n": 20, "mean": 0.05, "median": 0.0, "p10": 0.0, "p90": 0.0, "min": 0.0, "max": 1.0}
+    assert plot_per_class({"Tree": skewed}, "t", "IoU").startswith("<img")

@@ -159,8 +159,9 @@ def plot_per_class(dists: dict, title: str, ylabel: str, scale: float = 1.0) -> 
     x = np.arange(len(CLASS_NAMES))       # every class on the axis; classes without data stay empty
     idx = [CLASS_NAMES.index(n) for n in names]
     means = np.array([dists[n]["mean"] for n in names]) * scale
-    lo = means - np.array([dists[n]["p10"] for n in names]) * scale
-    hi = np.array([dists[n]["p90"] for n in names]) * scale - means
+    # a skewed distribution can have its mean outside p10-p90: whiskers then start at the mean
+    lo = np.clip(means - np.array([dists[n]["p10"] for n in names]) * scale, 0, None)
+    hi = np.clip(np.array([dists[n]["p90"] for n in names]) * scale - means, 0, None)
     ax.bar(x[idx], means, 0.6, color=[hex_color(i) for i in idx], edgecolor="black", yerr=[lo, hi], capsize=4)
     top = float(np.max(means + hi)) if len(means) else 1.0
     for i, n in zip(idx, names, strict=True):
@@ -262,7 +263,9 @@ def summary_cards(summary: dict, word: str) -> str:
               "grounding_mean": (f"{word} (0-100)", 1), "fidelity_miou_mean": ("fidelity mIoU", 3),
               "self_consistency_margin_mean": ("self-consistency margin vs mismatched tile", 1),
               "grounding_mask_margin_mean": ("grounding margin vs mismatched tile (mask)", 1),
+              "grounding_labels_mean": ("grounding vs label raster (0-100)", 1),
               "grounding_labels_margin_mean": ("grounding margin vs mismatched tile (labels)", 1),
+              "grounding_reference_mean": ("grounding vs reference samples (0-100)", 1),
               "grounding_reference_margin_mean": ("grounding margin vs mismatched tile (reference)", 1),
               "redundancy_canonical": ("canonical caption redundancy", 4),
               "redundancy_canonical_kept": ("canonical redundancy (kept tiles)", 4),
