@@ -183,7 +183,7 @@ def test_trainers_read_a_real_export_of_a_neural_job(tmp_path, model_config, mon
     from groundsynth.export.dataset import export_dataset
     from groundsynth.pipeline.prepare import RunOptions, job_dir, new_job_id
     from groundsynth.pipeline.runner import run_job
-    from groundsynth.request.spec import Aoi, JobSpec, StageConfig, SynthesisOptions
+    from groundsynth.request.spec import Aoi, DatasetFilters, JobSpec, StageConfig, SynthesisOptions
     from groundsynth.service.journal import Journal
     from groundsynth.train.generator import GeneratorTrainConfig, train_generator
     from groundsynth.train.segmenter import SegmenterTrainConfig, train_segmenter
@@ -198,8 +198,10 @@ def test_trainers_read_a_real_export_of_a_neural_job(tmp_path, model_config, mon
     stages = [StageConfig("segment", "segformer"), StageConfig("synthesise", "spade"),
               StageConfig("caption", "composition"),
               StageConfig("ground", "clip", {"reference_segmenter": "segformer"})]
+    # the tiny random segformer's masks may be mostly water: dataset filters off, so every tile is synthesised
     spec = JobSpec(aoi=Aoi(bbox=raster_bbox(128)), raster_path=str(raster), tile_size=32, stages=stages,
-                   synthesis=SynthesisOptions(variants=1))
+                   synthesis=SynthesisOptions(variants=1),
+                   filters=DatasetFilters(keep_nodata=True, max_water_share=1.0, synthesise_dropped=True))
     journal = Journal(ws / "journal.sqlite")
     job = new_job_id()
     assert run_job(job, spec, ws, journal, lambda event: None, options=RunOptions(batch_size=8)) == "SUCCEEDED"
