@@ -13,9 +13,9 @@ from qgis.PyQt.QtCore import Qt
 from qgis.PyQt.QtGui import QIcon
 from qgis.PyQt.QtWidgets import QAction
 
-from . import async_call
-from .backend_process import LocalBackend
+from .connection.process import LocalBackend
 from .settings import PluginSettings
+from .tasks import async_call
 
 ICON = Path(__file__).resolve().parent / "icon.svg"
 
@@ -30,7 +30,7 @@ class GroundSynthPlugin:
         self.backend = None
 
     def initProcessing(self):  # noqa: N802  (QGIS API name)
-        from .processing_provider import GroundSynthProvider
+        from .processing.provider import GroundSynthProvider
 
         if self.provider is None:
             self.provider = GroundSynthProvider()

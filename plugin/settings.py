@@ -6,7 +6,7 @@ from pathlib import Path
 
 from qgis.core import QgsApplication, QgsSettings
 
-from .backend_process import default_python
+from .connection.process import default_python
 
 PREFIX = "groundsynth/"
 
@@ -30,7 +30,7 @@ class PluginSettings:
     fetch_artefacts: bool = False   # always download job files (FetchArtefact), even if the job dir is visible
 
     @classmethod
-    def load(cls) -> "PluginSettings":
+    def load(cls) -> PluginSettings:
         s = QgsSettings()
         out = cls()
         for f in fields(cls):

@@ -24,7 +24,7 @@ from qgis.core import (
 )
 
 from groundsynth.request import classes as palette
-from plugin.backend_api import BackendClient, state_name
+from plugin.connection.api import BackendClient, state_name
 from plugin.dock import GroundSynthDock
 from plugin.report_panel import ReportPanel
 from plugin.settings import PluginSettings
@@ -54,7 +54,7 @@ def dock(server, qgis_iface, qgis_new_project, qtbot, tmp_path):
     qgis_iface.messageBar().clear_messages()
     qtbot.waitUntil(lambda: d.capabilities is not None, timeout=10000)
     for stage, engine in TEST_ENGINES.items():
-        d.set_engine(stage, engine)
+        d.stages_panel.set_engine(stage, engine)
     yield d
     d.shutdown()
 
@@ -82,11 +82,11 @@ def critical(iface) -> list[str]:
 # ------------------------------------------------------------------ a full run
 def test_dock_runs_a_job_and_lands_styled_layers(server, dock, qgis_iface, qtbot):
     layer = add_raster(server.raster)
-    dock.raster_combo.setLayer(layer)
-    assert [dock.band_combos[r].currentBand() for r in ("red", "green", "blue", "nir")] == [1, 2, 3, 4]
-    dock.set_drawn_rectangle(wgs84_rect_inside(layer, 0.0), QgsCoordinateReferenceSystem("EPSG:4326"))
-    dock.tile_size.setValue(128)
-    dock.variants.setValue(1)
+    dock.input_panel.raster_combo.setLayer(layer)
+    assert [dock.input_panel.band_combos[r].currentBand() for r in ("red", "green", "blue", "nir")] == [1, 2, 3, 4]
+    dock.area_panel.set_drawn_rectangle(wgs84_rect_inside(layer, 0.0), QgsCoordinateReferenceSystem("EPSG:4326"))
+    dock.area_panel.tile_size.setValue(128)
+    dock.synthesis_panel.variants.setValue(1)
     with qtbot.waitSignal(dock.job_finished, timeout=60000) as finished:
         task = dock.run_job()
         assert task is not None and not dock.is_idle()
@@ -108,7 +108,7 @@ def test_dock_runs_a_job_and_lands_styled_layers(server, dock, qgis_iface, qtbot
     for kind in ("real_image", "synthetic_image_v1"):
         assert isinstance(res.layers[kind].renderer(), QgsMultiBandColorRenderer), kind
     # one stretch for the job: synthetic images use the real image's limits
-    from plugin.styling import image_limits
+    from plugin.layers.styling import image_limits
     assert image_limits(res.layers["synthetic_image_v1"]) == image_limits(res.layers["real_image"])
     tiles = res.layers["tiles"]
     assert isinstance(tiles.renderer(), QgsGraduatedSymbolRenderer)
@@ -119,25 +119,25 @@ def test_dock_runs_a_job_and_lands_styled_layers(server, dock, qgis_iface, qtbot
     assert all(f["caption_1"] and f["grounding"] is not None for f in real)
     assert "caption_1" in tiles.mapTipTemplate() and "pct_crop" in tiles.mapTipTemplate()
     # the user picks another score: the grid is re-styled by it
-    dock.score_combo.setCurrentText("fidelity_miou")
+    dock.jobs_panel.score_combo.setCurrentText("fidelity_miou")
     assert tiles.renderer().classAttribute() == "fidelity_miou"
     # the report opened in its panel
     assert dock.report_panel.path == str(Path(res.source.output_dir) / "report.html")
     text = dock.report_panel.browser.toPlainText()
     assert "GroundSynth report" in text and "Summary" in text and res.job_id in dock.report_panel.windowTitle()
     # progress bars filled, log tells the story
-    assert dock.progress["segment"].value() == dock.progress["segment"].maximum() > 0
-    assert "accepted" in dock.log_view.toPlainText()
+    assert dock.run_panel.progress["segment"].value() == dock.run_panel.progress["segment"].maximum() > 0
+    assert "accepted" in dock.run_panel.log_view.toPlainText()
 
     # reload the finished job from the backend's job list
     job_id = res.job_id
-    with qtbot.waitSignal(dock.jobs_combo.model().rowsInserted, timeout=10000):
+    with qtbot.waitSignal(dock.jobs_panel.jobs_combo.model().rowsInserted, timeout=10000):
         dock.refresh_jobs()
-    qtbot.waitUntil(lambda: dock.jobs_combo.findData(job_id) >= 0, timeout=5000)
-    dock.jobs_combo.setCurrentIndex(dock.jobs_combo.findData(job_id))
-    dock.fetch_check.setChecked(True)     # as for a backend on another machine: files come via FetchArtefact
+    qtbot.waitUntil(lambda: dock.jobs_panel.jobs_combo.findData(job_id) >= 0, timeout=5000)
+    dock.jobs_panel.jobs_combo.setCurrentIndex(dock.jobs_panel.jobs_combo.findData(job_id))
+    dock.jobs_panel.fetch_check.setChecked(True)     # as for a backend on another machine: files come via FetchArtefact
     with qtbot.waitSignal(dock.job_finished, timeout=30000) as again:
-        dock.jobs_load.click()
+        dock.jobs_panel.jobs_load.click()
     assert again.args == [job_id, "SUCCEEDED"]
     groups = [g for g in QgsProject.instance().layerTreeRoot().findGroups() if job_id in g.name()]
     assert len(groups) == 1
@@ -155,25 +155,25 @@ def test_dock_runs_a_job_and_lands_styled_layers(server, dock, qgis_iface, qtbot
 # ------------------------------------------------------------------ cancel
 def test_cancel_mid_run_cancels_the_backend_job(server, dock, qgis_iface, qtbot):
     layer = add_raster(server.raster)
-    dock.raster_combo.setLayer(layer)
-    dock.set_area_mode("extent")
+    dock.input_panel.raster_combo.setLayer(layer)
+    dock.area_panel.set_area_mode("extent")
     qgis_iface.mapCanvas().setDestinationCrs(layer.crs())
     qgis_iface.mapCanvas().setExtent(layer.extent())
-    dock.tile_size.setValue(32)                                  # 64 tiles, 8 engine batches
-    dock.set_engine("segment", "test-bright", {"sleep": "0.1"})  # ~6 s of segmenting
-    dock.set_engine("synthesise", "test-palette", enabled=False)
+    dock.area_panel.tile_size.setValue(32)                                  # 64 tiles, 8 engine batches
+    dock.stages_panel.set_engine("segment", "test-bright", {"sleep": "0.1"})  # ~6 s of segmenting
+    dock.stages_panel.set_engine("synthesise", "test-palette", enabled=False)
     tiles_seen = []
     task = dock.run_job()
     task.job_event.connect(lambda ev: tiles_seen.append(ev) if ev.WhichOneof("event") == "progress" else None)
     qtbot.waitUntil(lambda: len(tiles_seen) >= 1 and dock.job_id != "", timeout=20000)
     job_id = dock.job_id
     with qtbot.waitSignal(dock.job_finished, timeout=30000) as finished:
-        dock.cancel_button.click()
+        dock.run_panel.cancel_button.click()
     assert finished.args == [job_id, "CANCELLED"]
     with BackendClient(server.address, server.token) as c:
         assert state_name(c.get_job(job_id).state) == "CANCELLED"
-    assert dock.is_idle() and dock.state_label.text().startswith("idle")
-    assert dock.run_button.isEnabled() and not dock.cancel_button.isEnabled()
+    assert dock.is_idle() and dock.run_panel.state_label.text().startswith("idle")
+    assert dock.run_panel.run_button.isEnabled() and not dock.run_panel.cancel_button.isEnabled()
 
 
 # ------------------------------------------------------------------ errors
@@ -185,22 +185,22 @@ def free_port() -> int:
 
 def test_backend_not_running_is_reported(server, dock, qgis_iface, qtbot):
     layer = add_raster(server.raster)
-    dock.raster_combo.setLayer(layer)
-    dock.set_drawn_rectangle(layer.extent(), layer.crs())
-    dock.address.setText(f"127.0.0.1:{free_port()}")
+    dock.input_panel.raster_combo.setLayer(layer)
+    dock.area_panel.set_drawn_rectangle(layer.extent(), layer.crs())
+    dock.backend_panel.address.setText(f"127.0.0.1:{free_port()}")
     with qtbot.waitSignal(dock.job_finished, timeout=20000):
         dock.run_job()
     assert any(m.startswith("Backend not running:") for m in critical(qgis_iface)), critical(qgis_iface)
     assert dock.is_idle()
-    dock.check_health()
-    qtbot.waitUntil(lambda: dock.health == "down", timeout=5000)
+    dock.backend_panel.check_health()
+    qtbot.waitUntil(lambda: dock.backend_panel.health == "down", timeout=5000)
 
 
 def test_bad_token_is_reported(server, dock, qgis_iface, qtbot):
     layer = add_raster(server.raster)
-    dock.raster_combo.setLayer(layer)
-    dock.set_drawn_rectangle(layer.extent(), layer.crs())
-    dock.set_token("not-the-token")
+    dock.input_panel.raster_combo.setLayer(layer)
+    dock.area_panel.set_drawn_rectangle(layer.extent(), layer.crs())
+    dock.backend_panel.set_token("not-the-token")
     with qtbot.waitSignal(dock.job_finished, timeout=20000):
         dock.run_job()
     assert any(m.startswith("Bad token:") for m in critical(qgis_iface)), critical(qgis_iface)
@@ -208,14 +208,14 @@ def test_bad_token_is_reported(server, dock, qgis_iface, qtbot):
 
 def test_invalid_area_is_reported(server, dock, qgis_iface):
     layer = add_raster(server.raster)
-    dock.raster_combo.setLayer(layer)
+    dock.input_panel.raster_combo.setLayer(layer)
     e = layer.extent()
     far = QgsRectangle(e.xMaximum() + 1000, e.yMaximum() + 1000, e.xMaximum() + 2000, e.yMaximum() + 2000)
-    dock.set_drawn_rectangle(far, layer.crs())
+    dock.area_panel.set_drawn_rectangle(far, layer.crs())
     assert dock.run_job() is None
     assert any(m.startswith("Invalid area:") and "does not overlap" in m for m in critical(qgis_iface))
     qgis_iface.messageBar().clear_messages()
-    dock.set_drawn_rectangle(QgsRectangle(e.xMinimum(), e.yMinimum(), e.xMinimum(), e.yMaximum()), layer.crs())
+    dock.area_panel.set_drawn_rectangle(QgsRectangle(e.xMinimum(), e.yMinimum(), e.xMinimum(), e.yMaximum()), layer.crs())
     assert dock.run_job() is None
     assert any(m.startswith("Invalid area:") and "empty" in m for m in critical(qgis_iface))
 
@@ -223,7 +223,7 @@ def test_invalid_area_is_reported(server, dock, qgis_iface):
 def test_invalid_area_from_the_backend_is_reported(server, dock, qgis_iface, qtbot):
     """The backend's own INVALID_ARGUMENT on the aoi reaches the bar as "Invalid area" (dock checks bypassed)."""
     from plugin.job_request import JobRequest, StageChoice
-    from plugin.job_task import JobTask
+    from plugin.tasks.job_task import JobTask
 
     spec = JobRequest(raster_path=str(server.raster), band_count=4, bbox=(0, 0, 10, 10), aoi_crs="EPSG:32618",
                       tile_size=128, stages={"segment": StageChoice("test-bright")}).check().to_proto()
@@ -236,7 +236,7 @@ def test_invalid_area_from_the_backend_is_reported(server, dock, qgis_iface, qtb
 
 def test_crs_mismatch_is_reported(server, dock, qgis_iface):
     layer = add_raster(server.raster)
-    dock.raster_combo.setLayer(layer)
+    dock.input_panel.raster_combo.setLayer(layer)
     aoi = QgsVectorLayer("Polygon?field=id:integer", "aoi", "memory")
     aoi.setCrs(QgsCoordinateReferenceSystem())
     f = QgsFeature(aoi.fields())
@@ -244,17 +244,17 @@ def test_crs_mismatch_is_reported(server, dock, qgis_iface):
     aoi.dataProvider().addFeatures([f])
     QgsProject.instance().addMapLayer(aoi)
     aoi.selectAll()
-    dock.polygon_combo.setLayer(aoi)
-    dock.set_area_mode("selection")
+    dock.area_panel.polygon_combo.setLayer(aoi)
+    dock.area_panel.set_area_mode("selection")
     assert dock.run_job() is None
     assert any(m.startswith("CRS mismatch:") for m in critical(qgis_iface)), critical(qgis_iface)
 
 
 def test_band_mapping_missing_is_reported(server, dock, qgis_iface):
     layer = add_raster(server.raster)
-    dock.raster_combo.setLayer(layer)
-    dock.set_drawn_rectangle(layer.extent(), layer.crs())
-    dock.set_bands(-1, 2, 3, 4)     # red "not set"
+    dock.input_panel.raster_combo.setLayer(layer)
+    dock.area_panel.set_drawn_rectangle(layer.extent(), layer.crs())
+    dock.input_panel.set_bands(-1, 2, 3, 4)     # red "not set"
     assert dock.run_job() is None
     assert any(m.startswith("Band mapping missing:") and "red" in m for m in critical(qgis_iface))
     assert QgsApplication.taskManager().countActiveTasks() == 0
@@ -264,16 +264,16 @@ def test_remote_mode_uploads_the_raster_and_fetches_results(server, dock, qgis_i
     """A raster the backend cannot read (outside its roots): refused as is, fine once uploaded."""
     outside = sample_raster(tmp_path / "elsewhere", size=128, name="local_only.tif")
     layer = add_raster(outside)
-    dock.raster_combo.setLayer(layer)
-    dock.set_drawn_rectangle(layer.extent(), layer.crs())
-    dock.tile_size.setValue(64)
+    dock.input_panel.raster_combo.setLayer(layer)
+    dock.area_panel.set_drawn_rectangle(layer.extent(), layer.crs())
+    dock.area_panel.tile_size.setValue(64)
     for stage in ("synthesise", "caption", "ground"):
-        dock.set_engine(stage, TEST_ENGINES[stage], enabled=False)
+        dock.stages_panel.set_engine(stage, TEST_ENGINES[stage], enabled=False)
     with qtbot.waitSignal(dock.job_finished, timeout=20000):
         dock.run_job()
     assert any(m.startswith("Raster not allowed:") and "--allow-root" in m for m in critical(qgis_iface)), \
         critical(qgis_iface)
-    dock.fetch_check.setChecked(True)
+    dock.jobs_panel.fetch_check.setChecked(True)
     with qtbot.waitSignal(dock.job_finished, timeout=30000) as finished:
         dock.run_job()
     assert finished.args[1] == "SUCCEEDED", critical(qgis_iface)
@@ -289,11 +289,11 @@ def test_remote_mode_uploads_the_raster_and_fetches_results(server, dock, qgis_i
 def test_drawing_a_rectangle_sets_the_area_in_the_canvas_crs(dock, qgis_iface):
     canvas = qgis_iface.mapCanvas()
     canvas.setDestinationCrs(QgsCoordinateReferenceSystem("EPSG:3857"))
-    dock.set_area_mode("extent")
-    dock.start_drawing()
-    assert canvas.mapTool() is dock.map_tool and dock.area_mode() == "rectangle"
-    dock.map_tool.extentChanged.emit(QgsRectangle(1, 2, 3, 4))
-    area = dock.current_area()
+    dock.area_panel.set_area_mode("extent")
+    dock.area_panel.start_drawing()
+    assert canvas.mapTool() is dock.area_panel.map_tool and dock.area_panel.area_mode() == "rectangle"
+    dock.area_panel.map_tool.extentChanged.emit(QgsRectangle(1, 2, 3, 4))
+    area = dock.area_panel.current_area()
     assert area.bbox == (1, 2, 3, 4) and area.crs_text == "EPSG:3857"
     dock.shutdown()
-    assert canvas.mapTool() is not dock.map_tool
+    assert canvas.mapTool() is not dock.area_panel.map_tool

@@ -7,8 +7,9 @@ import socket
 
 from qgis.core import QgsApplication, QgsProject, QgsRasterLayer, QgsSettings
 
-from plugin import async_call, classFactory
-from plugin.backend_api import BackendClient, state_name
+from plugin import classFactory
+from plugin.connection.api import BackendClient, state_name
+from plugin.tasks import async_call
 from tests.plugin_fixtures import sample_raster
 from tests.server_fixture import start_server
 
@@ -32,6 +33,7 @@ def pid_alive(pid: int) -> bool:
 
 
 def test_plugin_starts_a_backend_and_unload_leaves_nothing_behind(qgis_iface, qgis_new_project, qtbot, tmp_path):
+    QgsSettings().remove("groundsynth")      # a failed earlier run may have saved other settings
     workspace = tmp_path / "ws"
     raster = sample_raster(workspace / "data", size=256)
     plugin = classFactory(qgis_iface)
@@ -39,32 +41,32 @@ def test_plugin_starts_a_backend_and_unload_leaves_nothing_behind(qgis_iface, qg
     try:
         assert QgsApplication.processingRegistry().providerById("groundsynth") is not None
         dock = plugin.dock
-        dock.address.setText(f"127.0.0.1:{free_port()}")
-        dock.workspace.setFilePath(str(workspace))
-        dock.extra_args.setText("--engine-module tests.server_engines --quiet")
-        dock.start_button.click()
+        dock.backend_panel.address.setText(f"127.0.0.1:{free_port()}")
+        dock.backend_panel.workspace.setFilePath(str(workspace))
+        dock.backend_panel.extra_args.setText("--engine-module tests.server_engines --quiet")
+        dock.backend_panel.start_button.click()
         assert plugin.backend.is_running()
         pid = int(plugin.backend.process.processId())
-        dock.health_timer.setInterval(300)
-        qtbot.waitUntil(lambda: dock.health == "up", timeout=40000)
+        dock.backend_panel.health_timer.setInterval(300)
+        qtbot.waitUntil(lambda: dock.backend_panel.health == "up", timeout=40000)
         qtbot.waitUntil(lambda: dock.capabilities is not None, timeout=10000)
-        assert dock.token.text() == (workspace / "token").read_text().strip()
-        assert not dock.start_button.isEnabled() and dock.stop_button.isEnabled()
+        assert dock.backend_panel.token.text() == (workspace / "token").read_text().strip()
+        assert not dock.backend_panel.start_button.isEnabled() and dock.backend_panel.stop_button.isEnabled()
 
         layer = QgsRasterLayer(str(raster), "s2", "gdal")
         QgsProject.instance().addMapLayer(layer)
-        dock.raster_combo.setLayer(layer)
-        dock.set_drawn_rectangle(layer.extent(), layer.crs())
-        dock.tile_size.setValue(32)
-        dock.set_engine("segment", "test-bright", {"sleep": "0.2"})    # 64 tiles: ~13 s
+        dock.input_panel.raster_combo.setLayer(layer)
+        dock.area_panel.set_drawn_rectangle(layer.extent(), layer.crs())
+        dock.area_panel.tile_size.setValue(32)
+        dock.stages_panel.set_engine("segment", "test-bright", {"sleep": "0.2"})    # 64 tiles: ~13 s
         for stage in ("synthesise", "caption", "ground"):
-            dock.set_engine(stage, {"synthesise": "test-palette", "caption": "test-count",
+            dock.stages_panel.set_engine(stage, {"synthesise": "test-palette", "caption": "test-count",
                                     "ground": "test-agree"}[stage], enabled=False)
         task = dock.run_job()
         assert task is not None
         qtbot.waitUntil(lambda: dock.job_id != "", timeout=20000)
         job_id = dock.job_id
-        address = dock.address.text()
+        address = dock.backend_panel.address.text()
         assert QgsApplication.taskManager().countActiveTasks() == 1
     finally:
         plugin.unload()

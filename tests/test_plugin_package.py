@@ -2,6 +2,7 @@
 generated gRPC code; importable from the zip alone (no repository on sys.path, no top-level `backend`)."""
 from __future__ import annotations
 
+import configparser
 import os
 import subprocess
 import sys
@@ -20,16 +21,16 @@ def test_zip_is_self_contained_and_importable(tmp_path):
         names = zf.namelist()
         zf.extractall(tmp_path / "plugins")
     assert {n.split("/")[0] for n in names} == {"groundsynth_plugin"}
-    for need in ("metadata.txt", "LICENSE", "__init__.py", "dock.py", "processing_provider.py", "icon.svg",
+    for need in ("metadata.txt", "LICENSE", "__init__.py", "dock.py", "processing/provider.py", "icon.svg",
                  "connection/_generated/groundsynth_pb2.py", "connection/_generated/groundsynth_pb2_grpc.py"):
         assert f"groundsynth_plugin/{need}" in names, need
     assert not any("__pycache__" in n for n in names)
     code = (
-        "import importlib.util, sys, groundsynth_plugin, groundsynth_plugin.backend_api as api\n"
+        "import importlib.util, sys, groundsynth_plugin, groundsynth_plugin.connection.api as api\n"
         "assert importlib.util.find_spec('backend') is None, 'a top-level backend module is importable'\n"
         "assert 'groundsynth_plugin' in api.pb.__name__, api.pb.__name__\n"
         "assert api.pb.JobSpec(tile_size=64).tile_size == 64\n"
-        "import groundsynth_plugin.processing_algorithms as algs\n"
+        "import groundsynth_plugin.processing.algorithms as algs\n"
         "print(len(algs.ALGORITHMS), callable(groundsynth_plugin.classFactory))\n"
     )
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
@@ -46,3 +47,35 @@ def test_link_points_a_profile_at_the_built_plugin(tmp_path):
     assert target.is_symlink() and (target / "metadata.txt").exists()
     # linking again replaces the link
     assert package_plugin.link(folder, tmp_path / "profile" / "python" / "plugins") == target
+
+
+def test_metadata_has_the_required_fields():
+    cp = configparser.ConfigParser()
+    cp.read(ROOT / "metadata.txt")
+    g = cp["general"]
+    for key in ("name", "qgisMinimumVersion", "description", "about", "version", "author", "email", "repository"):
+        assert g.get(key), key
+    assert g["qgisMinimumVersion"] == "3.22" and g["hasProcessingProvider"] == "yes"
+    assert (ROOT / "plugin" / g["icon"]).exists()
+
+
+def test_provider_lists_a_full_job_and_each_stage(qgis_processing):
+    from qgis.core import QgsApplication
+
+    from plugin.processing.provider import GroundSynthProvider
+
+    provider = GroundSynthProvider()
+    assert QgsApplication.processingRegistry().addProvider(provider)
+    try:
+        ids = sorted(a.id() for a in provider.algorithms())
+        assert ids == ["groundsynth:caption", "groundsynth:ground", "groundsynth:runjob", "groundsynth:segment",
+                       "groundsynth:synthesise"]
+        alg = QgsApplication.processingRegistry().algorithmById("groundsynth:segment")
+        names = {p.name() for p in alg.parameterDefinitions()}
+        assert {"INPUT", "EXTENT", "AOI_LAYER", "RED", "NIR", "ADDRESS", "TOKEN_FILE"} <= names
+        assert "VARIANTS" not in names
+        full = QgsApplication.processingRegistry().algorithmById("groundsynth:runjob")
+        assert {"VARIANTS", "MASK_STRATEGY", "BOOST"} <= {p.name() for p in full.parameterDefinitions()}
+        assert {o.name() for o in full.outputDefinitions()} >= {"OUTPUT_DIR", "TILES", "MASK", "REPORT", "JOB_ID"}
+    finally:
+        QgsApplication.processingRegistry().removeProvider(provider)

@@ -23,7 +23,7 @@ def server(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def provider(qgis_processing):
-    from plugin.processing_provider import GroundSynthProvider
+    from plugin.processing.provider import GroundSynthProvider
 
     p = GroundSynthProvider()
     QgsApplication.processingRegistry().addProvider(p)
@@ -81,9 +81,14 @@ def test_processing_reports_a_bad_token(server, provider, tmp_path):
 def test_algorithm_runs_inside_a_processing_model(server, provider, tmp_path):
     """The graphical modeller's engine: a model with a GroundSynth child, run through processing.run."""
     import processing
-    from qgis.core import (QgsProcessingModelAlgorithm, QgsProcessingModelChildAlgorithm,
-                           QgsProcessingModelChildParameterSource, QgsProcessingModelOutput,
-                           QgsProcessingModelParameter, QgsProcessingParameterRasterLayer)
+    from qgis.core import (
+        QgsProcessingModelAlgorithm,
+        QgsProcessingModelChildAlgorithm,
+        QgsProcessingModelChildParameterSource,
+        QgsProcessingModelOutput,
+        QgsProcessingModelParameter,
+        QgsProcessingParameterRasterLayer,
+    )
 
     alg = QgsApplication.processingRegistry().algorithmById("groundsynth:segment")
     assert alg.flags() & alg.FlagSupportsBatch and not alg.flags() & alg.FlagHideFromModeler

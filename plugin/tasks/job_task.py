@@ -15,8 +15,8 @@ import grpc
 from qgis.core import QgsTask
 from qgis.PyQt.QtCore import pyqtSignal
 
-from .backend_api import pb, state_name
-from .errors import user_message
+from ..connection.api import pb, state_name
+from ..errors import user_message
 
 
 class JobTask(QgsTask):

@@ -41,12 +41,12 @@ from qgis.core import (
     QgsProcessingParameterString,
 )
 
-from .area import crs_text
-from .backend_api import BackendClient, read_token, state_name
-from .errors import PluginError, user_message
-from .job_request import JobRequest, StageChoice, parse_engines, parse_params, parse_targets
-from .results import ArtefactSource
-from .settings import PluginSettings
+from ..area import crs_text
+from ..connection.api import BackendClient, read_token, state_name
+from ..errors import PluginError, user_message
+from ..job_request import JobRequest, StageChoice, parse_engines, parse_params, parse_targets
+from ..layers.results import ArtefactSource
+from ..settings import PluginSettings
 
 MASK_STRATEGIES = ("real", "boost", "layout")
 
@@ -228,32 +228,7 @@ class GroundSynthAlgorithm(QgsProcessingAlgorithm):
                 spec.upload_id = client.upload_raster(request.raster_path)
             call = client.submit(spec)
             for ev in call:
-                which = ev.WhichOneof("event")
-                if which == "accepted":
-                    state.update(job_id=ev.accepted.job_id, output_dir=ev.accepted.output_dir,
-                                 tiles=ev.accepted.tile_count)
-                    feedback.pushInfo(f"job {ev.accepted.job_id}: {ev.accepted.tile_count} tile(s) in "
-                                      f"{ev.accepted.output_dir}")
-                    if feedback.isCanceled():
-                        send_cancel()
-                elif which == "progress":
-                    p = ev.progress
-                    feedback.setProgressText(f"{p.stage} {p.done}/{p.total}")
-                    if p.total:
-                        feedback.setProgress(100.0 * p.done / p.total)
-                elif which == "layer":
-                    state["layers"][ev.layer.layer] = ev.layer.path
-                elif which == "report":
-                    state["report"] = ev.report.html_path
-                elif which == "failed":
-                    if ev.failed.tile_id:
-                        feedback.reportError(f"tile {ev.failed.tile_id}: {ev.failed.message}")
-                    else:
-                        state["final"] = "FAILED"
-                        raise QgsProcessingException(f"Job failed: {ev.failed.message}")
-                elif which == "done":
-                    state["final"] = state_name(ev.done.state)
-                    state["output_dir"] = ev.done.output_dir or state["output_dir"]
+                _on_event(ev, state, feedback)
                 if feedback.isCanceled():
                     send_cancel()
         except grpc.RpcError as exc:
@@ -266,16 +241,8 @@ class GroundSynthAlgorithm(QgsProcessingAlgorithm):
                 pass
         try:
             cache = self.parameterAsFile(parameters, self.CACHE_DIR, context) or PluginSettings.load().cache_dir
-            source = ArtefactSource(state["job_id"], state["output_dir"], client=client, cache_dir=cache,
-                                    force_fetch=remote)
-            out = {self.JOB_ID: state["job_id"], self.STATE_OUT: state["final"], "TILE_COUNT": state["tiles"],
-                   self.OUTPUT_DIR: str(source.folder)}
-            if "tiles" in state["layers"]:
-                out[self.TILES] = f"{source.path(state['layers']['tiles'])}|layername=tiles"
-            if "real_mask" in state["layers"]:
-                out[self.MASK] = str(source.path(state["layers"]["real_mask"]))
-            if state["report"]:
-                out[self.REPORT] = str(source.path(state["report"]))
+            out = self._outputs(state, ArtefactSource(state["job_id"], state["output_dir"], client=client,
+                                                      cache_dir=cache, force_fetch=remote))
         except grpc.RpcError as exc:
             title, text = user_message(exc, client.address)
             raise QgsProcessingException(f"{title}: {text}") from None
@@ -283,6 +250,44 @@ class GroundSynthAlgorithm(QgsProcessingAlgorithm):
             client.close()
         feedback.pushInfo(f"job {state['job_id']} ended {state['final'] or 'without a final state'}")
         return out
+
+    def _outputs(self, state: dict, source: ArtefactSource) -> dict:
+        """The algorithm's outputs; job files of a remote backend are fetched into the cache."""
+        out = {self.JOB_ID: state["job_id"], self.STATE_OUT: state["final"], "TILE_COUNT": state["tiles"],
+               self.OUTPUT_DIR: str(source.folder)}
+        if "tiles" in state["layers"]:
+            out[self.TILES] = f"{source.path(state['layers']['tiles'])}|layername=tiles"
+        if "real_mask" in state["layers"]:
+            out[self.MASK] = str(source.path(state["layers"]["real_mask"]))
+        if state["report"]:
+            out[self.REPORT] = str(source.path(state["report"]))
+        return out
+
+
+def _on_event(ev, state: dict, feedback) -> None:
+    """Record one JobEvent in `state` and report it to the Processing feedback."""
+    which = ev.WhichOneof("event")
+    if which == "accepted":
+        state.update(job_id=ev.accepted.job_id, output_dir=ev.accepted.output_dir, tiles=ev.accepted.tile_count)
+        feedback.pushInfo(f"job {ev.accepted.job_id}: {ev.accepted.tile_count} tile(s) in {ev.accepted.output_dir}")
+    elif which == "progress":
+        p = ev.progress
+        feedback.setProgressText(f"{p.stage} {p.done}/{p.total}")
+        if p.total:
+            feedback.setProgress(100.0 * p.done / p.total)
+    elif which == "layer":
+        state["layers"][ev.layer.layer] = ev.layer.path
+    elif which == "report":
+        state["report"] = ev.report.html_path
+    elif which == "failed":
+        if ev.failed.tile_id:
+            feedback.reportError(f"tile {ev.failed.tile_id}: {ev.failed.message}")
+        else:
+            state["final"] = "FAILED"
+            raise QgsProcessingException(f"Job failed: {ev.failed.message}")
+    elif which == "done":
+        state["final"] = state_name(ev.done.state)
+        state["output_dir"] = ev.done.output_dir or state["output_dir"]
 
 
 class SegmentAlgorithm(GroundSynthAlgorithm):
