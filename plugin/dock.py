@@ -5,6 +5,10 @@ synthesis, run, jobs (results). Each has `load(capabilities)` and
 `fill(request)`; the dock gathers a JobRequest from them, runs it in a JobTask
 and puts the results on the map (plugin/layers).
 
+Layout: four tabs (Backend; Input and area; Engines; Results), each scrolling on
+its own, above the Run section, which never scrolls: Run, progress and log stay
+in view at any dock height. The dock is never narrower than its widest section.
+
 Nothing here blocks: RPCs run in threads (AsyncCall) or in the JobTask; their
 results arrive as queued Qt signals on the main thread.
 """
@@ -15,17 +19,21 @@ from pathlib import Path
 from qgis.core import Qgis, QgsApplication
 from qgis.gui import QgsDockWidget
 from qgis.PyQt.QtCore import pyqtSignal
-from qgis.PyQt.QtWidgets import QScrollArea, QVBoxLayout, QWidget
+from qgis.PyQt.QtWidgets import QApplication, QFrame, QScrollArea, QSizePolicy, QTabWidget, QVBoxLayout, QWidget
 
+from . import messages
+from .connection import environment
 from .connection.api import BackendClient, state_name
 from .connection.process import LocalBackend
+from .diagnostics import diagnostics_text
+from .dock_actions import DockActions
 from .errors import PluginError, user_message
 from .job_request import JobRequest
 from .layers import styling
 from .layers.results import ArtefactSource, JobResults
 from .panels.area import AreaPanel
 from .panels.backend import BackendPanel
-from .panels.input import InputPanel
+from .panels.input import InputPanel, is_file_layer, layer_file
 from .panels.jobs import JobsPanel
 from .panels.run import RunPanel
 from .panels.stages import StagesPanel
@@ -34,8 +42,11 @@ from .settings import PluginSettings
 from .tasks.async_call import call_async
 from .tasks.job_task import JobTask
 
+TABS = (("Backend", ("backend_panel",)), ("Input and area", ("input_panel", "area_panel")),
+        ("Engines", ("stages_panel", "synthesis_panel")), ("Results", ("jobs_panel",)))
 
-class GroundSynthDock(QgsDockWidget):
+
+class GroundSynthDock(DockActions, QgsDockWidget):
     job_finished = pyqtSignal(str, str)     # job_id, final state
     capabilities_loaded = pyqtSignal()
 
@@ -53,13 +64,15 @@ class GroundSynthDock(QgsDockWidget):
         self.results: JobResults | None = None
         self.all_results: list[JobResults] = []
         self.job_id = ""
+        self.last_error = ""
+        self.render_task = None
         self._build()
         self._set_running(False)
         self.backend_panel.start_polling()
 
     # ================================================================ wiring
     def _build(self) -> None:
-        self.backend_panel = BackendPanel(self.settings, self.backend)
+        self.backend_panel = BackendPanel(self.settings, self.backend, self.allowed_roots)
         self.input_panel = InputPanel()
         self.area_panel = AreaPanel(self.canvas, self.input_panel.layer, self.settings.tile_size)
         self.stages_panel = StagesPanel()
@@ -69,34 +82,79 @@ class GroundSynthDock(QgsDockWidget):
         # in the order a request is filled: synthesis reads the stages the Stages panel chose
         self.panels = (self.backend_panel, self.input_panel, self.area_panel, self.stages_panel,
                        self.synthesis_panel, self.run_panel, self.jobs_panel)
-        scroll = QScrollArea(self)
-        scroll.setWidgetResizable(True)
-        body = QWidget(scroll)
-        layout = QVBoxLayout(body)
         for panel in self.panels:
-            layout.addWidget(panel)
             panel.log.connect(self.log)
             panel.notify.connect(self.message)
+        self.tabs = QTabWidget()
+        self.tabs.setObjectName("groundsynth_tabs")
+        for title, names in TABS:
+            self.tabs.addTab(self._scrolled([getattr(self, n) for n in names]), title)
+        body = QWidget(self)
+        layout = QVBoxLayout(body)
+        layout.setContentsMargins(4, 4, 4, 4)
+        layout.addWidget(self.tabs, 1)
+        self.run_panel.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Maximum)
+        layout.addWidget(self.run_panel)
+        self.setWidget(body)
+        width = max(self.tabs.widget(i).widget().minimumSizeHint().width() for i in range(self.tabs.count()))
+        self.setMinimumWidth(min(width + 40, 560))
+        start_tab = 0 if self.settings.backend_mode == "managed" and not environment.is_set_up() else 1
+        self.tabs.setCurrentIndex(start_tab)
+        self._connect()
+
+    def _scrolled(self, panels) -> QScrollArea:
+        scroll = QScrollArea()
+        scroll.setWidgetResizable(True)
+        scroll.setFrameShape(QFrame.Shape.NoFrame)
+        inner = QWidget()
+        layout = QVBoxLayout(inner)
+        for panel in panels:
+            layout.addWidget(panel)
         layout.addStretch(1)
-        scroll.setWidget(body)
-        self.setWidget(scroll)
+        scroll.setWidget(inner)
+        return scroll
+
+    def _connect(self) -> None:
         self.backend_panel.came_up.connect(self._backend_came_up)
         self.backend_panel.capabilities_requested.connect(self.load_capabilities)
+        self.input_panel.raster_combo.layerChanged.connect(lambda _l: self.backend_panel.refresh_roots())
+        self.input_panel.label_combo.layerChanged.connect(lambda _l: self.backend_panel.refresh_roots())
         self.run_panel.run_requested.connect(self.run_job)
         self.run_panel.cancel_requested.connect(self.cancel_job)
         self.jobs_panel.score_changed.connect(self._score_changed)
         self.jobs_panel.refresh_requested.connect(self.refresh_jobs)
         self.jobs_panel.reload_requested.connect(self.reload_job)
+        self.jobs_panel.tile_filter_changed.connect(self._tile_filter_changed)
+        self.jobs_panel.export_requested.connect(self.export_job)
+        self.jobs_panel.diagnostics_requested.connect(self.copy_diagnostics)
+
+    def allowed_roots(self) -> list[str]:
+        """Folders of the chosen raster and label files: a backend started here may read them."""
+        if not hasattr(self, "jobs_panel"):         # still building
+            return []
+        roots = []
+        for layer in (self.input_panel.layer(), self.input_panel.label_combo.currentLayer()):
+            path = layer_file(layer) if is_file_layer(layer) else ""
+            if path:
+                roots.append(str(Path(path).resolve().parent))
+        return list(dict.fromkeys(roots))
+
+    def copy_diagnostics(self) -> str:
+        text = diagnostics_text(self)
+        QApplication.clipboard().setText(text)
+        self.message("GroundSynth", "diagnostics copied to the clipboard", Qgis.MessageLevel.Info, 3)
+        return text
 
     def canvas(self):
         return self.iface.mapCanvas() if self.iface is not None else None
 
     # ================================================================ messages
     def message(self, title: str, text: str, level=Qgis.MessageLevel.Critical, duration: int = 10) -> None:
-        self.log(f"{title}: {text}")
-        bar = self.iface.messageBar() if self.iface is not None else None
-        if bar is not None:
-            bar.pushMessage(title, text, level, duration)
+        """The message bar (first line, "Details" for the rest), the dock's log and QgsMessageLog."""
+        self.run_panel.append_log(f"{title}: {text}")
+        if level == Qgis.MessageLevel.Critical:
+            self.last_error = f"{title}: {text}"
+        messages.push(self.iface.messageBar() if self.iface is not None else None, title, text, level, duration)
 
     def show_error(self, exc: BaseException) -> None:
         title, text = user_message(exc, self.backend_panel.address.text().strip())
@@ -104,6 +162,7 @@ class GroundSynthDock(QgsDockWidget):
 
     def log(self, text: str) -> None:
         self.run_panel.append_log(text)
+        messages.log(text)
 
     # ================================================================ backend, capabilities
     def client(self) -> BackendClient:
@@ -138,16 +197,23 @@ class GroundSynthDock(QgsDockWidget):
             panel.fill(request)
         return request.check()
 
-    def run_job(self) -> JobTask | None:
-        if self.task is not None:
+    def run_job(self, request: JobRequest | None = None) -> JobTask | None:
+        """Check the request and submit it; a layer that is not a file is first written to a GeoTIFF
+        (then this returns None and the job starts when the file is written: see `render_task`)."""
+        if self.task is not None or self.render_task is not None:
             self.message("GroundSynth", "a job is already running", Qgis.MessageLevel.Warning)
             return None
         try:
-            request = self.build_request()
+            if request is None and self.input_panel.needs_render():
+                self.render_input()
+                return None
+            request = request or self.build_request()
+            self.check_allowed(request)
             spec = request.to_proto()
         except PluginError as exc:
             self.show_error(exc)
             return None
+        self.jobs_panel.set_variants(request.variants)
         self.run_panel.reset_progress()
         client = self.client()
         upload = request.raster_path if self.jobs_panel.remote() else ""
@@ -238,6 +304,7 @@ class GroundSynthDock(QgsDockWidget):
         self.results = JobResults(job_id, source, classes, self.jobs_panel.score_combo.currentText(),
                                   title=f"{name} {job_id}".strip() if name else job_id, parent=self)
         self.results.report_ready.connect(self._show_report)
+        self.results.set_tile_filter(*(self.jobs_panel.tile_filter.currentData() or ("", 0)))
         self.all_results.append(self.results)
 
     def _task_ended(self, task: JobTask) -> None:
@@ -277,6 +344,10 @@ class GroundSynthDock(QgsDockWidget):
             return
         self.jobs_panel.set_score_choices(styling.score_fields(self.results.layers["tiles"], self.results.classes))
 
+    def _tile_filter_changed(self, kind: str, variant: int) -> None:
+        if self.results is not None:
+            self.results.set_tile_filter(kind, variant)
+
     def _score_changed(self, score: str) -> None:
         if score and self.results is not None:
             self.results.set_score(score)
@@ -296,6 +367,9 @@ class GroundSynthDock(QgsDockWidget):
     def shutdown(self, timeout_ms: int = 10000) -> None:
         """Stop polling, end the running task (cancelling its job) and join it."""
         self.backend_panel.shutdown()
+        if self.render_task is not None:
+            self.render_task.cancel()
+            self.render_task.waitForFinished(timeout_ms)
         task = self.task
         if task is not None:
             task.cancel_now()

@@ -28,7 +28,7 @@ from plugin.connection.api import BackendClient, state_name
 from plugin.dock import GroundSynthDock
 from plugin.report_panel import ReportPanel
 from plugin.settings import PluginSettings
-from tests.plugin_fixtures import sample_raster
+from tests.plugin_fixtures import bar_messages, clear_bar, sample_raster
 from tests.server_fixture import start_server
 
 TEST_ENGINES = {"segment": "test-bright", "synthesise": "test-palette", "caption": "test-count",
@@ -51,7 +51,7 @@ def dock(server, qgis_iface, qgis_new_project, qtbot, tmp_path):
     d = GroundSynthDock(qgis_iface, settings=settings, report_panel=ReportPanel())
     qtbot.addWidget(d)
     qtbot.addWidget(d.report_panel)
-    qgis_iface.messageBar().clear_messages()
+    clear_bar(qgis_iface)
     qtbot.waitUntil(lambda: d.capabilities is not None, timeout=10000)
     for stage, engine in TEST_ENGINES.items():
         d.stages_panel.set_engine(stage, engine)
@@ -76,7 +76,7 @@ def wgs84_rect_inside(layer: QgsRasterLayer, shrink: float = 0.1) -> QgsRectangl
 
 
 def critical(iface) -> list[str]:
-    return iface.messageBar().get_messages(Qgis.Critical)
+    return bar_messages(iface, Qgis.MessageLevel.Critical)
 
 
 # ------------------------------------------------------------------ a full run
@@ -214,7 +214,7 @@ def test_invalid_area_is_reported(server, dock, qgis_iface):
     dock.area_panel.set_drawn_rectangle(far, layer.crs())
     assert dock.run_job() is None
     assert any(m.startswith("Invalid area:") and "does not overlap" in m for m in critical(qgis_iface))
-    qgis_iface.messageBar().clear_messages()
+    clear_bar(qgis_iface)
     dock.area_panel.set_drawn_rectangle(QgsRectangle(e.xMinimum(), e.yMinimum(), e.xMinimum(), e.yMaximum()), layer.crs())
     assert dock.run_job() is None
     assert any(m.startswith("Invalid area:") and "empty" in m for m in critical(qgis_iface))

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import socket
+import sys
+from pathlib import Path
 
 from qgis.core import QgsApplication, QgsProject, QgsRasterLayer, QgsSettings
 
@@ -12,6 +14,8 @@ from plugin.connection.api import BackendClient, state_name
 from plugin.tasks import async_call
 from tests.plugin_fixtures import sample_raster
 from tests.server_fixture import start_server
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def free_port() -> int:
@@ -32,7 +36,8 @@ def pid_alive(pid: int) -> bool:
         return False
 
 
-def test_plugin_starts_a_backend_and_unload_leaves_nothing_behind(qgis_iface, qgis_new_project, qtbot, tmp_path):
+def test_plugin_starts_a_backend_and_unload_leaves_nothing_behind(qgis_iface, qgis_new_project, qtbot, tmp_path,
+                                                                  monkeypatch):
     QgsSettings().remove("groundsynth")      # a failed earlier run may have saved other settings
     workspace = tmp_path / "ws"
     raster = sample_raster(workspace / "data", size=256)
@@ -43,6 +48,11 @@ def test_plugin_starts_a_backend_and_unload_leaves_nothing_behind(qgis_iface, qg
         dock = plugin.dock
         dock.backend_panel.address.setText(f"127.0.0.1:{free_port()}")
         dock.backend_panel.workspace.setFilePath(str(workspace))
+        # an existing Python that has the backend (the managed environment: test_plugin_zip_install.py);
+        # the test engines come from this checkout
+        dock.backend_panel.mode.setCurrentIndex(dock.backend_panel.mode.findData("python"))
+        dock.backend_panel.python.setText(sys.executable)
+        monkeypatch.setenv("PYTHONPATH", str(ROOT))
         dock.backend_panel.extra_args.setText("--engine-module tests.server_engines --quiet")
         dock.backend_panel.start_button.click()
         assert plugin.backend.is_running()

@@ -102,6 +102,7 @@ class JobResults(QObject):
         self.added: list[str] = []            # layer kinds in the order they arrived
         self.live: QgsVectorLayer | None = None
         self.report_path: str = ""
+        self.tile_filter = ""                  # a subset expression on the tile layers ("" = all tiles)
 
     # ------------------------------------------------------------ events
     def handle(self, ev) -> None:
@@ -151,6 +152,7 @@ class JobResults(QObject):
             if not layer.isValid():
                 raise RuntimeError(f"cannot open the tile grid {path}")
             styling.style_tiles(layer, self.score, self.classes)
+            layer.setSubsetString(self.tile_filter)
             if self.live is not None:
                 self._remove(self.live)
                 self.layers.pop(LIVE_TILES, None)
@@ -169,6 +171,20 @@ class JobResults(QObject):
         self._insert(kind, layer)
         self.layer_added.emit(kind)
         return layer
+
+    def set_tile_filter(self, kind: str = "", variant: int = 0) -> str:
+        """Show only tiles of `kind` ("real", "synthetic"; "" = all) and, for synthetic, `variant` (0 = all):
+        synthetic tiles lie exactly over their real tile, so identify and map tips reach them this way."""
+        parts = [f"\"kind\" = '{kind}'"] if kind else []
+        if kind == "synthetic" and variant:
+            parts.append(f"\"variant\" = {int(variant)}")
+        self.tile_filter = " AND ".join(parts)
+        for name in ("tiles", LIVE_TILES):
+            layer = self.layers.get(name)
+            if layer is not None:
+                layer.setSubsetString(self.tile_filter)
+                layer.triggerRepaint()
+        return self.tile_filter
 
     def set_score(self, score: str) -> None:
         """Re-style the tile layers by another score."""
@@ -192,6 +208,7 @@ class JobResults(QObject):
         layer.dataProvider().addAttributes(fields)
         layer.updateFields()
         self.live = layer
+        layer.setSubsetString(self.tile_filter)
         self._insert(LIVE_TILES, layer)
         return layer
 

@@ -1,15 +1,55 @@
 """Area section: a drawn rectangle, the map extent or selected polygons; and the tile size."""
 from __future__ import annotations
 
-from qgis.core import QgsCoordinateReferenceSystem, QgsMapLayerProxyModel, QgsRectangle
+from qgis.core import (
+    QgsCoordinateReferenceSystem,
+    QgsDistanceArea,
+    QgsMapLayerProxyModel,
+    QgsPointXY,
+    QgsProject,
+    QgsRectangle,
+    QgsUnitTypes,
+)
 from qgis.gui import QgsMapLayerComboBox, QgsMapToolExtent
-from qgis.PyQt.QtWidgets import QButtonGroup, QFormLayout, QHBoxLayout, QLabel, QPushButton, QRadioButton, QSpinBox
+from qgis.PyQt.QtWidgets import (
+    QButtonGroup,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QRadioButton,
+    QSpinBox,
+    QVBoxLayout,
+)
 
 from .. import area as area_mod
 from .base import Panel
 
 AREA_MODES = ("rectangle", "extent", "selection")
 AREA_LABELS = ("Drawn rectangle", "Map extent", "Selected polygons")
+
+
+def _length(metres: float) -> str:
+    return f"{metres / 1000:.2f} km" if metres >= 1000 else f"{metres:.0f} m"
+
+
+def rectangle_label(rect: QgsRectangle, crs: QgsCoordinateReferenceSystem) -> str:
+    """'2.56 km x 1.20 km (EPSG:32618)'; in a geographic CRS the size in degrees and, on the ellipsoid, metres."""
+    name = crs.authid() or "custom CRS"
+    if not crs.isGeographic():
+        factor = QgsUnitTypes.fromUnitToUnitFactor(crs.mapUnits(), QgsUnitTypes.DistanceUnit.DistanceMeters)
+        if crs.mapUnits() == QgsUnitTypes.DistanceUnit.DistanceUnknownUnit:
+            return f"{rect.width():.4g} x {rect.height():.4g} map units ({name})"
+        return f"{_length(rect.width() * factor)} x {_length(rect.height() * factor)} ({name})"
+    da = QgsDistanceArea()
+    da.setSourceCrs(crs, QgsProject.instance().transformContext())
+    da.setEllipsoid(crs.ellipsoidAcronym() or "EPSG:7030")
+    mid_y = (rect.yMinimum() + rect.yMaximum()) / 2
+    mid_x = (rect.xMinimum() + rect.xMaximum()) / 2
+    width = da.measureLine(QgsPointXY(rect.xMinimum(), mid_y), QgsPointXY(rect.xMaximum(), mid_y))
+    height = da.measureLine(QgsPointXY(mid_x, rect.yMinimum()), QgsPointXY(mid_x, rect.yMaximum()))
+    return (f"{rect.width():.4f}\u00b0 x {rect.height():.4f}\u00b0 = about {_length(width)} x {_length(height)} "
+            f"({name})")
 
 
 class AreaPanel(Panel):
@@ -24,7 +64,7 @@ class AreaPanel(Panel):
         form = QFormLayout(self)
         self.area_buttons: dict[str, QRadioButton] = {}
         group = QButtonGroup(self)
-        row = QHBoxLayout()
+        row = QVBoxLayout()
         for mode, label in zip(AREA_MODES, AREA_LABELS, strict=True):
             rb = QRadioButton(label)
             group.addButton(rb)
@@ -36,6 +76,8 @@ class AreaPanel(Panel):
         self.draw_button = QPushButton("Draw rectangle")
         self.draw_button.clicked.connect(self.start_drawing)
         self.drawn_label = QLabel("no rectangle drawn")
+        self.drawn_label.setObjectName("drawn_label")
+        self.drawn_label.setWordWrap(True)
         draw_row.addWidget(self.draw_button)
         draw_row.addWidget(self.drawn_label, 1)
         form.addRow(draw_row)
@@ -71,7 +113,7 @@ class AreaPanel(Panel):
     def set_drawn_rectangle(self, rect: QgsRectangle, crs: QgsCoordinateReferenceSystem) -> None:
         self.drawn_rect = QgsRectangle(rect)
         self.drawn_crs = crs
-        self.drawn_label.setText(f"{rect.width():.0f} x {rect.height():.0f} ({crs.authid() or 'custom CRS'})")
+        self.drawn_label.setText(rectangle_label(rect, crs))
         self.set_area_mode("rectangle")
 
     def current_area(self) -> area_mod.Area:

@@ -1,4 +1,6 @@
-"""Results section: the score that colours the tile grid, the backend's job list (reload) and remote mode."""
+"""Results section: the score that colours the tile grid, which tiles the grid shows (real, synthetic,
+one variant: synthetic tiles lie exactly over their real tile), the backend's job list (reload),
+remote mode, export of the job as a training set and "Copy diagnostics"."""
 from __future__ import annotations
 
 import time
@@ -14,6 +16,9 @@ class JobsPanel(Panel):
     score_changed = pyqtSignal(str)
     refresh_requested = pyqtSignal()
     reload_requested = pyqtSignal(str)      # job id
+    tile_filter_changed = pyqtSignal(str, int)      # kind ("" = all), variant (0 = any)
+    export_requested = pyqtSignal()
+    diagnostics_requested = pyqtSignal()
 
     def __init__(self, settings, parent=None):
         super().__init__("Results", parent)
@@ -24,6 +29,11 @@ class JobsPanel(Panel):
         self.score_combo.setCurrentText(settings.score)
         self.score_combo.currentTextChanged.connect(self.score_changed)
         form.addRow("Colour tiles by", self.score_combo)
+        self.tile_filter = QComboBox()
+        self.tile_filter.setObjectName("tile_filter")
+        self.set_variants(0)
+        self.tile_filter.currentIndexChanged.connect(self._filter_changed)
+        form.addRow("Show tiles", self.tile_filter)
         row = QHBoxLayout()
         self.jobs_combo = QComboBox()
         self.jobs_refresh = QPushButton("Refresh")
@@ -39,6 +49,20 @@ class JobsPanel(Panel):
         self.fetch_check.setToolTip("send the raster with UploadRaster, and fetch layers and the report with "
                                     "FetchArtefact into the cache folder instead of sharing paths")
         form.addRow(self.fetch_check)
+        row2 = QHBoxLayout()
+        self.export_button = QPushButton("Export training set...")
+        self.export_button.setObjectName("export")
+        self.export_button.setToolTip("write the current job's tiles as a training set (PNG + CSV + GeoTIFF) "
+                                      "with `groundsynth export`")
+        self.export_button.clicked.connect(self.export_requested)
+        self.diagnostics_button = QPushButton("Copy diagnostics")
+        self.diagnostics_button.setObjectName("diagnostics")
+        self.diagnostics_button.setToolTip("versions, backend address and health, capabilities and the last error, "
+                                           "copied to the clipboard for a bug report")
+        self.diagnostics_button.clicked.connect(self.diagnostics_requested)
+        row2.addWidget(self.export_button)
+        row2.addWidget(self.diagnostics_button)
+        form.addRow(row2)
 
     def fill_jobs(self, jobs) -> None:
         self.jobs_combo.clear()
@@ -53,6 +77,31 @@ class JobsPanel(Panel):
         self.score_combo.addItems(fields)
         self.score_combo.setCurrentText(current if current in fields else (fields[0] if fields else current))
         self.score_combo.blockSignals(False)
+
+    def set_variants(self, variants: int) -> None:
+        """Offer all / real / synthetic / each variant (kind, variant) as tile filters."""
+        current = self.tile_filter.currentData()
+        self.tile_filter.blockSignals(True)
+        self.tile_filter.clear()
+        self.tile_filter.addItem("all tiles", ("", 0))
+        self.tile_filter.addItem("real tiles", ("real", 0))
+        if variants:
+            self.tile_filter.addItem("synthetic tiles (all variants)", ("synthetic", 0))
+        for v in range(1, variants + 1 if variants > 1 else 0):
+            self.tile_filter.addItem(f"synthetic variant {v}", ("synthetic", v))
+        index = self.tile_filter.findData(current) if current is not None else 0
+        self.tile_filter.setCurrentIndex(max(index, 0))
+        self.tile_filter.blockSignals(False)
+
+    def set_tile_filter(self, kind: str, variant: int = 0) -> None:
+        index = self.tile_filter.findData((kind, variant))
+        if index < 0:
+            raise ValueError(f"no tile filter {kind!r} variant {variant}")
+        self.tile_filter.setCurrentIndex(index)
+
+    def _filter_changed(self, _index: int) -> None:
+        kind, variant = self.tile_filter.currentData() or ("", 0)
+        self.tile_filter_changed.emit(kind, variant)
 
     def set_running(self, running: bool) -> None:
         self.jobs_load.setEnabled(not running)

@@ -1,10 +1,14 @@
-"""Run section: Run / Cancel, one progress bar per stage, the job state and the log."""
+"""Run section: Run / Cancel, one progress bar per stage, the job state and the log.
+
+It sits below the dock's tabs, outside any scroll area, so Run, progress and log
+are always in view; the bars are two to a row and carry their stage's name.
+"""
 from __future__ import annotations
 
 import time
 
 from qgis.PyQt.QtCore import pyqtSignal
-from qgis.PyQt.QtWidgets import QFormLayout, QHBoxLayout, QLabel, QPlainTextEdit, QProgressBar, QPushButton, QVBoxLayout
+from qgis.PyQt.QtWidgets import QGridLayout, QHBoxLayout, QLabel, QPlainTextEdit, QProgressBar, QPushButton, QVBoxLayout
 
 from ..connection.api import STAGES
 from .base import Panel
@@ -29,14 +33,16 @@ class RunPanel(Panel):
         row.addWidget(self.run_button)
         row.addWidget(self.cancel_button)
         layout.addLayout(row)
-        form = QFormLayout()
+        grid = QGridLayout()
         self.progress: dict[str, QProgressBar] = {}
-        for stage in PROGRESS_STAGES:
+        for i, stage in enumerate(PROGRESS_STAGES):
             bar = QProgressBar()
+            bar.setObjectName(f"progress_{stage}")
+            bar.setToolTip(f"{stage}: done / total")
             self.progress[stage] = bar
-            form.addRow(stage, bar)
+            grid.addWidget(bar, i // 2, i % 2)
         self.reset_progress()
-        layout.addLayout(form)
+        layout.addLayout(grid)
         self.state_label = QLabel("idle")
         layout.addWidget(self.state_label)
         self.log_view = QPlainTextEdit()
@@ -55,15 +61,15 @@ class RunPanel(Panel):
             self.state_label.setText("idle")
 
     def reset_progress(self) -> None:
-        for bar in self.progress.values():
+        for stage, bar in self.progress.items():
             bar.setRange(0, 1)
             bar.setValue(0)
-            bar.setFormat("-")          # no event for this stage yet
+            bar.setFormat(f"{stage}: -")          # no event for this stage yet
 
     def on_progress(self, stage: str, done: int, total: int) -> None:
         bar = self.progress.get(stage)
         if bar is None:
             return
-        bar.setFormat("%v / %m")
+        bar.setFormat(f"{stage}: %v / %m")
         bar.setRange(0, max(total, 1))
         bar.setValue(min(done, max(total, 1)))
