@@ -122,3 +122,11 @@ def bar_messages(iface, level) -> list[str]:
 def clear_bar(iface) -> None:
     iface.messageBar().clear_messages()
     iface.messageBar().clearWidgets()
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

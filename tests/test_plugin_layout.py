@@ -47,3 +47,34 @@ def test_every_sub_package_named_in_the_layout_exists():
         assert (PLUGIN / sub / "__init__.py").exists(), sub
     for panel in ("backend", "input", "area", "stages", "synthesis", "run", "jobs"):
         assert (PLUGIN / "panels" / f"{panel}.py").exists(), panel
+
+
+def _unscoped_enums(path: Path) -> list[str]:
+    """`Class.Member` where Member is an enum value of a Qt/QGIS class: PyQt6 (QGIS 4) only knows
+    `Class.Enum.Member`, which PyQt5 accepts too."""
+    import importlib
+
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    imported: dict[str, object] = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "qgis":
+            module = importlib.import_module(node.module)
+            for alias in node.names:
+                if hasattr(module, alias.name):
+                    imported[alias.asname or alias.name] = getattr(module, alias.name)
+    bad = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in imported:
+            owner = imported[node.value.id]
+            value = getattr(owner, node.attr, None)
+            if isinstance(owner, type) and isinstance(value, int) and type(value) not in (int, bool) \
+                    and not isinstance(value, type):
+                enum = type(value).__name__
+                bad.append(f"{path.relative_to(PLUGIN)}:{node.lineno} {node.value.id}.{node.attr} "
+                           f"(use {node.value.id}.{enum}.{node.attr})")
+    return bad
+
+
+def test_enums_are_scoped_so_the_plugin_loads_under_pyqt5_and_pyqt6(qgis_app):
+    bad = [b for path in plugin_modules() for b in _unscoped_enums(path)]
+    assert not bad, bad

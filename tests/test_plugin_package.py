@@ -53,10 +53,24 @@ def test_metadata_has_the_required_fields():
     cp = configparser.ConfigParser()
     cp.read(ROOT / "metadata.txt")
     g = cp["general"]
-    for key in ("name", "qgisMinimumVersion", "description", "about", "version", "author", "email", "repository"):
+    for key in ("name", "qgisMinimumVersion", "description", "about", "version", "author"):
         assert g.get(key), key
     assert g["qgisMinimumVersion"] == "3.22" and g["hasProcessingProvider"] == "yes"
     assert (ROOT / "plugin" / g["icon"]).exists()
+
+
+def test_metadata_has_no_placeholders_and_allows_qgis_4():
+    """No invented addresses (docs/plugin.md says which public URLs do not exist yet); QGIS 4 may load it."""
+    text = (ROOT / "metadata.txt").read_text(encoding="utf-8")
+    cp = configparser.ConfigParser()
+    cp.read_string(text)
+    g = cp["general"]
+    assert g["qgisMaximumVersion"] == "4.99"
+    assert "example." not in text.lower() and "todo" not in text.lower() and "xxx" not in text.lower()
+    for key in ("repository", "tracker", "homepage", "email"):
+        assert key not in g or "example" not in g[key], key
+    assert "GPL-2.0-or-later" in (ROOT / "LICENSE").read_text(encoding="utf-8") or \
+        "GNU GENERAL PUBLIC LICENSE" in (ROOT / "LICENSE").read_text(encoding="utf-8")
 
 
 def test_provider_lists_a_full_job_and_each_stage(qgis_processing):

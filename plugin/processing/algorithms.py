@@ -96,7 +96,7 @@ class GroundSynthAlgorithm(QgsProcessingAlgorithm):
         self.addParameter(QgsProcessingParameterExtent(self.EXTENT, "Area of interest (extent)", optional=True))
         self.addParameter(QgsProcessingParameterFeatureSource(
             self.AOI_LAYER, "Area of interest (polygon layer; overrides the extent)",
-            [QgsProcessing.TypeVectorPolygon], optional=True))
+            [QgsProcessing.SourceType.TypeVectorPolygon], optional=True))
         for key, label, default, optional in ((self.RED, "Red band", 1, False), (self.GREEN, "Green band", 2, False),
                                               (self.BLUE, "Blue band", 3, False),
                                               (self.NIR, "NIR band (empty = automatic: band 4 of a raster with "
@@ -105,32 +105,32 @@ class GroundSynthAlgorithm(QgsProcessingAlgorithm):
         self.addParameter(QgsProcessingParameterRasterLayer(self.LABELS, "Label raster (WorldCover codes)",
                                                             optional=True))
         self.addParameter(QgsProcessingParameterNumber(self.TILE_SIZE, "Tile size (pixels)",
-                                                       QgsProcessingParameterNumber.Integer, 256, False, 32, 2048))
+                                                       QgsProcessingParameterNumber.Type.Integer, 256, False, 32, 2048))
         self.addParameter(QgsProcessingParameterString(self.ENGINES, "Engines (stage=engine; ...)", "",
                                                        optional=True))
         self.addParameter(QgsProcessingParameterString(self.PARAMS, "Engine parameters (stage.param=value; ...)",
                                                        "", multiLine=True, optional=True))
         if self.has_synthesis():
             self.addParameter(QgsProcessingParameterNumber(self.VARIANTS, "Synthetic variants per tile",
-                                                           QgsProcessingParameterNumber.Integer, 1, False, 1, 16))
+                                                           QgsProcessingParameterNumber.Type.Integer, 1, False, 1, 16))
             self.addParameter(QgsProcessingParameterEnum(self.MASK_STRATEGY, "Mask strategy",
                                                          list(MASK_STRATEGIES), False, 0))
             self.addParameter(QgsProcessingParameterString(self.BOOST, "Boost targets (Class=share, ...)", "",
                                                            optional=True))
-        self.addParameter(QgsProcessingParameterNumber(self.SEED, "Seed", QgsProcessingParameterNumber.Integer,
+        self.addParameter(QgsProcessingParameterNumber(self.SEED, "Seed", QgsProcessingParameterNumber.Type.Integer,
                                                        0, False, 0))
         self.addParameter(QgsProcessingParameterString(self.ADDRESS, "Backend address", settings.address))
         self.addParameter(QgsProcessingParameterFile(self.TOKEN_FILE, "Token file (<workspace>/token)",
-                                                     QgsProcessingParameterFile.File, "",
+                                                     QgsProcessingParameterFile.Behavior.File, "",
                                                      str(Path(settings.workspace) / "token"), optional=True,
                                                      fileFilter="All files (*)"))
         self.addParameter(QgsProcessingParameterFile(self.CACHE_DIR, "Download folder (remote backend)",
-                                                     QgsProcessingParameterFile.Folder, "", settings.cache_dir,
+                                                     QgsProcessingParameterFile.Behavior.Folder, "", settings.cache_dir,
                                                      optional=True))
         self.addParameter(QgsProcessingParameterBoolean(
             self.REMOTE, "Backend on another machine (upload the raster, download the results)", False))
         self.addOutput(QgsProcessingOutputFolder(self.OUTPUT_DIR, "Job folder"))
-        self.addOutput(QgsProcessingOutputVectorLayer(self.TILES, "Tile grid", QgsProcessing.TypeVectorPolygon))
+        self.addOutput(QgsProcessingOutputVectorLayer(self.TILES, "Tile grid", QgsProcessing.SourceType.TypeVectorPolygon))
         self.addOutput(QgsProcessingOutputRasterLayer(self.MASK, "Real mask mosaic"))
         self.addOutput(QgsProcessingOutputFile(self.REPORT, "Report (HTML)"))
         self.addOutput(QgsProcessingOutputString(self.JOB_ID, "Job id"))
