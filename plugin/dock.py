@@ -97,7 +97,7 @@ class GroundSynthDock(DockActions, QgsDockWidget):
         layout.addWidget(self.run_panel)
         self.setWidget(body)
         width = max(self.tabs.widget(i).widget().minimumSizeHint().width() for i in range(self.tabs.count()))
-        self.setMinimumWidth(min(width + 40, 560))
+        self.setMinimumWidth(min(width + 40, 540))
         start_tab = 0 if self.settings.backend_mode == "managed" and not environment.is_set_up() else 1
         self.tabs.setCurrentIndex(start_tab)
         self._connect()
@@ -190,12 +190,12 @@ class GroundSynthDock(DockActions, QgsDockWidget):
         self.capabilities_loaded.emit()
 
     # ================================================================ request and run
-    def build_request(self) -> JobRequest:
-        """Gather the sections' fields into a checked JobRequest (raises PluginError)."""
+    def build_request(self, check: bool = True) -> JobRequest:
+        """Gather the sections' fields into a JobRequest, checked unless `check` is False (raises PluginError)."""
         request = JobRequest()
         for panel in self.panels:
             panel.fill(request)
-        return request.check()
+        return request.check() if check else request
 
     def run_job(self, request: JobRequest | None = None) -> JobTask | None:
         """Check the request and submit it; a layer that is not a file is first written to a GeoTIFF
@@ -304,7 +304,7 @@ class GroundSynthDock(DockActions, QgsDockWidget):
         self.results = JobResults(job_id, source, classes, self.jobs_panel.score_combo.currentText(),
                                   title=f"{name} {job_id}".strip() if name else job_id, parent=self)
         self.results.report_ready.connect(self._show_report)
-        self.results.set_tile_filter(*(self.jobs_panel.tile_filter.currentData() or ("", 0)))
+        self.results.set_tile_filter(*self.jobs_panel.current_filter())
         self.all_results.append(self.results)
 
     def _task_ended(self, task: JobTask) -> None:

@@ -26,7 +26,7 @@ class DockActions:
     # ------------------------------------------------------------ non-file layers
     def render_input(self) -> RenderTask | None:
         """Check the request, write the AOI of the (WMS, XYZ, ...) layer to <workspace>/inputs, then run."""
-        request = self.build_request()            # checks bands, area, stages (path comes later)
+        request = self.build_request(check=False)     # the area is checked here; the rest once written
         layer = self.input_panel.layer()
         area = self.area_panel.current_area()
         geom = area.geometry()

@@ -297,3 +297,91 @@ def test_drawing_a_rectangle_sets_the_area_in_the_canvas_crs(dock, qgis_iface):
     assert area.bbox == (1, 2, 3, 4) and area.crs_text == "EPSG:3857"
     dock.shutdown()
     assert canvas.mapTool() is not dock.area_panel.map_tool
+
+
+# ------------------------------------------------------------------ tile filter, export
+def test_tile_filter_reaches_each_variant_and_export_writes_a_training_set(server, dock, qgis_iface, qtbot,
+                                                                           tmp_path):
+    import sys
+
+    layer = add_raster(server.raster)
+    dock.input_panel.raster_combo.setLayer(layer)
+    dock.area_panel.set_drawn_rectangle(layer.extent(), layer.crs())
+    dock.area_panel.tile_size.setValue(128)
+    dock.synthesis_panel.variants.setValue(2)
+    with qtbot.waitSignal(dock.job_finished, timeout=60000) as finished:
+        dock.run_job()
+    assert finished.args[1] == "SUCCEEDED", critical(qgis_iface)
+    tiles = dock.results.layers["tiles"]
+    assert tiles.featureCount() == 12                       # 4 real + 2 x 4 synthetic, lying on each other
+    filters = [dock.jobs_panel.tile_filter.itemText(i) for i in range(dock.jobs_panel.tile_filter.count())]
+    assert filters == ["all tiles", "real tiles", "synthetic tiles (all variants)", "synthetic variant 1",
+                       "synthetic variant 2"]
+    dock.jobs_panel.set_tile_filter("synthetic", 2)
+    feats = list(tiles.getFeatures())
+    assert len(feats) == 4 and {(f["kind"], f["variant"]) for f in feats} == {("synthetic", 2)}
+    dock.jobs_panel.set_tile_filter("real")
+    assert {f["kind"] for f in tiles.getFeatures()} == {"real"} and tiles.featureCount() == 4
+    dock.jobs_panel.set_tile_filter("")
+    assert tiles.featureCount() == 12
+    # export from the dock: `groundsynth export` with the backend's Python
+    bp = dock.backend_panel
+    bp.mode.setCurrentIndex(bp.mode.findData("python"))
+    bp.python.setText(sys.executable)
+    out = tmp_path / "dataset"
+    task = dock.export_job(str(out))
+    assert task is not None
+    with qtbot.waitSignal(task.ended, timeout=60000) as ended:
+        pass
+    assert ended.args == [True, ""], task.output[-20:]
+    assert (out / "dataset.csv").exists() and len(list((out / "images").rglob("*.png"))) == 12
+    assert any(m.startswith("Export:") and str(out) in m for m in bar_messages(qgis_iface, Qgis.MessageLevel.Success))
+
+
+# ------------------------------------------------------------------ a layer that is not a file
+def make_xyz_tiles(folder: Path, zoom: int = 14) -> Path:
+    """2 x 2 PNG tiles of an XYZ service around (0, 0) in EPSG:3857, with colour blocks."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    n = 2 ** zoom
+    for x in (n // 2, n // 2 + 1):
+        for y in (n // 2 - 1, n // 2):
+            blocks = (np.add.outer(np.arange(256) // 40, np.arange(256) // 64) % 5) * 50 + 20
+            rgb = np.stack([blocks + rng.integers(0, 20, blocks.shape)] * 3, axis=-1).clip(0, 255).astype("uint8")
+            rgb[..., 1] = np.roll(rgb[..., 1], 30, axis=0)
+            (folder / str(zoom) / str(x)).mkdir(parents=True, exist_ok=True)
+            Image.fromarray(rgb).save(folder / str(zoom) / str(x) / f"{y}.png")
+    return folder
+
+
+def test_an_xyz_layer_is_written_to_a_geotiff_then_run(server, dock, qgis_iface, qtbot, tmp_path):
+    import rasterio
+
+    tiles = make_xyz_tiles(tmp_path / "xyz")
+    layer = QgsRasterLayer(f"type=xyz&url=file://{tiles}/{{z}}/{{x}}/{{y}}.png&zmin=14&zmax=14", "xyz tiles", "wms")
+    assert layer.isValid()
+    QgsProject.instance().addMapLayer(layer)
+    dock.input_panel.raster_combo.setLayer(layer)
+    qtbot.waitUntil(lambda: dock.input_panel.needs_render(), timeout=2000)
+    assert not dock.input_panel.resolution.isHidden()
+    assert not any(c.isEnabled() for c in dock.input_panel.band_combos.values())
+    dock.input_panel.resolution.setValue(10.0)
+    dock.area_panel.set_drawn_rectangle(QgsRectangle(100, -2000, 2300, 2000), QgsCoordinateReferenceSystem("EPSG:3857"))
+    dock.area_panel.tile_size.setValue(128)
+    for stage in ("synthesise", "caption", "ground"):
+        dock.stages_panel.set_engine(stage, TEST_ENGINES[stage], enabled=False)
+    with qtbot.waitSignal(dock.job_finished, timeout=60000) as finished:
+        assert dock.run_job() is None             # first the layer is written to a GeoTIFF (a task)
+        assert dock.render_task is not None and not dock.is_idle(), critical(qgis_iface)
+    assert finished.args[1] == "SUCCEEDED", critical(qgis_iface)
+    with BackendClient(server.address, server.token) as c:
+        spec = c.get_job(finished.args[0]).spec
+    written = Path(spec.raster_path)
+    assert written.parent == (server.workspace / "inputs").resolve() and written.suffix == ".tif"
+    with rasterio.open(written) as ds:
+        assert (ds.width, ds.height) == (220, 400) and ds.count >= 3 and ds.crs.to_epsg() == 3857
+        assert ds.read(1).std() > 0                               # real pixels, not an empty canvas
+    assert (spec.bands.red, spec.bands.green, spec.bands.blue, spec.bands.nir) == (1, 2, 3, -1)
+    assert isinstance(dock.results.layers["real_mask"].renderer(), QgsPalettedRasterRenderer)

@@ -146,7 +146,6 @@ def pinned_packages_view(dest: Path) -> Path:
 @pytest.mark.timeout(900)
 def test_zip_into_an_empty_profile_sets_up_starts_and_runs(tmp_path):
     from groundsynth.demo.scene import demo_raster
-
     from tests.plugin_fixtures import free_port
 
     folder = package_plugin.build(tmp_path / "build")

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from qgis.core import QgsMapLayerProxyModel, QgsProject, QgsRasterLayer
 from qgis.gui import QgsMapLayerComboBox, QgsRasterBandComboBox
+from qgis.PyQt.QtCore import QTimer
 from qgis.PyQt.QtWidgets import QDoubleSpinBox, QFormLayout, QGridLayout, QLabel
 
 from ..errors import InputError
@@ -36,6 +37,8 @@ class InputPanel(Panel):
         self.raster_combo = QgsMapLayerComboBox()
         self.raster_combo.setFilters(QgsMapLayerProxyModel.Filter.RasterLayer)
         self.raster_combo.layerChanged.connect(self._raster_changed)
+        # the combo also moves to another layer without layerChanged (first layer added, current one removed)
+        self.raster_combo.currentIndexChanged.connect(lambda _i: QTimer.singleShot(0, self._sync_if_alive))
         form.addRow("Raster", self.raster_combo)
         self.band_combos: dict[str, QgsRasterBandComboBox] = {}
         grid = QGridLayout()
@@ -78,6 +81,12 @@ class InputPanel(Panel):
         self.resolution_label.setVisible(rendered)
         if rendered and layer.crs().isGeographic():
             self.resolution.setValue(0.0001)
+
+    def _sync_if_alive(self) -> None:
+        try:
+            self.sync_bands()
+        except RuntimeError:        # deleted meanwhile
+            pass
 
     def _layers_removed(self, _ids) -> None:
         try:

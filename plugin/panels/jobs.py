@@ -44,10 +44,11 @@ class JobsPanel(Panel):
         row.addWidget(self.jobs_refresh)
         row.addWidget(self.jobs_load)
         form.addRow("Jobs", row)
-        self.fetch_check = QCheckBox("Backend on another machine: upload the raster, download job files")
+        self.fetch_check = QCheckBox("Remote backend: upload raster, fetch results")
         self.fetch_check.setChecked(bool(settings.fetch_artefacts))
-        self.fetch_check.setToolTip("send the raster with UploadRaster, and fetch layers and the report with "
-                                    "FetchArtefact into the cache folder instead of sharing paths")
+        self.fetch_check.setToolTip("for a backend on another machine: send the raster with UploadRaster, and fetch "
+                                    "layers and the report with FetchArtefact into the cache folder instead of "
+                                    "sharing paths")
         form.addRow(self.fetch_check)
         row2 = QHBoxLayout()
         self.export_button = QPushButton("Export training set...")
@@ -83,25 +84,28 @@ class JobsPanel(Panel):
         current = self.tile_filter.currentData()
         self.tile_filter.blockSignals(True)
         self.tile_filter.clear()
-        self.tile_filter.addItem("all tiles", ("", 0))
-        self.tile_filter.addItem("real tiles", ("real", 0))
+        self.tile_filter.addItem("all tiles", ":0")
+        self.tile_filter.addItem("real tiles", "real:0")
         if variants:
-            self.tile_filter.addItem("synthetic tiles (all variants)", ("synthetic", 0))
+            self.tile_filter.addItem("synthetic tiles (all variants)", "synthetic:0")
         for v in range(1, variants + 1 if variants > 1 else 0):
-            self.tile_filter.addItem(f"synthetic variant {v}", ("synthetic", v))
+            self.tile_filter.addItem(f"synthetic variant {v}", f"synthetic:{v}")
         index = self.tile_filter.findData(current) if current is not None else 0
         self.tile_filter.setCurrentIndex(max(index, 0))
         self.tile_filter.blockSignals(False)
 
     def set_tile_filter(self, kind: str, variant: int = 0) -> None:
-        index = self.tile_filter.findData((kind, variant))
+        index = self.tile_filter.findData(f"{kind}:{variant}")
         if index < 0:
             raise ValueError(f"no tile filter {kind!r} variant {variant}")
         self.tile_filter.setCurrentIndex(index)
 
+    def current_filter(self) -> tuple[str, int]:
+        kind, _, variant = (self.tile_filter.currentData() or ":0").partition(":")
+        return kind, int(variant or 0)
+
     def _filter_changed(self, _index: int) -> None:
-        kind, variant = self.tile_filter.currentData() or ("", 0)
-        self.tile_filter_changed.emit(kind, variant)
+        self.tile_filter_changed.emit(*self.current_filter())
 
     def set_running(self, running: bool) -> None:
         self.jobs_load.setEnabled(not running)
