@@ -7,12 +7,12 @@ import socket
 import sys
 from pathlib import Path
 
-from qgis.core import QgsApplication, QgsProject, QgsRasterLayer, QgsSettings
+from qgis.core import Qgis, QgsApplication, QgsProject, QgsRasterLayer, QgsSettings
 
 from plugin import classFactory
 from plugin.connection.api import BackendClient, state_name
 from plugin.tasks import async_call
-from tests.plugin_fixtures import sample_raster
+from tests.plugin_fixtures import bar_messages, clear_bar, sample_raster
 from tests.server_fixture import start_server
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -99,3 +99,83 @@ def test_plugin_starts_a_backend_and_unload_leaves_nothing_behind(qgis_iface, qg
             assert state_name(c.get_job(job_id).state) == "CANCELLED"
     finally:
         srv.kill()
+
+
+def _dock_with_python(plugin, python: str, workspace: Path):
+    dock = plugin.dock
+    bp = dock.backend_panel
+    bp.mode.setCurrentIndex(bp.mode.findData("python"))
+    bp.python.setText(python)
+    bp.address.setText(f"127.0.0.1:{free_port()}")
+    bp.workspace.setFilePath(str(workspace))
+    return dock, bp
+
+
+def test_rasters_the_user_picks_are_allowed_and_others_are_named(qgis_iface, qgis_new_project, qtbot, tmp_path,
+                                                                 monkeypatch):
+    """Start from the dock: the chosen raster's folder (outside the workspace) becomes an allowed root,
+    shown in the dock; a raster elsewhere chosen afterwards is refused before sending, naming what to do."""
+    QgsSettings().remove("groundsynth")
+    monkeypatch.setenv("PYTHONPATH", str(ROOT))
+    raster = sample_raster(tmp_path / "rasters" / "a", size=128)
+    other = sample_raster(tmp_path / "rasters" / "b", size=128, name="other.tif")
+    plugin = classFactory(qgis_iface)
+    plugin.initGui()
+    try:
+        dock, bp = _dock_with_python(plugin, sys.executable, tmp_path / "ws")
+        layer = QgsRasterLayer(str(raster), "a", "gdal")
+        QgsProject.instance().addMapLayer(layer)
+        dock.input_panel.raster_combo.setLayer(layer)
+        assert str(raster.parent) in bp.roots_label.text() and "when started here" in bp.roots_label.text()
+        bp.extra_args.setText("--engine-module tests.server_engines --quiet")
+        bp.start_button.click()
+        bp.health_timer.setInterval(300)
+        qtbot.waitUntil(lambda: bp.health == "up", timeout=40000)
+        qtbot.waitUntil(lambda: dock.capabilities is not None, timeout=10000)
+        assert dock.backend.allowed_roots == [str(raster.parent)] and bp.roots_label.text() == str(raster.parent)
+        dock.area_panel.set_drawn_rectangle(layer.extent(), layer.crs())
+        dock.area_panel.tile_size.setValue(64)
+        dock.stages_panel.set_engine("segment", "test-bright")
+        for stage in ("synthesise", "caption", "ground"):
+            dock.stages_panel.stage_rows[stage].check.setChecked(False)
+        with qtbot.waitSignal(dock.job_finished, timeout=30000) as finished:
+            dock.run_job()
+        assert finished.args[1] == "SUCCEEDED", bar_messages(qgis_iface, Qgis.MessageLevel.Critical)
+        second = QgsRasterLayer(str(other), "b", "gdal")
+        QgsProject.instance().addMapLayer(second)
+        dock.input_panel.raster_combo.setLayer(second)
+        dock.area_panel.set_drawn_rectangle(second.extent(), second.crs())
+        assert dock.run_job() is None
+        msgs = bar_messages(qgis_iface, Qgis.MessageLevel.Critical)
+        assert any(m.startswith("Raster not allowed:") and str(other) in m and "press Stop, then Start" in m
+                   for m in msgs), msgs
+    finally:
+        plugin.unload()
+        QgsSettings().remove("groundsynth")
+
+
+def test_a_backend_that_cannot_start_says_why(qgis_iface, qgis_new_project, qtbot, tmp_path, monkeypatch):
+    """The issue's first failure: an interpreter without the backend package. The message bar says so."""
+    QgsSettings().remove("groundsynth")
+    monkeypatch.delenv("PYTHONPATH", raising=False)
+    clear_bar(qgis_iface)
+    plugin = classFactory(qgis_iface)
+    plugin.initGui()
+    try:
+        dock, bp = _dock_with_python(plugin, "/usr/bin/python3", tmp_path / "ws")   # Debian's: no groundsynth
+        bp.start_button.click()
+        qtbot.waitUntil(lambda: any(m.startswith("Backend did not start:")
+                                    for m in bar_messages(qgis_iface, Qgis.MessageLevel.Critical)), timeout=20000)
+        msg = next(m for m in bar_messages(qgis_iface, Qgis.MessageLevel.Critical)
+                   if m.startswith("Backend did not start:"))
+        assert "No module named groundsynth" in msg
+        # the managed environment, not set up: Start says to set it up
+        clear_bar(qgis_iface)
+        bp.mode.setCurrentIndex(bp.mode.findData("managed"))
+        if not bp.python_for_start():
+            bp.start_button.click()
+            assert any(m.startswith("Backend not set up:") and "Set up backend" in m
+                       for m in bar_messages(qgis_iface, Qgis.MessageLevel.Critical))
+    finally:
+        plugin.unload()
+        QgsSettings().remove("groundsynth")

@@ -93,3 +93,34 @@ def test_provider_lists_a_full_job_and_each_stage(qgis_processing):
         assert {o.name() for o in full.outputDefinitions()} >= {"OUTPUT_DIR", "TILES", "MASK", "REPORT", "JOB_ID"}
     finally:
         QgsApplication.processingRegistry().removeProvider(provider)
+
+
+def test_both_generated_copies_load_in_one_process_and_the_plugin_records_its_floor():
+    """The backend's copy (current grpcio-tools) and the plugin's (the oldest that works, when at hand)
+    register the same proto file with identical bytes, so one process can import both."""
+    from groundsynth.api.v1.contract import pb as backend_pb
+    from plugin.connection import _generated
+    from plugin.connection.api import pb as plugin_pb
+
+    assert plugin_pb.DESCRIPTOR.serialized_pb == backend_pb.DESCRIPTOR.serialized_pb
+    spec = plugin_pb.JobSpec(tile_size=64, raster_path="/x.tif")
+    assert backend_pb.JobSpec.FromString(spec.SerializeToString()).raster_path == "/x.tif"
+    assert set(_generated.RUNTIME_FLOOR) == {"grpcio", "protobuf"} and _generated.GRPC_TOOLS_VERSION
+    import gen_proto
+
+    if (gen_proto.plugin_tools_dir() / "grpc_tools").is_dir():      # built with the old tools
+        assert _generated.GRPC_TOOLS_VERSION == gen_proto.PLUGIN_TOOLS_VERSION
+        assert _generated.RUNTIME_FLOOR == gen_proto.RUNTIME_FLOOR
+        text = (ROOT / "plugin" / "connection" / "_generated" / "groundsynth_pb2_grpc.py").read_text()
+        assert "GRPC_GENERATED_VERSION" not in text            # no runtime version check: old grpcio works
+
+
+def test_the_zip_carries_the_backend_wheel_help_and_constraints(tmp_path):
+    folder = package_plugin.build(tmp_path / "build")
+    wheels = list((folder / "wheels").glob("groundsynth-*-py3-none-any.whl"))
+    assert len(wheels) == 1 and (folder / "wheels" / "constraints.txt").exists()
+    with zipfile.ZipFile(wheels[0]) as whl:
+        names = whl.namelist()
+    assert "groundsynth/api/v1/_generated/groundsynth_pb2.py" in names and "groundsynth/__main__.py" in names
+    assert not any(n.startswith(("tests/", "plugin/")) for n in names)
+    assert (folder / "help" / "plugin.md").exists() and (folder / "help" / "screenshot.png").exists()

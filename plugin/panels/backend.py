@@ -209,9 +209,10 @@ class BackendPanel(Panel):
         return any(real.is_relative_to(os.path.realpath(r)) for r in roots if r)
 
     def _backend_failed(self, code: int, tail: str) -> None:
+        lines = [ln.strip() for ln in tail.splitlines() if ln.strip()]
+        reason = next((ln for ln in reversed(lines) if "Error" in ln or "error" in ln), lines[-1] if lines else "")
         self.notify.emit("Backend did not start" if self.health != "up" else "Backend stopped",
-                         f"exit code {code}: {tail.strip().splitlines()[-1] if tail.strip() else 'no output'}"
-                         f"\n\n{tail}", Qgis.MessageLevel.Critical)
+                         f"exit code {code}: {reason or 'no output'}\n\n{tail}", Qgis.MessageLevel.Critical)
 
     def stop_backend(self) -> None:
         self.backend.stop()
