@@ -37,6 +37,7 @@ class GroundSynthPlugin:
         self.backend = None
         self.extra_actions: list[QAction] = []
         self.install_task = None
+        self.install_item = None
         self.missing: list[str] = []
 
     def initProcessing(self):  # noqa: N802  (QGIS API name)
@@ -93,9 +94,13 @@ class GroundSynthPlugin:
         item = bar.createMessage("GroundSynth needs gRPC", text)
         button = QPushButton("Install")
         button.setObjectName("groundsynth_install_deps")
-        button.clicked.connect(lambda: self.install_dependencies(item))
+        self.install_item = item
+        button.clicked.connect(self._install_clicked)      # a bound method: a lambda here crashed QGIS 3.22
         item.layout().addWidget(button)
         bar.pushWidget(item, Qgis.MessageLevel.Warning, 0)
+
+    def _install_clicked(self, _checked: bool = False) -> None:
+        self.install_dependencies(self.install_item)
 
     def install_dependencies(self, item=None, python: str = ""):
         """pip install --target <data folder>/python-deps; then build the dock (or ask for a restart)."""

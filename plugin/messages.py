@@ -7,6 +7,8 @@ panel (QgsMessageLog).
 """
 from __future__ import annotations
 
+from functools import partial
+
 from qgis.core import Qgis, QgsMessageLog
 from qgis.gui import QgsMessageBarItem
 from qgis.PyQt.QtWidgets import QMessageBox, QPushButton
@@ -50,7 +52,7 @@ def push(bar, title: str, text: str, level=Qgis.MessageLevel.Critical, duration:
     if short != text.strip():
         button = QPushButton("Details")
         button.setObjectName("groundsynth_details")
-        button.clicked.connect(lambda: show_details(title, text, bar.window()))
+        button.clicked.connect(partial(show_details, title, text, bar.window()))   # no lambda: see main.py
         item.layout().addWidget(button)
     bar.pushItem(item)
     return item

@@ -107,7 +107,7 @@ def main(argv=None) -> int:
     ap.add_argument("--tile-size", type=int, default=256)
     ap.add_argument("--variants", type=int, default=1)
     ap.add_argument("--workspace", help="backend workspace (default: a temporary folder)")
-    ap.add_argument("--serve-arg", action="append", default=[], help="extra argument for `backend serve`")
+    ap.add_argument("--serve-arg", action="append", default=[], help="extra argument for `groundsynth serve`")
     ap.add_argument("--engines", default="", help="override engines, e.g. 'segment=spectral; caption=composition'")
     ap.add_argument("--keep", action="store_true", help="keep the temporary workspace")
     ap.add_argument("--timeout", type=float, default=900)
@@ -142,8 +142,9 @@ def main(argv=None) -> int:
         from plugin.layers import styling
         styling.style_image(layer)
         canvas.setDestinationCrs(layer.crs())
-        settings = PluginSettings(address=address, workspace=str(workspace), python=sys.executable,
-                                  cache_dir=str(tmp / "cache"), score="grounding", tile_size=args.tile_size)
+        settings = PluginSettings(address=address, workspace=str(workspace), backend_mode="python",
+                                  python=sys.executable, cache_dir=str(tmp / "cache"), score="grounding",
+                                  tile_size=args.tile_size)
         report = ReportPanel()
         dock = GroundSynthDock(iface, settings=settings, report_panel=report)
         dock.resize(460, 900)
@@ -216,16 +217,15 @@ def main(argv=None) -> int:
             app.processEvents()
         panels.append(("Report panel", report.grab().toImage().scaled(panel, panel, Qt.KeepAspectRatio,
                                                                      Qt.SmoothTransformation)))
-        body = dock.widget().widget()              # the scroll area's content: every section, unclipped
-        body.resize(460, body.sizeHint().height())
-        for _ in range(10):
-            app.processEvents()
-        dock_img = body.grab().toImage()
         margin, header, legend_h = 16, 34, 60
         grid_w = 2 * panel + 3 * margin
         grid_h = 2 * (header + panel) + 2 * margin + legend_h
-        if dock_img.height() > grid_h:
-            dock_img = dock_img.scaledToHeight(grid_h, Qt.SmoothTransformation)
+        # the real dock as it docks: its narrowest width, the map's height, the "Input and area" tab open
+        dock.tabs.setCurrentIndex(1)
+        dock.resize(max(dock.minimumWidth(), 480), grid_h)
+        for _ in range(10):
+            app.processEvents()
+        dock_img = dock.grab().toImage()
         width = grid_w + dock_img.width() + margin
         height = max(grid_h, dock_img.height()) + 2 * margin
         out = QImage(width, height, QImage.Format_ARGB32)

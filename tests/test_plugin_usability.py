@@ -151,7 +151,11 @@ def test_report_panel_docks_at_a_usable_size(qgis_app, qtbot, tmp_path):
 
 
 # ------------------------------------------------------------------ dock layout
-def test_run_progress_and_log_are_visible_without_scrolling(dock, qtbot):
+def test_run_progress_and_log_are_visible_without_scrolling(dock, qtbot, tmp_path):
+    layer = QgsRasterLayer(str(sample_raster(tmp_path, size=64, name="a_raster_with_a_rather_long_name.tif")),
+                           "Sentinel-2 demo (R,G,B,NIR) with a long layer name", "gdal")
+    QgsProject.instance().addMapLayer(layer)
+    dock.input_panel.raster_combo.setLayer(layer)          # long layer and band names must not widen the dock
     dock.resize(dock.minimumWidth(), 760)
     dock.show()
     qtbot.waitExposed(dock)

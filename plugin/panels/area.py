@@ -23,7 +23,7 @@ from qgis.PyQt.QtWidgets import (
 )
 
 from .. import area as area_mod
-from .base import Panel
+from .base import Panel, compact
 
 AREA_MODES = ("rectangle", "extent", "selection")
 AREA_LABELS = ("Drawn rectangle", "Map extent", "Selected polygons")
@@ -81,7 +81,7 @@ class AreaPanel(Panel):
         draw_row.addWidget(self.draw_button)
         draw_row.addWidget(self.drawn_label, 1)
         form.addRow(draw_row)
-        self.polygon_combo = QgsMapLayerComboBox()
+        self.polygon_combo = compact(QgsMapLayerComboBox(), 14)
         self.polygon_combo.setFilters(QgsMapLayerProxyModel.Filter.PolygonLayer)
         self.polygon_combo.setAllowEmptyLayer(True)
         form.addRow("Polygon layer", self.polygon_combo)

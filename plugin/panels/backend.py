@@ -23,7 +23,7 @@ from ..tasks.async_call import call_async
 from .base import Panel
 from .setup_dialog import SetupDialog
 
-MODE_LABELS = {"managed": "Managed environment", "python": "Existing Python", "remote": "Remote (address only)"}
+MODE_LABELS = {"managed": "Managed environment", "python": "Existing Python", "remote": "Remote address"}
 
 LIGHT = {"up": "#2e9e44", "down": "#c62828", "unknown": "#9e9e9e"}
 LIGHT_TIPS = {"up": "backend serving", "down": "backend not reachable", "unknown": "checking..."}

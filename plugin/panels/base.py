@@ -3,6 +3,14 @@ from __future__ import annotations
 
 from qgis.gui import QgsCollapsibleGroupBox
 from qgis.PyQt.QtCore import pyqtSignal
+from qgis.PyQt.QtWidgets import QComboBox
+
+
+def compact(combo: QComboBox, chars: int = 14) -> QComboBox:
+    """A combo box that does not widen the dock to its longest item (layer and band names can be long)."""
+    combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+    combo.setMinimumContentsLength(chars)
+    return combo
 
 
 class Panel(QgsCollapsibleGroupBox):

@@ -16,7 +16,7 @@ from qgis.PyQt.QtCore import QTimer
 from qgis.PyQt.QtWidgets import QDoubleSpinBox, QFormLayout, QGridLayout, QLabel
 
 from ..errors import InputError
-from .base import Panel
+from .base import Panel, compact
 
 ROLES = ("red", "green", "blue", "nir")
 
@@ -34,7 +34,7 @@ class InputPanel(Panel):
     def __init__(self, parent=None):
         super().__init__("Input", parent)
         form = QFormLayout(self)
-        self.raster_combo = QgsMapLayerComboBox()
+        self.raster_combo = compact(QgsMapLayerComboBox(), 14)
         self.raster_combo.setFilters(QgsMapLayerProxyModel.Filter.RasterLayer)
         self.raster_combo.layerChanged.connect(self._raster_changed)
         # the combo also moves to another layer without layerChanged (first layer added, current one removed)
@@ -43,23 +43,23 @@ class InputPanel(Panel):
         self.band_combos: dict[str, QgsRasterBandComboBox] = {}
         grid = QGridLayout()
         for i, role in enumerate(ROLES):
-            combo = QgsRasterBandComboBox()
+            combo = compact(QgsRasterBandComboBox(), 8)
             combo.setShowNotSetOption(True)
             combo.setObjectName(f"band_{role}")
             self.band_combos[role] = combo
-            grid.addWidget(QLabel(role.upper() if role == "nir" else role.capitalize()), i // 2, (i % 2) * 2)
-            grid.addWidget(combo, i // 2, (i % 2) * 2 + 1)
+            grid.addWidget(QLabel(role.upper() if role == "nir" else role.capitalize()), i, 0)
+            grid.addWidget(combo, i, 1)
         form.addRow("Bands", grid)
         self.resolution = QDoubleSpinBox()
         self.resolution.setObjectName("render_resolution")
-        self.resolution.setDecimals(6)
+        self.resolution.setDecimals(4)
         self.resolution.setRange(1e-6, 1e6)
         self.resolution.setValue(10.0)
         self.resolution.setToolTip("a layer that is not a file (WMS, XYZ, ...) is first written to a GeoTIFF at "
-                                   "this resolution, in map units (of the layer's CRS) per pixel")
-        self.resolution_label = QLabel("Resolution (map units/px)")
+                                   "this resolution: map units of the layer's CRS per pixel")
+        self.resolution_label = QLabel("Resolution")
         form.addRow(self.resolution_label, self.resolution)
-        self.label_combo = QgsMapLayerComboBox()
+        self.label_combo = compact(QgsMapLayerComboBox(), 14)
         self.label_combo.setFilters(QgsMapLayerProxyModel.Filter.RasterLayer)
         self.label_combo.setAllowEmptyLayer(True)
         self.label_combo.setLayer(None)
@@ -80,7 +80,7 @@ class InputPanel(Panel):
         self.resolution.setVisible(rendered)
         self.resolution_label.setVisible(rendered)
         if rendered and layer.crs().isGeographic():
-            self.resolution.setValue(0.0001)
+            self.resolution.setValue(0.0001)      # about 10 m
 
     def _sync_if_alive(self) -> None:
         try:

@@ -9,7 +9,7 @@ from qgis.PyQt.QtCore import pyqtSignal
 from qgis.PyQt.QtWidgets import QCheckBox, QComboBox, QFormLayout, QHBoxLayout, QPushButton
 
 from ..connection.api import state_name
-from .base import Panel
+from .base import Panel, compact
 
 
 class JobsPanel(Panel):
@@ -23,19 +23,19 @@ class JobsPanel(Panel):
     def __init__(self, settings, parent=None):
         super().__init__("Results", parent)
         form = QFormLayout(self)
-        self.score_combo = QComboBox()
+        self.score_combo = compact(QComboBox(), 12)
         self.score_combo.setEditable(True)
         self.score_combo.addItems(["grounding", "fidelity_miou"])
         self.score_combo.setCurrentText(settings.score)
         self.score_combo.currentTextChanged.connect(self.score_changed)
         form.addRow("Colour tiles by", self.score_combo)
-        self.tile_filter = QComboBox()
+        self.tile_filter = compact(QComboBox(), 12)
         self.tile_filter.setObjectName("tile_filter")
         self.set_variants(0)
         self.tile_filter.currentIndexChanged.connect(self._filter_changed)
         form.addRow("Show tiles", self.tile_filter)
         row = QHBoxLayout()
-        self.jobs_combo = QComboBox()
+        self.jobs_combo = compact(QComboBox(), 10)
         self.jobs_refresh = QPushButton("Refresh")
         self.jobs_load = QPushButton("Load")
         self.jobs_refresh.clicked.connect(self.refresh_requested)
@@ -44,7 +44,7 @@ class JobsPanel(Panel):
         row.addWidget(self.jobs_refresh)
         row.addWidget(self.jobs_load)
         form.addRow("Jobs", row)
-        self.fetch_check = QCheckBox("Remote backend: upload raster, fetch results")
+        self.fetch_check = QCheckBox("Remote backend (upload, download)")
         self.fetch_check.setChecked(bool(settings.fetch_artefacts))
         self.fetch_check.setToolTip("for a backend on another machine: send the raster with UploadRaster, and fetch "
                                     "layers and the report with FetchArtefact into the cache folder instead of "

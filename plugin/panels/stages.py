@@ -16,7 +16,7 @@ from qgis.PyQt.QtWidgets import (
 from ..connection.api import STAGES
 from ..errors import InputError
 from ..job_request import StageChoice
-from .base import Panel
+from .base import Panel, compact
 from .param_widgets import ParamForm
 
 
@@ -28,7 +28,7 @@ class StageRow:
         self.check = QCheckBox(stage, parent)
         self.check.setObjectName(f"stage_{stage}")
         self.check.setChecked(True)
-        self.engine = QComboBox(parent)
+        self.engine = compact(QComboBox(parent), 16)
         self.engine.setObjectName(f"engine_{stage}")
         self.forms = QStackedWidget(parent)
         self.form_by_engine: dict[str, ParamForm] = {}

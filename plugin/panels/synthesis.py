@@ -40,7 +40,7 @@ class SynthesisPanel(Panel):
             share.setRange(0.01, 1.0)
             share.setSingleStep(0.05)
             share.setValue(0.3)
-            share.setMaximumWidth(72)
+            share.setMaximumWidth(64)
             share.setEnabled(False)
             check.toggled.connect(share.setEnabled)
             self.boost_grid.addWidget(check, i // 2, (i % 2) * 2)

@@ -97,8 +97,11 @@ class GroundSynthAlgorithm(QgsProcessingAlgorithm):
         self.addParameter(QgsProcessingParameterFeatureSource(
             self.AOI_LAYER, "Area of interest (polygon layer; overrides the extent)",
             [QgsProcessing.SourceType.TypeVectorPolygon], optional=True))
-        for key, label, default, optional in ((self.RED, "Red band", 1, False), (self.GREEN, "Green band", 2, False),
-                                              (self.BLUE, "Blue band", 3, False),
+        # optional with defaults: qgis_process (3.22) refuses a run that omits a mandatory band parameter even
+        # when it has a default ("mandatory parameters were not specified RED, GREEN, BLUE")
+        for key, label, default, optional in ((self.RED, "Red band (default 1)", 1, True),
+                                              (self.GREEN, "Green band (default 2)", 2, True),
+                                              (self.BLUE, "Blue band (default 3)", 3, True),
                                               (self.NIR, "NIR band (empty = automatic: band 4 of a raster with "
                                                          "4+ bands unless it is alpha, else none)", None, True)):
             self.addParameter(QgsProcessingParameterBand(key, label, default, self.INPUT, optional=optional))
@@ -174,9 +177,9 @@ class GroundSynthAlgorithm(QgsProcessingAlgorithm):
         stages = {s: StageChoice(engines.get(s, ""), params.get(s, {})) for s in self.STAGES}
         req = JobRequest(
             raster_path=str(Path(path).resolve()),
-            red=self.parameterAsInt(parameters, self.RED, context),
-            green=self.parameterAsInt(parameters, self.GREEN, context),
-            blue=self.parameterAsInt(parameters, self.BLUE, context),
+            red=self._band(parameters, self.RED, 1, context),
+            green=self._band(parameters, self.GREEN, 2, context),
+            blue=self._band(parameters, self.BLUE, 3, context),
             nir=nir if nir > 0 else 0, band_count=layer.bandCount(),
             bbox=bbox, polygon_wkt=wkt, aoi_crs=crs_text(crs) if isinstance(crs, QgsCoordinateReferenceSystem)
             and crs.isValid() else "",
@@ -191,6 +194,12 @@ class GroundSynthAlgorithm(QgsProcessingAlgorithm):
         else:
             req.variants = 0
         return req.check()
+
+    def _band(self, parameters, key: str, default: int, context) -> int:
+        """A band parameter; left out or empty = `default`."""
+        if parameters.get(key) in (None, ""):
+            return default
+        return self.parameterAsInt(parameters, key, context)
 
     def client(self, parameters, context) -> BackendClient:
         address = self.parameterAsString(parameters, self.ADDRESS, context).strip()
