@@ -25,19 +25,19 @@ sys.path.insert(0, str(ROOT))
 def main() -> None:
     from affine import Affine
 
+    from groundsynth.artefacts.records import TileRecord
+    from groundsynth.artefacts.tiles import write_image_tile, write_mask_tile
     from groundsynth.demo.scene import demo_raster
     from groundsynth.engines import engines, get_engine, register
     from groundsynth.engines.base import EngineContext, GroundInput, TileInput
     from groundsynth.engines.builtin.composition_caption import CompositionCaptioner
     from groundsynth.engines.builtin.composition_ground import CompositionGrounder, score_caption
     from groundsynth.metrics.sets import caption_redundancy
-    from groundsynth.request.classes import composition
-    from groundsynth.tiling.source import SourceRaster, Stretch
-    from groundsynth.artefacts.tiles import write_image_tile, write_mask_tile
-    from groundsynth.artefacts.records import TileRecord
     from groundsynth.report import write_report
+    from groundsynth.request.classes import composition
     from groundsynth.request.seeds import derive_seed
     from groundsynth.request.spec import Aoi, BandMapping, JobSpec
+    from groundsynth.tiling.source import SourceRaster, Stretch
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--tile", type=int, default=256)
@@ -74,19 +74,19 @@ def main() -> None:
     caps = cap.caption([t.image for t in tiles], masks, [derive_seed(0, t.tile_id, "caption") for t in tiles])
     t_cap = time.perf_counter() - t0
     t0 = time.perf_counter()
-    for m, cs in zip(masks, caps):
+    for m, cs in zip(masks, caps, strict=True):
         for c in cs:
             score_caption(c, m)
     t_claims = time.perf_counter() - t0
     g = CompositionGrounder({"reference_segmenter": reference}, ctx)
-    items = [GroundInput(t.tile_id, "real", t.image, t.valid, m, c) for t, m, c in zip(tiles, masks, caps)]
+    items = [GroundInput(t.tile_id, "real", t.image, t.valid, m, c) for t, m, c in zip(tiles, masks, caps, strict=True)]
     t0 = time.perf_counter()
     scores = g.ground(items)
     t_ground = time.perf_counter() - t0
 
     job = work / "job"
     records = []
-    for t, m, c, s, tr in zip(tiles, masks, caps, scores, transforms):
+    for t, m, c, s, tr in zip(tiles, masks, caps, scores, transforms, strict=True):
         rec = TileRecord(tile_id=t.tile_id, kind="real", row=int(t.tile_id[1:5]), col=int(t.tile_id[7:11]),
                          crs=crs.to_wkt(), width=size, height=size, composition=composition(m).tolist(),
                          captions=c, metrics=s, artefacts={"image": f"real/image/{t.tile_id}.tif",

@@ -56,20 +56,20 @@ def main() -> None:
 
     seg = Spectral({}, ctx)
     t = time.perf_counter()
-    masks = [seg.classify(i, v) for i, v in zip(images, valids)]
+    masks = [seg.classify(i, v) for i, v in zip(images, valids, strict=True)]
     t_seg = (time.perf_counter() - t) / len(images) * 1000
 
     ex = Exemplar({}, ctx)
     t = time.perf_counter()
-    ex.fit(images, masks, valids)
+    state = ex.fit(images, masks, valids)
     t_fit = time.perf_counter() - t
 
     conds = [m for m in masks for _ in range(args.variants)]
     seeds = list(range(len(conds)))
     t = time.perf_counter()
-    syn = ex.synthesise(conds, seeds)
+    syn = ex.synthesise(conds, seeds, state)
     t_syn = (time.perf_counter() - t) / len(conds) * 1000
-    fid = [miou(c, seg.classify(s, np.ones((T, T), bool))) for c, s in zip(conds, syn)]
+    fid = [miou(c, seg.classify(s, np.ones((T, T), bool))) for c, s in zip(conds, syn, strict=True)]
 
     stats = AoiStats.from_masks(masks)
     timings = {}

@@ -36,8 +36,8 @@ WORDS = ("a the of with and in on is area land field fields crop farmland trees 
 def build_segformer(dest: Path) -> Path:
     from transformers import SegformerConfig, SegformerForSemanticSegmentation
 
-    from groundsynth.train.segmenter import B0
     from groundsynth.request.classes import CLASS_NAMES
+    from groundsynth.train.segmenter import B0
 
     SegformerForSemanticSegmentation(SegformerConfig(num_channels=4, num_labels=len(CLASS_NAMES), **B0)) \
         .save_pretrained(str(dest))
@@ -55,9 +55,8 @@ def build_clip(dest: Path) -> Path:
     import json as _json
 
     import open_clip
-    from safetensors.torch import save_file
-
     from open_clip.factory import get_model_config
+    from safetensors.torch import save_file
 
     dest.mkdir(parents=True, exist_ok=True)
     model = open_clip.create_model("ViT-B-32", pretrained=None)
@@ -69,8 +68,15 @@ def build_clip(dest: Path) -> Path:
 
 def build_captioner(dest: Path, tokens: int) -> Path:
     from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import (GenerationConfig, GPT2Config, PreTrainedTokenizerFast, ViTConfig, ViTImageProcessor,
-                              VisionEncoderDecoderConfig, VisionEncoderDecoderModel)
+    from transformers import (
+        GenerationConfig,
+        GPT2Config,
+        PreTrainedTokenizerFast,
+        VisionEncoderDecoderConfig,
+        VisionEncoderDecoderModel,
+        ViTConfig,
+        ViTImageProcessor,
+    )
 
     vocab = {t: i for i, t in enumerate(["[PAD]", "[UNK]", "[BOS]", "[EOS]", *WORDS])}
     raw = Tokenizer(models.WordLevel(vocab=vocab, unk_token="[UNK]"))
@@ -136,20 +142,21 @@ def engine_rates(weights: dict[str, Path], device: str, args) -> dict[str, float
 
     clip = get_engine("ground", "clip")({**common, "weights": str(weights["clip"]), "with_composition": "false"}, ctx)
     items = [GroundInput(f"t{i}", "real", im, valid, m, [f"caption {k} of a rural scene" for k in range(5)])
-             for i, (im, m) in enumerate(zip(images, masks))]
+             for i, (im, m) in enumerate(zip(images, masks, strict=True))]
     out["ground/clip (5 captions)"] = n / timed(lambda: (clip.ground(items), sync(device)))
     return out
 
 
 def pipeline_rate(weights: dict[str, Path], device: str, args, workspace: Path) -> tuple[float, int, dict]:
+    import os
+
     import rasterio
 
     from groundsynth.demo.scene import demo_raster
-    from groundsynth.service.journal import Journal
-    from groundsynth.pipeline.runner import RunOptions, new_job_id, run_job
+    from groundsynth.pipeline.prepare import RunOptions, new_job_id
+    from groundsynth.pipeline.runner import run_job
     from groundsynth.request.spec import Aoi, JobSpec, StageConfig, SynthesisOptions
-
-    import os
+    from groundsynth.service.journal import Journal
 
     # the pipeline checks each engine's default weights location: point it at the weights in use
     models = workspace / "models"
@@ -175,8 +182,8 @@ def pipeline_rate(weights: dict[str, Path], device: str, args, workspace: Path) 
     journal = Journal(workspace / "journal.sqlite")
     counts = {"n": 0}
 
-    def emit(kind, msg):
-        if kind == "tile":
+    def emit(event):
+        if event.kind == "tile":
             counts["n"] += 1
 
     t0 = time.perf_counter()

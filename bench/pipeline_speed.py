@@ -31,8 +31,9 @@ def main() -> int:
 
     from groundsynth.cli.demo import demo_spec
     from groundsynth.demo.scene import demo_raster
+    from groundsynth.pipeline.prepare import RunOptions, new_job_id
+    from groundsynth.pipeline.runner import run_job
     from groundsynth.service.journal import Journal
-    from groundsynth.pipeline.runner import RunOptions, new_job_id, run_job
 
     tmp = None
     if args.workspace is None:
@@ -45,9 +46,9 @@ def main() -> int:
     job_id = new_job_id()
     counts = {"real": 0, "synthetic": 0}
 
-    def emit(kind, msg):
-        if kind == "tile":
-            counts[msg.kind] += 1
+    def emit(event):
+        if event.kind == "tile":
+            counts[event.record.kind] += 1
 
     t0 = time.perf_counter()
     state = run_job(job_id, spec, ws, journal, emit, lambda: False, RunOptions(batch_size=args.batch_size))

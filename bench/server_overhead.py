@@ -27,9 +27,10 @@ def main() -> None:
     ap.add_argument("--tile", type=int, default=64)
     args = ap.parse_args()
 
-    from groundsynth.service.journal import Journal
-    from groundsynth.pipeline.runner import RunOptions, new_job_id, run_job
+    from groundsynth.pipeline.prepare import RunOptions, new_job_id
+    from groundsynth.pipeline.runner import run_job
     from groundsynth.request.spec import Aoi, JobSpec
+    from groundsynth.service.journal import Journal
     from tests.helpers_engines import TEST_STAGES, test_engines
     from tests.server_fixture import make_test_raster, raster_bbox, start_server
 

@@ -29,7 +29,7 @@ want=$(cat pyproject.toml constraints.txt | sha256sum | cut -d' ' -f1)
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   echo "[bootstrap] installing groundsynth (editable) with pinned extras (a few minutes the first time)" >&2
   .venv/bin/python -m pip install -q --upgrade pip >/dev/null 2>&1 || true
-  .venv/bin/python -m pip install -q -c constraints.txt "setuptools>=77" wheel 2>&1 \
+  .venv/bin/python -m pip install -q -c constraints.txt setuptools packaging wheel 2>&1 \
     | grep -v "is ignored: it is neither" >&2 || true
   .venv/bin/python -m pip install -q --no-build-isolation -c constraints.txt -e ".[neural,test,lint]" 2>&1 \
     | grep -v "is ignored: it is neither" >&2 || true

@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 from affine import Affine
 
-from groundsynth.request.classes import NODATA, composition
-from groundsynth.artefacts.tiles import write_image_tile, write_mask_tile
 from groundsynth.artefacts.records import TileRecord, real_tile_id, synthetic_tile_id
+from groundsynth.artefacts.tiles import write_image_tile, write_mask_tile
+from groundsynth.request.classes import NODATA, composition
 from groundsynth.request.spec import Aoi, JobSpec, StageConfig
 
 CRS = "EPSG:32618"

@@ -248,8 +248,13 @@ def tiny_causal_lm(dest: Path, seed: int = 0) -> Path:
 def tiny_vision_encoder_decoder(dest: Path, seed: int = 0, image_size: int = 32) -> Path:
     """A tiny ViT encoder + GPT-2 decoder captioner with its image processor and tokenizer."""
     import torch
-    from transformers import (GPT2Config, ViTConfig, ViTImageProcessor, VisionEncoderDecoderConfig,
-                              VisionEncoderDecoderModel)
+    from transformers import (
+        GPT2Config,
+        VisionEncoderDecoderConfig,
+        VisionEncoderDecoderModel,
+        ViTConfig,
+        ViTImageProcessor,
+    )
 
     torch.manual_seed(seed)
     tok = tiny_tokenizer(add_eos=False)
@@ -293,8 +298,14 @@ def tiny_llava(dest: Path, seed: int = 0) -> Path:
     """A tiny LLaVA (CLIP vision tower + Llama) with a processor and a chat template: the path real
     chat VLMs (LLaVA, Qwen-VL, SmolVLM...) take through AutoModelForImageTextToText + AutoProcessor."""
     import torch
-    from transformers import (CLIPImageProcessor, CLIPVisionConfig, LlamaConfig, LlavaConfig,
-                              LlavaForConditionalGeneration, LlavaProcessor)
+    from transformers import (
+        CLIPImageProcessor,
+        CLIPVisionConfig,
+        LlamaConfig,
+        LlavaConfig,
+        LlavaForConditionalGeneration,
+        LlavaProcessor,
+    )
 
     torch.manual_seed(seed)
     tok = tiny_tokenizer(add_eos=False)

@@ -101,7 +101,7 @@ class ServerProcess:
                 self.proc.wait(10)
         return self.proc.returncode
 
-    def restart(self) -> "ServerProcess":
+    def restart(self) -> ServerProcess:
         if self.alive():
             self.stop()
         new = start_server(self.workspace, *self.args, env=self.env or None, engine_module=self.engine_module,
@@ -182,7 +182,7 @@ def self_signed_cert(folder: str | os.PathLike) -> tuple[Path, Path]:
 
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
             .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
             .not_valid_after(now + datetime.timedelta(days=1))

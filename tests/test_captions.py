@@ -4,12 +4,12 @@ import re
 import numpy as np
 import pytest
 
-from groundsynth.metrics import claims as claims_mod
 from groundsynth.engines import get_engine
-from groundsynth.engines.builtin.composition_caption import NOUNS, REGION_PHRASES, EDGE_PHRASES, CompositionCaptioner
-from groundsynth.request.errors import InvalidArgument
+from groundsynth.engines.builtin.composition_caption import EDGE_PHRASES, NOUNS, REGION_PHRASES, CompositionCaptioner
+from groundsynth.metrics import claims as claims_mod
 from groundsynth.metrics.sets import caption_redundancy
 from groundsynth.request.classes import CLASS_NAMES, NODATA
+from groundsynth.request.errors import InvalidArgument
 
 TREE, SHRUB, GRASS, CROP, BUILT, BARREN, WATER = range(7)
 
@@ -219,7 +219,7 @@ def test_percentages_do_not_hide_claims_from_the_parser():
     m = layout_mask()
     plain, pct = CompositionCaptioner(), CompositionCaptioner({"percentages": True})
     for seed in range(40):
-        for a, b in zip(plain.caption_mask(m, seed), pct.caption_mask(m, seed)):
+        for a, b in zip(plain.caption_mask(m, seed), pct.caption_mask(m, seed), strict=True):
             ca, cb = claims_mod.parse_claims(a), claims_mod.parse_claims(b)
             assert (cb.named, cb.dominant, cb.positions) == (ca.named, ca.dominant, ca.positions), (a, b)
 

@@ -7,8 +7,8 @@ from groundsynth.engines import get_engine
 from groundsynth.engines.base import EngineContext
 from groundsynth.engines.builtin.exemplar import Exemplar
 from groundsynth.engines.builtin.spectral import Spectral
-from groundsynth.request.errors import FailedPrecondition, InvalidArgument
 from groundsynth.request.classes import NODATA
+from groundsynth.request.errors import FailedPrecondition, InvalidArgument
 
 TREE, SHRUB, GRASS, CROP, BUILT, BARREN, WATER = range(7)
 T = 256
@@ -40,10 +40,33 @@ def demo(tmp_path_factory):
     pos = [(y, x) for y in range(0, 7 * T, T) for x in range(0, 7 * T, T)]
     images = [img[:, y:y + T, x:x + T] for y, x in pos]
     valids = [valid[y:y + T, x:x + T] for y, x in pos]
-    masks = [seg.classify(i, v) for i, v in zip(images, valids)]
+    masks = [seg.classify(i, v) for i, v in zip(images, valids, strict=True)]
     ex = Exemplar({}, ctx)
-    ex.fit(images, masks, valids)
-    return seg, ex, images, masks
+    return seg, Fitted(ex, ex.fit(images, masks, valids)), images, masks
+
+
+class Fitted:
+    """An Exemplar together with the state its `fit` returned (shorthand for the tests)."""
+
+    def __init__(self, engine, state):
+        self.engine, self.state = engine, state
+        self.p, self.ctx, self.pools = engine.p, engine.ctx, state.pools
+
+    def synthesise(self, masks, seeds):
+        return self.engine.synthesise(masks, seeds, self.state)
+
+
+def test_fit_returns_a_state_and_leaves_the_engine_unchanged(demo):
+    import pickle
+
+    _, fitted, images, masks = demo
+    before = dict(vars(fitted.engine))
+    again = fitted.engine.fit(images[:6], masks[:6], [np.ones((T, T), bool)] * 6)
+    assert vars(fitted.engine) == before                        # fit mutates nothing of the engine
+    assert set(again.pools) and set(again.pools) <= set(fitted.state.pools)
+    restored = pickle.loads(pickle.dumps(fitted.state))         # shippable to workers, storable with the job
+    a = fitted.engine.synthesise([masks[8]], [5], fitted.state)[0]
+    assert (fitted.engine.synthesise([masks[8]], [5], restored)[0] == a).all()
 
 
 def test_is_the_default_synthesiser():
@@ -55,7 +78,7 @@ def test_demo_fidelity_under_spectral_segmenter(demo):
     conds = [masks[i] for i in MIXED]
     syn = ex.synthesise(conds, [11] * len(conds))
     ones = np.ones((T, T), bool)
-    scores = [miou(c, seg.classify(s, ones)) for c, s in zip(conds, syn)]
+    scores = [miou(c, seg.classify(s, ones)) for c, s in zip(conds, syn, strict=True)]
     assert np.mean(scores) >= 0.6, scores
     for s in syn:
         assert s.shape == (4, T, T) and s.dtype == np.float32 and 0 <= s.min() and s.max() <= 1
@@ -115,10 +138,10 @@ def test_no_visible_patch_grid(demo):
 
 def test_class_absent_from_aoi_fails_naming_it():
     probe = Exemplar({}, EngineContext())
-    probe.fit([np.random.default_rng(0).random((4, 64, 64), dtype=np.float32)], [np.full((64, 64), CROP, np.uint8)],
-              [np.ones((64, 64), bool)])
+    st = probe.fit([np.random.default_rng(0).random((4, 64, 64), dtype=np.float32)],
+                   [np.full((64, 64), CROP, np.uint8)], [np.ones((64, 64), bool)])
     with pytest.raises(FailedPrecondition, match="Water is absent from the AOI"):
-        probe.synthesise([np.full((64, 64), WATER, np.uint8)], [1])
+        probe.synthesise([np.full((64, 64), WATER, np.uint8)], [1], st)
 
 
 def test_empty_mask_gives_all_nodata_zero_image(demo):
@@ -137,16 +160,17 @@ def test_nodata_pixels_of_the_mask_stay_zero(demo):
 
 def test_all_nodata_aoi_has_no_texture():
     ex = Exemplar({}, EngineContext())
-    ex.fit([np.zeros((4, 64, 64), np.float32)], [np.full((64, 64), NODATA, np.uint8)], [np.zeros((64, 64), bool)])
+    st = ex.fit([np.zeros((4, 64, 64), np.float32)], [np.full((64, 64), NODATA, np.uint8)],
+                [np.zeros((64, 64), bool)])
     with pytest.raises(FailedPrecondition, match="no texture"):
-        ex.synthesise([np.full((64, 64), CROP, np.uint8)], [1])
+        ex.synthesise([np.full((64, 64), CROP, np.uint8)], [1], st)
 
 
 def test_three_band_rgb_job(demo):
     _, _, images, masks = demo
     ex = Exemplar({}, EngineContext(has_nir=False))
-    ex.fit([i[:3] for i in images[:10]], masks[:10], [np.ones((T, T), bool)] * 10)
-    out = ex.synthesise([masks[3]], [1])[0]
+    st = ex.fit([i[:3] for i in images[:10]], masks[:10], [np.ones((T, T), bool)] * 10)
+    out = ex.synthesise([masks[3]], [1], st)[0]
     assert out.shape == (3, T, T)
     with pytest.raises(InvalidArgument, match="3 or 4"):
         ex.fit([images[0][:2]], [masks[0]], [np.ones((T, T), bool)])
@@ -174,8 +198,8 @@ def test_open_water_has_no_dark_blocks_from_outlier_patches(demo):
     water = [np.full((T, T), WATER, np.uint8)] * 8
     assert max(_darkest_block(i) for i in ex.synthesise(water, list(range(8)))) < 0.15
     whole_pool = Exemplar({"style_share": 1.0}, ex.ctx)
-    whole_pool.fit(images, masks, [np.ones((T, T), bool)] * len(images))
-    assert max(_darkest_block(i) for i in whole_pool.synthesise(water, list(range(8)))) > 0.3   # the check bites
+    st = whole_pool.fit(images, masks, [np.ones((T, T), bool)] * len(images))
+    assert max(_darkest_block(i) for i in whole_pool.synthesise(water, list(range(8)), st)) > 0.3   # the check bites
 
 
 def test_tiles_smaller_than_patch_size_fail_naming_patch_size():

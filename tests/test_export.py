@@ -8,10 +8,10 @@ import rasterio
 from PIL import Image
 
 from groundsynth.cli.main import main
-from groundsynth.request.errors import FailedPrecondition, InvalidArgument, NotFound
 from groundsynth.export.dataset import CSV_COLUMNS, export_dataset, split_of
-from groundsynth.request.classes import CLASS_COLORS
 from groundsynth.report import read_report, write_report
+from groundsynth.request.classes import CLASS_COLORS
+from groundsynth.request.errors import FailedPrecondition, InvalidArgument, NotFound
 from tests.helpers_jobdir import build_job_dir, context, make_spec
 
 
@@ -131,9 +131,10 @@ def test_command_line(job_dir, tmp_path, capsys):
 def test_real_pipeline_job_reports_and_exports(tmp_path):
     """run_job with the cheap test segment/synthesise engines and the composition caption/ground engines:
     the pipeline's report call, report.json and export work together."""
-    from groundsynth.service.journal import Journal
-    from groundsynth.pipeline.runner import RunOptions, run_job
+    from groundsynth.pipeline.prepare import RunOptions
+    from groundsynth.pipeline.runner import run_job
     from groundsynth.request.spec import Aoi, JobSpec, StageConfig, SynthesisOptions
+    from groundsynth.service.journal import Journal
     from tests.helpers_engines import TestBright, test_engines
     from tests.helpers_rasters import px_bbox, write_raster
 
@@ -146,7 +147,7 @@ def test_real_pipeline_job_reports_and_exports(tmp_path):
     journal = Journal(tmp_path / "ws" / "journal.sqlite")
     try:
         with test_engines():
-            state = run_job("e2e", spec, tmp_path / "ws", journal, lambda kind, msg: None, lambda: False,
+            state = run_job("e2e", spec, tmp_path / "ws", journal, lambda event: None, lambda: False,
                             RunOptions(batch_size=4))
     finally:
         journal.close()

@@ -2,10 +2,11 @@
 import numpy as np
 import pytest
 
-from groundsynth.request import classes as palette
+from groundsynth.api.v1.convert import spec_from_proto, spec_to_proto
 from groundsynth.engines import base, get_engine, register, unregister
+from groundsynth.request import classes as palette
 from groundsynth.request.errors import InvalidArgument
-from groundsynth.request.spec import Aoi, JobSpec, StageConfig, SynthesisOptions
+from groundsynth.request.spec import STAGES, Aoi, JobSpec, StageConfig, SynthesisOptions
 
 
 def test_worldcover_remap_matches_reference_table():
@@ -26,8 +27,8 @@ def test_spec_round_trips_proto_and_json():
     spec = JobSpec(aoi=Aoi(bbox=(1, 2, 3, 4), crs="EPSG:4326"), raster_path="/x.tif", seed=7,
                    synthesis=SynthesisOptions(mask_strategy="boost", boost_targets={"shrub": 0.3})).normalised()
     assert spec.synthesis.boost_targets == {"Shrub": 0.3}
-    assert [s.stage for s in spec.stages] == list(base.STAGES)
-    assert JobSpec.from_proto(spec.to_proto()).normalised() == spec
+    assert [s.stage for s in spec.stages] == list(STAGES)
+    assert spec_from_proto(spec_to_proto(spec)).normalised() == spec
     assert JobSpec.from_json(spec.to_json()) == spec
 
 
@@ -100,9 +101,9 @@ def test_proto_spec_with_synthesise_stage_defaults_to_one_variant():
 
     m = pb.JobSpec(raster_path="/x.tif", aoi=pb.AreaOfInterest(bbox=pb.BBox(minx=0, miny=0, maxx=1, maxy=1)),
                    synthesis=pb.SynthesisOptions(mask_strategy="real"))
-    assert JobSpec.from_proto(m).normalised().synthesis.variants == 1
+    assert spec_from_proto(m).normalised().synthesis.variants == 1
     m.synthesis.variants = 3
-    assert JobSpec.from_proto(m).normalised().synthesis.variants == 3
+    assert spec_from_proto(m).normalised().synthesis.variants == 3
     m.ClearField("synthesis")
     m.stages.add(stage="segment")
-    assert JobSpec.from_proto(m).normalised().synthesis.variants == 0
+    assert spec_from_proto(m).normalised().synthesis.variants == 0

@@ -2,10 +2,11 @@
 import pytest
 import rasterio
 
-from groundsynth.service.journal import Journal
+from groundsynth.pipeline.prepare import RunOptions
+from groundsynth.pipeline.runner import run_job
 from groundsynth.request.classes import gdal_colormap
-from groundsynth.pipeline.runner import RunOptions, run_job
 from groundsynth.request.spec import Aoi, JobSpec, SynthesisOptions
+from groundsynth.service.journal import Journal
 from tests.helpers_engines import TEST_STAGES, test_engines
 from tests.helpers_rasters import px_bbox, write_raster
 
@@ -20,7 +21,7 @@ def job(tmp_path_factory):
     spec = JobSpec(aoi=Aoi(bbox=px_bbox(30, 20, 260, 190)), raster_path=str(src), tile_size=64, overlap=16,
                    stages=TEST_STAGES(), synthesis=SynthesisOptions(variants=1), seed=5)
     with test_engines():
-        state = run_job("g1", spec, ws, journal, lambda k, m: None, lambda: False, RunOptions(batch_size=3))
+        state = run_job("g1", spec, ws, journal, lambda event: None, lambda: False, RunOptions(batch_size=3))
     assert state == "SUCCEEDED"
     yield src, ws / "jobs" / "g1", journal.tiles("g1")
     journal.close()

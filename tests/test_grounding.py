@@ -2,15 +2,15 @@
 import numpy as np
 import pytest
 
-from groundsynth.metrics.claims import parse_claims
+from groundsynth.artefacts.records import TileRecord
 from groundsynth.engines import get_engine, register, unregister
 from groundsynth.engines.base import GroundInput, Segmenter
 from groundsynth.engines.builtin.composition_caption import CompositionCaptioner
 from groundsynth.engines.builtin.composition_ground import CompositionGrounder, score_caption, summarise_records
-from groundsynth.request.errors import InvalidArgument
+from groundsynth.metrics.claims import parse_claims
 from groundsynth.metrics.sets import js_divergence
 from groundsynth.request.classes import NODATA
-from groundsynth.artefacts.records import TileRecord
+from groundsynth.request.errors import InvalidArgument
 
 TREE, SHRUB, GRASS, CROP, BUILT, BARREN, WATER = range(7)
 DECODE = "test-decode"
@@ -233,9 +233,9 @@ def demo_run(tmp_path_factory):
     from groundsynth.demo.scene import demo_raster
     from groundsynth.engines import engines
     from groundsynth.engines.base import EngineContext, TileInput
-    from groundsynth.tiling.source import SourceRaster, Stretch
     from groundsynth.request.seeds import derive_seed
     from groundsynth.request.spec import BandMapping
+    from groundsynth.tiling.source import SourceRaster, Stretch
 
     reference = "spectral" if "spectral" in engines("segment") else IndexSegmenter.name
     register(IndexSegmenter)
@@ -254,7 +254,7 @@ def demo_run(tmp_path_factory):
         seeds = [derive_seed(0, t.tile_id, "caption") for t in tiles]
         caps = CompositionCaptioner({}, ctx).caption([t.image for t in tiles], masks, seeds)
         g = CompositionGrounder({"reference_segmenter": reference}, ctx)
-        items = [GroundInput(t.tile_id, "real", t.image, t.valid, m, c) for t, m, c in zip(tiles, masks, caps)]
+        items = [GroundInput(t.tile_id, "real", t.image, t.valid, m, c) for t, m, c in zip(tiles, masks, caps, strict=True)]
         yield {"reference": reference, "tiles": tiles, "masks": masks, "captions": caps, "items": items,
                "grounder": g, "scores": g.ground(items)}
     finally:
@@ -293,9 +293,9 @@ def test_demo_scene_caption_naming_an_absent_class_scores_clearly_lower(demo_run
         lying.append(GroundInput(it.tile_id, it.kind, it.image, it.valid, it.mask,
                                  [f"{c[:-1]}, and there is also {noun}." for c in it.captions]))
     assert len(lying) >= 10
-    honest = {s_it.tile_id: s["grounding"] for s_it, s in zip(demo_run["items"], demo_run["scores"])}
+    honest = {s_it.tile_id: s["grounding"] for s_it, s in zip(demo_run["items"], demo_run["scores"], strict=True)}
     lied = demo_run["grounder"].ground(lying)
-    drops = [honest[it.tile_id] - s["grounding"] for it, s in zip(lying, lied)]
+    drops = [honest[it.tile_id] - s["grounding"] for it, s in zip(lying, lied, strict=True)]
     assert np.mean(drops) >= 30 and min(drops) > 0
 
 

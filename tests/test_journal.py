@@ -3,11 +3,11 @@ import threading
 
 import pytest
 
-from groundsynth.request.errors import NotFound
-from groundsynth.service.journal import JOB_STATES, Journal
 from groundsynth.api.v1.contract import pb
 from groundsynth.artefacts.records import TileRecord
+from groundsynth.request.errors import NotFound
 from groundsynth.request.spec import Aoi, JobSpec
+from groundsynth.service.journal import JOB_STATES, Journal
 
 
 def _spec(seed=3):

@@ -7,9 +7,9 @@ from rasterio.warp import transform as warp_points
 
 from groundsynth.engines import get_engine
 from groundsynth.engines.base import EngineContext, TileInput
+from groundsynth.request.classes import NODATA
 from groundsynth.request.errors import FailedPrecondition, InvalidArgument, NotFound
 from groundsynth.tiling.labels import read_labels
-from groundsynth.request.classes import NODATA
 
 UTM = "EPSG:32618"
 TILE_T = from_origin(436000.0, 4179000.0, 10.0, 10.0)     # a 64 x 64 tile at 10 m on the demo scene's grid
@@ -94,7 +94,7 @@ def test_labels_engine_uses_tile_labels_and_needs_a_raster():
 
 
 def test_job_with_labels_engine_but_no_label_raster_is_refused_before_it_starts(tmp_path):
-    from groundsynth.pipeline.runner import prepare_job
+    from groundsynth.pipeline.prepare import prepare_job
     from groundsynth.request.spec import Aoi, JobSpec, StageConfig
     from tests.helpers_rasters import px_bbox, write_raster
 

@@ -3,9 +3,9 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from groundsynth.request.errors import FailedPrecondition, InvalidArgument
 from groundsynth.engines.mask_strategies import AoiStats, condition_mask
 from groundsynth.request.classes import NODATA, composition
+from groundsynth.request.errors import FailedPrecondition, InvalidArgument
 
 TREE, SHRUB, GRASS, CROP, BUILT, BARREN, WATER = range(7)
 

@@ -4,14 +4,14 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import neural_fixtures as nf
 import pytest
 
-import neural_fixtures as nf
 from groundsynth.engines import get_engine
 from groundsynth.engines.base import EngineContext
+from groundsynth.models import device as dev
 from groundsynth.models.cache import clear_shared_models
 from groundsynth.request.errors import FailedPrecondition, InvalidArgument
-from groundsynth.models import device as dev
 
 NEURAL = (("segment", "segformer"), ("synthesise", "spade"), ("caption", "vlm"), ("ground", "clip"))
 

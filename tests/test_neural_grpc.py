@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 
 import grpc
+import neural_fixtures as nf
 import pytest
 
-import neural_fixtures as nf
 from groundsynth.api.v1.contract import pb
 from groundsynth.request.errors import FailedPrecondition
 from groundsynth.request.spec import Aoi, JobSpec, StageConfig, SynthesisOptions

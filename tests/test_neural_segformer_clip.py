@@ -1,15 +1,15 @@
 """segment/segformer and ground/clip through their real load paths with tiny models."""
 from __future__ import annotations
 
+import neural_fixtures as nf
 import numpy as np
 import pytest
 
-import neural_fixtures as nf
+from groundsynth.artefacts.records import TileRecord
 from groundsynth.engines import get_engine
 from groundsynth.engines.base import EngineContext, GroundInput
 from groundsynth.models.cache import clear_shared_models
 from groundsynth.request.errors import FailedPrecondition
-from groundsynth.artefacts.records import TileRecord
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +32,7 @@ def test_segformer_segments_tiles_and_marks_nodata(seg_dirs, channels):
     # the same model reloaded from disk in a fresh cache gives the same masks
     clear_shared_models()
     again = get_engine("segment", "segformer")({"weights": str(seg_dirs[channels])}, EngineContext()).segment(tiles)
-    assert all((a == b).all() for a, b in zip(masks, again))
+    assert all((a == b).all() for a, b in zip(masks, again, strict=True))
 
 
 def test_segformer_batches_mixed_tile_sizes(seg_dirs):
@@ -117,9 +117,9 @@ def test_clip_scores_captions_in_every_weight_format(clip_weights, fmt):
     assert len(set(np.round(expected, 4))) > 1          # captions are told apart
     for r in res:
         assert 0 <= r["clipscore_min"] <= r["clipscore"] <= r["clipscore_max"] <= 100
-    recs = [TileRecord(it.tile_id, it.kind, 0, i, metrics=m) for i, (it, m) in enumerate(zip(items, res))]
+    recs = [TileRecord(it.tile_id, it.kind, 0, i, metrics=m) for i, (it, m) in enumerate(zip(items, res, strict=True))]
     summary = eng.summarise(recs)
-    assert summary["clipscore_mean_real"] == pytest.approx(np.mean([r["clipscore"] for r, it in zip(res, items)
+    assert summary["clipscore_mean_real"] == pytest.approx(np.mean([r["clipscore"] for r, it in zip(res, items, strict=True)
                                                                      if it.kind == "real"]))
     assert -1 <= summary["separability_silhouette"] <= 1
 

@@ -1,10 +1,10 @@
 """synthesise/spade: the SPADE generator through its checkpoint load path."""
 from __future__ import annotations
 
+import neural_fixtures as nf
 import numpy as np
 import pytest
 
-import neural_fixtures as nf
 from groundsynth.engines import get_engine
 from groundsynth.engines.base import EngineContext
 from groundsynth.models.cache import clear_shared_models
@@ -53,11 +53,11 @@ def test_spade_engine_variants_differ_and_seeds_reproduce(spade_dirs, channels):
     clear_shared_models()
     again = get_engine("synthesise", "spade")({"weights": str(spade_dirs[channels]), "batch_size": "2"},
                                               ctx).synthesise(masks, [11, 12, 13])
-    assert all(np.array_equal(a, b) for a, b in zip(out, again))
+    assert all(np.array_equal(a, b) for a, b in zip(out, again, strict=True))
     # another batch size only changes float rounding
     one_batch = get_engine("synthesise", "spade")({"weights": str(spade_dirs[channels]), "batch_size": "8"},
                                                   ctx).synthesise(masks, [11, 12, 13])
-    assert all(np.allclose(a, b, atol=1e-3) for a, b in zip(out, one_batch))
+    assert all(np.allclose(a, b, atol=1e-3) for a, b in zip(out, one_batch, strict=True))
 
 
 def test_spade_four_band_model_serves_rgb_job_but_not_reverse(spade_dirs):

@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import json
 
+import neural_fixtures as nf
 import numpy as np
 import pytest
 
-import neural_fixtures as nf
 from groundsynth.engines import get_engine
 from groundsynth.engines.base import EngineContext
 from groundsynth.models.cache import clear_shared_models
@@ -79,9 +79,9 @@ def test_segmenter_training_lowers_loss_and_reloads(export_dir, model_config, tm
     from groundsynth.engines.base import TileInput
 
     eng = get_engine("segment", "segformer")({"weights": str(out)}, EngineContext())
-    preds = eng.segment([TileInput(r.tile_id, im, np.ones(im.shape[1:], bool)) for r, im in zip(rows, x)])
+    preds = eng.segment([TileInput(r.tile_id, im, np.ones(im.shape[1:], bool)) for r, im in zip(rows, x, strict=True)])
     acc = ConfusionAccumulator()
-    for t, p in zip(y, preds):
+    for t, p in zip(y, preds, strict=True):
         acc.add(t, p)
     assert acc.scores()["macro_f1"] == pytest.approx(res.test["macro_f1"], abs=1e-6)
 
@@ -100,7 +100,7 @@ def test_generator_training_lowers_loss_and_engine_loads_it(export_dir, tmp_path
     a = eng.synthesise(masks, [5, 6])
     clear_shared_models()
     b = get_engine("synthesise", "spade")({"weights": str(out)}, EngineContext()).synthesise(masks, [5, 6])
-    assert all(np.array_equal(x, y) for x, y in zip(a, b)) and a[0].shape == (4, 32, 32)
+    assert all(np.array_equal(x, y) for x, y in zip(a, b, strict=True)) and a[0].shape == (4, 32, 32)
 
 
 def test_train_command_compares_real_and_synthetic(export_dir, model_config, tmp_path, capsys):
@@ -181,11 +181,12 @@ def test_segmenter_init_adapts_an_rgb_checkpoint_to_rgb_nir(tmp_path):
 def test_trainers_read_a_real_export_of_a_neural_job(tmp_path, model_config, monkeypatch):
     """pipeline (segformer + spade + composition captions + clip) -> groundsynth.export -> both trainers."""
     from groundsynth.export.dataset import export_dataset
+    from groundsynth.pipeline.prepare import RunOptions, job_dir, new_job_id
+    from groundsynth.pipeline.runner import run_job
+    from groundsynth.request.spec import Aoi, JobSpec, StageConfig, SynthesisOptions
     from groundsynth.service.journal import Journal
     from groundsynth.train.generator import GeneratorTrainConfig, train_generator
     from groundsynth.train.segmenter import SegmenterTrainConfig, train_segmenter
-    from groundsynth.pipeline.runner import RunOptions, job_dir, new_job_id, run_job
-    from groundsynth.request.spec import Aoi, JobSpec, StageConfig, SynthesisOptions
     from tests.server_fixture import make_test_raster, raster_bbox
 
     monkeypatch.delenv("GROUNDSYNTH_MODELS", raising=False)
@@ -201,7 +202,7 @@ def test_trainers_read_a_real_export_of_a_neural_job(tmp_path, model_config, mon
                    synthesis=SynthesisOptions(variants=1))
     journal = Journal(ws / "journal.sqlite")
     job = new_job_id()
-    assert run_job(job, spec, ws, journal, lambda k, m: None, options=RunOptions(batch_size=8)) == "SUCCEEDED"
+    assert run_job(job, spec, ws, journal, lambda event: None, options=RunOptions(batch_size=8)) == "SUCCEEDED"
     journal.close()
     info = export_dataset(job_dir(ws, job), tmp_path / "export", splits=(0.6, 0.2, 0.2))
     assert info["real"] == 16 and info["synthetic"] == 16

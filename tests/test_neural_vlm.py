@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import re
 
+import neural_fixtures as nf
 import numpy as np
 import pytest
 
-import neural_fixtures as nf
 from groundsynth.engines import get_engine
 from groundsynth.engines.base import EngineContext
 from groundsynth.engines.neural.vlm import composition_text, prompts_for, strip_numbers
@@ -118,8 +118,8 @@ def test_blip_style_vlm_takes_the_prompt_as_prefix_and_does_not_echo_it(tmp_path
     caps = eng.caption(images, masks, [0, 1])
     assert all(len(c) == 5 for c in caps) and any(c for cs in caps for c in cs)
     tok = eng._model().tokenizer
-    for mask, cs in zip(masks, caps):
-        for prompt, cap in zip(prompts_for("hybrid", 5, mask), cs):
+    for mask, cs in zip(masks, caps, strict=True):
+        for prompt, cap in zip(prompts_for("hybrid", 5, mask), cs, strict=True):
             echoed = tok.decode(tok(prompt)["input_ids"], skip_special_tokens=True)
             assert not cap.startswith(echoed)
 

@@ -2,7 +2,7 @@
 
 from groundsynth.engines import get_engine
 from groundsynth.models.weights import default_models_dir
-from groundsynth.pipeline.runner import prepare_job
+from groundsynth.pipeline.prepare import prepare_job
 from groundsynth.request.spec import Aoi, JobSpec, StageConfig
 from tests.helpers_rasters import px_bbox, write_raster
 from tests.neural_fixtures import tiny_segformer

@@ -6,13 +6,14 @@ import numpy as np
 import pytest
 import rasterio
 
-from groundsynth.api.v1.contract import pb
-from groundsynth.request.errors import GroundSynthError
-from groundsynth.service.journal import Journal
-from groundsynth.request.classes import CLASS_NAMES
-from groundsynth.pipeline.runner import RunOptions, new_job_id, prepare_job, run_job
-from groundsynth.request.spec import Aoi, JobSpec, SynthesisOptions
 from groundsynth.artefacts.tile_grid import CLASS_COLUMNS
+from groundsynth.pipeline.events import TileDone
+from groundsynth.pipeline.prepare import RunOptions, new_job_id, prepare_job
+from groundsynth.pipeline.runner import run_job
+from groundsynth.request.classes import CLASS_NAMES
+from groundsynth.request.errors import GroundSynthError
+from groundsynth.request.spec import Aoi, JobSpec, SynthesisOptions
+from groundsynth.service.journal import Journal
 from tests.helpers_engines import TEST_STAGES, test_engines
 from tests.helpers_rasters import px_bbox, write_raster
 
@@ -36,8 +37,10 @@ def _spec(source, **kw):
 
 
 class Events(list):
-    def __call__(self, kind, msg):
-        self.append((kind, msg))
+    """Collects the pipeline's domain events; `of("tile")` gives the recorded TileRecords."""
+
+    def __call__(self, event):
+        self.append((event.kind, event.record if isinstance(event, TileDone) else event))
 
     def kinds(self):
         return [k for k, _ in self]
@@ -73,7 +76,7 @@ def test_events_and_journal_of_a_full_job(full_job):
     tiles = ev.of("tile")
     assert len(tiles) == 12 + 24 and len({t.tile_id for t in tiles}) == 36
     done = ev.of("done")[0]
-    assert (done.state, done.real_tiles, done.synthetic_tiles) == (pb.SUCCEEDED, 12, 24)
+    assert (done.state, done.real_tiles, done.synthetic_tiles) == ("SUCCEEDED", 12, 24)
     syn_progress = [p for p in ev.of("progress") if p.stage == "synthesise"]
     assert syn_progress[-1].done == syn_progress[-1].total == 24
     out_progress = [p for p in ev.of("progress") if p.stage == "outputs"]
@@ -98,6 +101,14 @@ def test_events_and_journal_of_a_full_job(full_job):
     report = json.loads((job_dir / "report.json").read_text())
     assert report["job_id"] == "full"
     assert ev.of("report")[0].json_path == "report.json"
+
+
+def test_every_tile_records_its_split_and_synthetic_tiles_inherit_it(full_job):
+    _, _, journal, _ = full_job
+    real = {r.tile_id: r.attributes["split"] for r in journal.tiles("full", "real")}
+    assert set(real.values()) <= {"train", "val", "test"} and "train" in real.values()
+    for r in journal.tiles("full", "synthetic"):
+        assert r.attributes["split"] == real[r.source_tile_id]
 
 
 def test_vrt_mosaics_open_and_match_tiles(full_job):
@@ -145,7 +156,7 @@ def test_tiles_gpkg_has_one_row_per_tile(full_job):
         assert p["caption_1"] == rec.captions[0]
         assert sum(p[c] for c in CLASS_COLUMNS) == pytest.approx(100, abs=0.01)
         assert p["grounding"] == pytest.approx(rec.metrics["grounding"])
-        xs, ys = zip(*f.geometry.coordinates[0])
+        xs, ys = zip(*f.geometry.coordinates[0], strict=True)
         assert (min(xs), min(ys), max(xs), max(ys)) == pytest.approx(rec.bounds)
 
 
@@ -153,8 +164,11 @@ def test_resume_after_cancel_keeps_finished_tiles(source, tmp_path):
     journal = Journal(tmp_path / "journal.sqlite")
     spec = _spec(source)
     ev = Events()
-    state = run_job("c1", spec, tmp_path, journal, ev, lambda: len(ev.of("tile")) >= 5, RunOptions(batch_size=2))
-    assert state == "CANCELLED" and ev.of("done")[0].state == pb.CANCELLED
+    # inline: one batch at a time, so the cancel lands after exactly 3 batches (tests/test_executors.py
+    # checks the same for the parallel executors, which also finish the batches in flight)
+    state = run_job("c1", spec, tmp_path, journal, ev, lambda: len(ev.of("tile")) >= 5,
+                    RunOptions(batch_size=2, executor="inline"))
+    assert state == "CANCELLED" and ev.of("done")[0].state == "CANCELLED"
     assert journal.get_job("c1").state == "CANCELLED"
     first = journal.tiles("c1")
     assert len(first) == 6           # the batch in progress (2 tiles) was finished: 3 batches
@@ -264,7 +278,7 @@ def test_run_command_resumes_a_job_by_id(source, tmp_path, capsys):
     spec = _spec(source, stages=TEST_STAGES(("segment", "caption")), synthesis=SynthesisOptions())
     ev = Events()
     assert run_job("cli1", spec, tmp_path, journal, ev, lambda: len(ev.of("tile")) >= 4,
-                   RunOptions(batch_size=4)) == "CANCELLED"
+                   RunOptions(batch_size=4, executor="inline")) == "CANCELLED"     # one batch at a time
     journal.close()
     rc = main(["run", "--workspace", str(tmp_path), "--job-id", "cli1", "--quiet"])
     out, _ = capsys.readouterr()

@@ -8,7 +8,7 @@ from qgis.core import (
     QgsVectorLayer,
 )
 
-from groundsynth.request.spec import JobSpec
+from groundsynth.api.v1.convert import spec_from_proto
 from plugin import area
 from plugin.errors import AreaError, BandMappingError, CrsMismatchError, user_message
 from plugin.job_request import JobRequest, StageChoice, parse_engines, parse_params, parse_targets
@@ -25,7 +25,7 @@ def test_request_to_proto_is_a_valid_backend_spec():
                      bbox=(0, 0, 10, 10), aoi_crs="EPSG:32618", tile_size=128,
                      stages={"segment": StageChoice("spectral", {"k": "3"}), "synthesise": StageChoice()},
                      variants=2, seed=9, mask_strategy="boost", boost_targets={"Shrub": 0.3}).check()
-    spec = JobSpec.from_proto(req.to_proto()).normalised()
+    spec = spec_from_proto(req.to_proto()).normalised()
     assert (spec.bands.red, spec.bands.nir) == (3, 4)
     assert spec.aoi.bbox == (0, 0, 10, 10) and spec.aoi.crs == "EPSG:32618"
     assert [s.stage for s in spec.stages] == ["segment", "synthesise"]

@@ -7,8 +7,8 @@ import re
 import pytest
 from PIL import Image
 
-from groundsynth.request.classes import CLASS_NAMES
 from groundsynth.report import read_report, write_report
+from groundsynth.request.classes import CLASS_NAMES
 from groundsynth.request.spec import JobSpec
 from tests.helpers_jobdir import build_job_dir, context, make_spec
 

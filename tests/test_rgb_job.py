@@ -3,10 +3,11 @@ import numpy as np
 import pytest
 import rasterio
 
+from groundsynth.pipeline.prepare import prepare_job
+from groundsynth.pipeline.runner import run_job
 from groundsynth.request.errors import InvalidArgument
-from groundsynth.service.journal import Journal
-from groundsynth.pipeline.runner import prepare_job, run_job
 from groundsynth.request.spec import Aoi, BandMapping, JobSpec, SynthesisOptions
+from groundsynth.service.journal import Journal
 
 
 @pytest.fixture(scope="module")

@@ -5,14 +5,12 @@ import threading
 
 import pytest
 
+from groundsynth.api.v1 import auth
+from groundsynth.api.v1.contract import pb
+from groundsynth.request.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied, Unauthenticated
 from groundsynth.service import security
 from groundsynth.service.config import ServerConfig, is_loopback, split_address
-from groundsynth.api.v1.contract import pb
-from groundsynth.request.errors import (
-    FailedPrecondition, InvalidArgument, NotFound, PermissionDenied, Unauthenticated
-)
 from groundsynth.service.event_log import EventLog
-
 
 # ------------------------------------------------------------------ token
 
@@ -20,42 +18,42 @@ def test_token_file_is_private_random_and_kept_across_starts(tmp_path):
     path = tmp_path / "ws" / "token"
     old_umask = os.umask(0o022)
     try:
-        token = security.create_token(path)
+        token = auth.create_token(path)
     finally:
         os.umask(old_umask)
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert len(token) >= 40 and path.read_text().strip() == token
-    assert security.create_token(path) == token                 # restart keeps it: clients stay valid
-    assert security.create_token(path, rotate=True) != token
-    other = security.create_token(tmp_path / "other" / "token")
-    assert other != security.read_token(path)
+    assert auth.create_token(path) == token                 # restart keeps it: clients stay valid
+    assert auth.create_token(path, rotate=True) != token
+    other = auth.create_token(tmp_path / "other" / "token")
+    assert other != auth.read_token(path)
 
 
 def test_token_file_with_loose_permissions_is_replaced(tmp_path):
     path = tmp_path / "token"
     path.write_text("A" * 43)
     path.chmod(0o644)
-    token = security.create_token(path)
+    token = auth.create_token(path)
     assert token != "A" * 43 and stat.S_IMODE(path.stat().st_mode) == 0o600
 
 
 def test_check_token_and_bearer_metadata():
-    security.check_token("abc", "abc")
+    auth.check_token("abc", "abc")
     with pytest.raises(Unauthenticated, match="wrong token"):
-        security.check_token("abd", "abc")
+        auth.check_token("abd", "abc")
     with pytest.raises(Unauthenticated, match="missing metadata"):
-        security.check_token(None, "abc")
-    assert security.bearer_token([("x", "1"), ("authorization", "Bearer  tok ")]) == "tok"
-    assert security.bearer_token([("authorization", "Basic tok")]) is None
-    assert security.bearer_token(None) is None
+        auth.check_token(None, "abc")
+    assert auth.bearer_token([("x", "1"), ("authorization", "Bearer  tok ")]) == "tok"
+    assert auth.bearer_token([("authorization", "Basic tok")]) is None
+    assert auth.bearer_token(None) is None
 
 
 def test_read_token_errors_name_the_file(tmp_path):
     with pytest.raises(NotFound, match="token_file"):
-        security.read_token(tmp_path / "missing")
+        auth.read_token(tmp_path / "missing")
     (tmp_path / "empty").write_text("\n")
     with pytest.raises(InvalidArgument, match="empty"):
-        security.read_token(tmp_path / "empty")
+        auth.read_token(tmp_path / "empty")
 
 
 # ------------------------------------------------------------------ paths

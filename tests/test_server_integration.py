@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from groundsynth.api.v1.contract import pb
-from groundsynth.service.journal import Journal
 from groundsynth.request.spec import Aoi, JobSpec
+from groundsynth.service.journal import Journal
 from tests.helpers_engines import TEST_STAGES
 from tests.server_fixture import ROOT, make_test_raster, raster_bbox, self_signed_cert, start_server
 
@@ -68,7 +68,7 @@ def test_submit_streams_events_in_order_and_job_is_listed(srv):
         info = c.get_job(job_id)
         assert info.state == pb.SUCCEEDED and (info.tiles_total, info.tiles_done) == (4, 4)
         assert info.synthetic_done == 4 and info.spec.name == "integration"
-        assert {l.layer for l in info.layers} >= {"real_image", "real_mask", "tiles"}
+        assert {layer.layer for layer in info.layers} >= {"real_image", "real_mask", "tiles"}
         assert info.report.json_path == "report.json"
         assert job_id in [j.job_id for j in c.list_jobs()]
         assert len(c.list_jobs(limit=1)) == 1

@@ -9,8 +9,8 @@ from affine import Affine
 from pyproj import Transformer
 from shapely import box
 
+from groundsynth.pipeline.prepare import RunOptions, prepare_job
 from groundsynth.request.errors import InvalidArgument, NotFound, ResourceExhausted
-from groundsynth.pipeline.runner import RunOptions, prepare_job
 from groundsynth.request.spec import Aoi, BandMapping, JobSpec, StageConfig
 from groundsynth.tiling.grid import build_grid
 from tests.helpers_engines import TEST_STAGES, test_engines
@@ -44,7 +44,7 @@ def test_aoi_in_epsg4326_over_utm_raster(raster, tmp_path):
     # The lon/lat box around the UTM pixel box cols 300..700, rows 300..480. Reprojected back it grows by a few
     # pixels (grid convergence ~0.4 deg here) but stays inside tiles cols 1-2 (256..768), row 1 (256..512).
     to_ll = Transformer.from_crs("EPSG:32618", "EPSG:4326", always_xy=True)
-    xs, ys = zip(*(px_to_world(c, r) for c in (300, 700) for r in (300, 480)))
+    xs, ys = zip(*(px_to_world(c, r) for c in (300, 700) for r in (300, 480)), strict=True)
     lons, lats = to_ll.transform(xs, ys)
     aoi = Aoi(bbox=(min(lons), min(lats), max(lons), max(lats)), crs="EPSG:4326")
     prep = prepare_job(_spec(raster, aoi), tmp_path)
@@ -166,7 +166,7 @@ def test_huge_aoi_is_refused_without_building_millions_of_cells(tmp_path):
     path = tmp_path / "huge.tif"      # 64000 x 64000 px, sparse: no block is written, the file stays tiny
     with rasterio.open(path, "w", driver="GTiff", width=64000, height=64000, count=4, dtype="uint16",
                        crs="EPSG:32618", transform=DEMO_TRANSFORM, nodata=0,
-                       tiled=True, sparse_ok=True) as dst:
+                       tiled=True, sparse_ok=True):
         pass
     aoi = Aoi(bbox=px_bbox(0, 0, 64000, 64000))
     with pytest.raises(ResourceExhausted, match="needs more than 100 tiles") as err:   # 2000 x 2000 cells
@@ -204,3 +204,33 @@ def test_alpha_band_is_not_taken_for_nir(tmp_path):
     assert not prep.has_nir and prep.raster["bands"] == [1, 2, 3]
     plain = write_raster(tmp_path / "rgbn.tif", width=64, height=64)       # 4 bands, band 4 undefined: NIR
     assert prepare_job(_spec(plain, Aoi(bbox=px_bbox(0, 0, 64, 64))), tmp_path).has_nir
+
+
+def test_spatial_split_follows_the_shares_in_whole_blocks_and_is_deterministic():
+    from groundsynth.tiling.splits import assign_splits
+
+    cells = [(r, c) for r in range(20) for c in range(20)]
+    a = assign_splits(cells, (0.8, 0.1, 0.1), 4, seed=3)
+    assert a == assign_splits(list(reversed(cells)), (0.8, 0.1, 0.1), 4, seed=3)   # order does not matter
+    assert a != assign_splits(cells, (0.8, 0.1, 0.1), 4, seed=4)
+    counts = {s: sum(v == s for v in a.values()) for s in ("train", "val", "test")}
+    want = {"train": 320, "val": 40, "test": 40}
+    assert all(abs(counts[s] - want[s]) <= 16 for s in want), counts     # within one block of each share
+    for r, c in cells:                                  # every 4 x 4 block lies in one split
+        assert a[(r, c)] == a[(r // 4 * 4, c // 4 * 4)]
+    assert set(assign_splits(cells, (1.0, 0.0, 0.0), 4, 0).values()) == {"train"}
+
+
+def test_split_shares_are_validated():
+    from groundsynth.request.spec import SplitOptions
+
+    spec = JobSpec(aoi=Aoi(bbox=(0, 0, 1, 1)), raster_path="/x.tif")
+    assert spec.normalised().split == SplitOptions(0.8, 0.1, 0.1, 4)
+    spec.split = SplitOptions(0.5, 0.5, 0.5)
+    with pytest.raises(InvalidArgument, match="split: expected non-negative"):
+        spec.normalised()
+    spec.split = SplitOptions(1.0, 0.0, 0.0, 0)
+    assert spec.normalised().split.block_tiles == 4
+    spec.split = SplitOptions(1.0, 0.0, 0.0, 65)
+    with pytest.raises(InvalidArgument, match="split.block_tiles"):
+        spec.normalised()

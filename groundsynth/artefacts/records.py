@@ -1,14 +1,14 @@
 """TileRecord: what the pipeline knows about one finished tile.
 
 One record per real or synthetic tile. The journal stores records as JSON,
-the gRPC TileResult event, tiles.gpkg and report.json are all built from them.
+the TileResult event (groundsynth.api.v1.convert), tiles.gpkg and report.json are
+all built from them.
 """
 from __future__ import annotations
 
 import dataclasses
 import json
 from dataclasses import dataclass, field
-from typing import Any
 
 from groundsynth.request.classes import CLASS_NAMES
 
@@ -44,31 +44,14 @@ class TileRecord:
     attributes: dict[str, str] = field(default_factory=dict)
 
     def composition_by_name(self) -> dict[str, float]:
-        return {n: float(v) for n, v in zip(CLASS_NAMES, self.composition)}
+        return {n: float(v) for n, v in zip(CLASS_NAMES, self.composition, strict=False)}  # empty without a mask
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), sort_keys=True)
 
     @classmethod
-    def from_json(cls, text: str) -> "TileRecord":
+    def from_json(cls, text: str) -> TileRecord:
         d = json.loads(text)
         d["bounds"] = tuple(d["bounds"])
         d["geotransform"] = tuple(d["geotransform"])
         return cls(**d)
-
-    def to_proto(self) -> Any:
-        from groundsynth.api.v1.contract import pb
-
-        minx, miny, maxx, maxy = self.bounds
-        return pb.TileResult(
-            tile_id=self.tile_id, kind=self.kind, row=self.row, col=self.col, variant=self.variant,
-            source_tile_id=self.source_tile_id, nodata=self.nodata,
-            footprint=pb.Footprint(crs=self.crs, bounds=pb.BBox(minx=minx, miny=miny, maxx=maxx, maxy=maxy),
-                                   geotransform=list(self.geotransform), width=self.width, height=self.height,
-                                   col_off=self.col_off, row_off=self.row_off),
-            artefacts=[pb.Artefact(kind=k, path=p, media_type="image/tiff") for k, p in sorted(self.artefacts.items())],
-            composition=self.composition_by_name(),
-            captions=list(self.captions),
-            metrics={k: float(v) for k, v in self.metrics.items()},
-            attributes=dict(self.attributes),
-        )

@@ -11,12 +11,13 @@ The file is rewritten atomically (temp file, then rename) each time.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
+from typing import Any
 
 from groundsynth.artefacts.atomic import atomic_path
-from groundsynth.request.classes import CLASS_NAMES
 from groundsynth.artefacts.records import TileRecord
+from groundsynth.request.classes import CLASS_NAMES
 
 LAYER = "tiles"
 N_CAPTIONS = 5
@@ -41,7 +42,9 @@ def _schema(records: Sequence[TileRecord]) -> tuple[dict, dict[str, str], dict[s
         props[c] = "float"
     for i in range(1, N_CAPTIONS + 1):
         props[f"caption_{i}"] = "str"
-    metric_cols, attr_cols, art_cols = {}, {}, {}
+    metric_cols: dict[str, str] = {}
+    attr_cols: dict[str, str] = {}
+    art_cols: dict[str, str] = {}
     for rec in records:
         for k in rec.metrics:
             metric_cols.setdefault(k, safe_name(k))
@@ -70,20 +73,20 @@ def write_tiles_gpkg(path: str | Path, records: Sequence[TileRecord], crs_wkt: s
             rows = []
             for rec in ordered:
                 minx, miny, maxx, maxy = rec.bounds
-                props = {k: None for k in schema["properties"]}
+                props: dict[str, Any] = {k: None for k in schema["properties"]}
                 props.update(tile_id=rec.tile_id, kind=rec.kind, row=rec.row, col=rec.col, variant=rec.variant,
                              source_tile=rec.source_tile_id, nodata=int(rec.nodata))
                 if rec.composition:
-                    for col, share in zip(CLASS_COLUMNS, rec.composition):
+                    for col, share in zip(CLASS_COLUMNS, rec.composition, strict=True):
                         props[col] = round(100.0 * float(share), 3)
                 for i, cap in enumerate(rec.captions[:N_CAPTIONS], start=1):
                     props[f"caption_{i}"] = cap
-                for k, v in rec.metrics.items():
-                    props[metric_cols[k]] = float(v)
-                for k, v in rec.attributes.items():
-                    props[attr_cols[k]] = str(v)
-                for k, v in rec.artefacts.items():
-                    props[art_cols[k]] = v
+                for k, score in rec.metrics.items():
+                    props[metric_cols[k]] = float(score)
+                for k, attr in rec.attributes.items():
+                    props[attr_cols[k]] = str(attr)
+                for k, rel in rec.artefacts.items():
+                    props[art_cols[k]] = rel
                 geom = {"type": "Polygon", "coordinates": [[(minx, miny), (maxx, miny), (maxx, maxy), (minx, maxy),
                                                             (minx, miny)]]}
                 rows.append({"geometry": geom, "properties": props})

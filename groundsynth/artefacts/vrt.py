@@ -9,9 +9,9 @@ Source paths are relative to the VRT (the job directory moves as a whole).
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 from xml.sax.saxutils import escape
 
 from affine import Affine

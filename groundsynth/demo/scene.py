@@ -42,7 +42,7 @@ def demo_raster(dest_dir: str | Path) -> Path:
                    tiled=True, blockxsize=256, blockysize=256, photometric="MINISBLACK")
     with atomic_path(dest) as tmp:
         with rasterio.open(tmp, "w", **profile) as dst:
-            for i, (band, path) in enumerate(zip(BANDS, paths), start=1):
+            for i, (band, path) in enumerate(zip(BANDS, paths, strict=True), start=1):
                 with rasterio.open(path) as src:
                     if (src.width, src.height, src.transform, src.crs) != (profile["width"], profile["height"],
                                                                            profile["transform"], profile["crs"]):

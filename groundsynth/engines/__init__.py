@@ -15,17 +15,17 @@ from __future__ import annotations
 import importlib
 import pkgutil
 import threading
-from typing import Type
 
+from groundsynth.engines.base import Engine
 from groundsynth.request.errors import InvalidArgument
-from groundsynth.engines.base import STAGES, Engine
+from groundsynth.request.spec import STAGES
 
-_registry: dict[str, dict[str, Type[Engine]]] = {s: {} for s in STAGES}
+_registry: dict[str, dict[str, type[Engine]]] = {s: {} for s in STAGES}
 _loaded = False
 _lock = threading.Lock()
 
 
-def register(cls: Type[Engine]) -> Type[Engine]:
+def register(cls: type[Engine]) -> type[Engine]:
     """Class decorator: make an engine findable by (stage, name)."""
     if cls.stage not in _registry:
         raise ValueError(f"{cls.__name__}: unknown stage {cls.stage!r}")
@@ -58,14 +58,14 @@ def load_all() -> None:
         _loaded = True
 
 
-def engines(stage: str) -> dict[str, Type[Engine]]:
+def engines(stage: str) -> dict[str, type[Engine]]:
     load_all()
     if stage not in _registry:
         raise InvalidArgument(f"expected one of {', '.join(STAGES)}, got {stage!r}", "stages.stage")
     return dict(_registry[stage])
 
 
-def default_engine(stage: str) -> Type[Engine]:
+def default_engine(stage: str) -> type[Engine]:
     found = engines(stage)
     defaults = [c for c in found.values() if c.is_default]
     if defaults:
@@ -75,7 +75,7 @@ def default_engine(stage: str) -> Type[Engine]:
     return sorted(found.values(), key=lambda c: c.name)[0]
 
 
-def get_engine(stage: str, name: str | None) -> Type[Engine]:
+def get_engine(stage: str, name: str | None) -> type[Engine]:
     """The engine class for (stage, name); empty name = the stage's default."""
     if not name:
         return default_engine(stage)

@@ -17,18 +17,25 @@ Data conventions (shared by all engines):
 Heavy libraries (torch, transformers, open_clip) are imported lazily inside
 the engines that need them, never at module import time. Models that are
 expensive to load are shared across jobs through `groundsynth.models.cache`.
+
+Engines are built on the workers that compute tiles (groundsynth.pipeline.executors): once per job and
+worker process, and their weights once per worker process. Each engine declares what one worker needs
+to run it (`num_cpus`, `num_gpus`, `memory_mb`); the Ray executor turns the job's engines into actor
+options, so several small models share a GPU (0.25 each) and a VLM gets a whole one (1.0). `num_gpus`
+only counts when the job runs on a GPU device.
 """
 from __future__ import annotations
 
+import json
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Sequence
+from typing import Any, ClassVar
 
 import numpy as np
 
 from groundsynth.request.errors import InvalidArgument
 
-STAGES: tuple[str, ...] = ("segment", "synthesise", "caption", "ground")
 PARAM_TYPES = ("int", "float", "bool", "str", "choice", "path")
 
 
@@ -110,6 +117,16 @@ class GroundInput:
     mask: np.ndarray               # the tile's mask (real: segmenter output; synthetic: re-segmented)
     captions: list[str]
     cond_mask: np.ndarray | None = None  # synthetic only: the mask the image was generated from
+    # engine_key() of the segmenter that made `mask` from this very image and valid map ("" when the mask
+    # came from elsewhere, e.g. a label raster): a grounder whose reference segmenter has the same key may
+    # use `mask` instead of segmenting the image again (the result is the same).
+    mask_source: str = ""
+
+
+def engine_key(cls: type[Engine], params: dict[str, Any]) -> str:
+    """Identity of an engine with its parsed parameters, e.g. 'segment/spectral:{"smoothing": 5, ...}'.
+    Two engines with the same key give the same output for the same input (engines are deterministic)."""
+    return f"{cls.stage}/{cls.name}:{json.dumps(params, sort_keys=True, default=str)}"
 
 
 class Engine(ABC):
@@ -120,6 +137,10 @@ class Engine(ABC):
     description: ClassVar[str] = ""
     params: ClassVar[Sequence[Param]] = ()
     is_default: ClassVar[bool] = False
+    # What one worker needs to run this engine (Ray actor options; groundsynth.pipeline.executors.resources).
+    num_cpus: ClassVar[float] = 1.0       # CPU cores a batch keeps busy
+    num_gpus: ClassVar[float] = 0.0       # share of one GPU when the job runs on a GPU (0.25: four per GPU)
+    memory_mb: ClassVar[int] = 0          # resident memory it adds to a worker (model weights, buffers)
 
     def __init__(self, params: dict[str, Any] | None = None, ctx: EngineContext | None = None):
         self.p = self.parse_params(params or {})
@@ -140,7 +161,9 @@ class Engine(ABC):
     @classmethod
     def check_job(cls, spec: Any) -> None:
         """Refuse a job this engine cannot serve before it is accepted (raise a GroundSynthError).
-        Called by the pipeline while it validates the job (`spec` is the normalised JobSpec)."""
+        Called by the pipeline while it validates the job (`spec` is the normalised JobSpec).
+        The default accepts every job."""
+        return None
 
     @classmethod
     def availability(cls, models_dir: str | None = None) -> tuple[bool, str]:
@@ -160,12 +183,16 @@ class Segmenter(Engine):
 class Synthesiser(Engine):
     stage = "synthesise"
 
-    def fit(self, images: Sequence[np.ndarray], masks: Sequence[np.ndarray], valids: Sequence[np.ndarray]) -> None:
-        """Called once per job with the AOI's real tiles before any `synthesise`.
-        Exemplar engines gather per-class texture here; neural engines may ignore it."""
+    def fit(self, images: Sequence[np.ndarray], masks: Sequence[np.ndarray], valids: Sequence[np.ndarray]) -> Any:
+        """Called once per job with (a sample of) the AOI's real tiles before any `synthesise`; returns the
+        fitted state, which every `synthesise` call of the job receives. The state must be picklable (it
+        is stored with the job, so a resumed job does not fit again, and sent to workers) and `fit` must
+        not change the engine itself. Exemplar engines gather per-class texture here; neural engines
+        return None."""
+        return None
 
     @abstractmethod
-    def synthesise(self, masks: Sequence[np.ndarray], seeds: Sequence[int]) -> list[np.ndarray]:
+    def synthesise(self, masks: Sequence[np.ndarray], seeds: Sequence[int], state: Any = None) -> list[np.ndarray]:
         """New images (float32 (C, H, W) in [0, 1], C = 4 or 3 per ctx.has_nir), one per mask."""
 
 
@@ -184,6 +211,6 @@ class Grounder(Engine):
     def ground(self, items: Sequence[GroundInput]) -> list[dict[str, float]]:
         """Per-tile scores, e.g. {"grounding": 0..100, "fidelity_miou": 0..1}."""
 
-    def summarise(self, records: Sequence["Any"]) -> dict[str, Any]:
+    def summarise(self, records: Sequence[Any]) -> dict[str, Any]:
         """Set-level metrics over all TileRecords of the job (see groundsynth.artefacts.records)."""
         return {}

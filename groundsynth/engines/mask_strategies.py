@@ -22,13 +22,13 @@ all-nodata mask is returned unchanged. Everything random derives from `seed`.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 import numpy as np
 
-from groundsynth.request.errors import FailedPrecondition, InvalidArgument
 from groundsynth.request.classes import CLASS_NAMES, NODATA, NUM_CLASSES, class_index
+from groundsynth.request.errors import FailedPrecondition, InvalidArgument
 
 STRATEGIES: tuple[str, ...] = ("real", "boost", "layout")
 MAX_EXAMPLES = 64          # example masks kept for transplanting (evenly sampled)
@@ -44,11 +44,12 @@ class AoiStats:
     examples: list[np.ndarray] = field(default_factory=list)   # sample of the real masks
 
     @classmethod
-    def from_masks(cls, masks: Sequence[np.ndarray]) -> "AoiStats":
+    def from_masks(cls, masks: Sequence[np.ndarray]) -> AoiStats:
         from scipy import ndimage
 
         counts = np.zeros(NUM_CLASSES, np.int64)
-        tile_shares, sizes = [], [[] for _ in range(NUM_CLASSES)]
+        tile_shares: list[np.ndarray] = []
+        sizes: list[list[int]] = [[] for _ in range(NUM_CLASSES)]
         valid_masks = []
         for m in masks:
             m = np.asarray(m, dtype=np.uint8)

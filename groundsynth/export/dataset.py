@@ -25,14 +25,14 @@ import csv
 import io
 import json
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
 from groundsynth.artefacts.atomic import atomic_path, write_bytes, write_text
-from groundsynth.request.errors import FailedPrecondition, InvalidArgument
 from groundsynth.request.classes import CLASS_NAMES, composition
+from groundsynth.request.errors import FailedPrecondition, InvalidArgument
 from groundsynth.request.seeds import derive_seed
 
 SPLITS = ("train", "val", "test")
@@ -49,7 +49,7 @@ def check_splits(splits: Sequence[float]) -> tuple[float, float, float]:
         raise InvalidArgument(f"expected three non-negative fractions train,val,test, got {splits!r}", "splits")
     if abs(sum(vals) - 1.0) > 1e-6:
         raise InvalidArgument(f"fractions must add up to 1, got {sum(vals):g}", "splits")
-    return vals  # type: ignore[return-value]
+    return vals[0], vals[1], vals[2]
 
 
 def split_of(source_tile_id: str, seed: int, splits: Sequence[float]) -> str:
@@ -120,7 +120,7 @@ def export_dataset(job_dir: str | Path, out_dir: str | Path, splits: Sequence[fl
     write_text(out_dir / "dataset.csv", buf.getvalue())
     result = {"job_id": doc.get("job_id", ""), "out_dir": str(out_dir), "csv": str(out_dir / "dataset.csv"),
               "images": len(rows), "real": kinds["real"], "synthetic": kinds["synthetic"], "splits": counts,
-              "fractions": dict(zip(SPLITS, fractions)), "seed": int(seed),
+              "fractions": dict(zip(SPLITS, fractions, strict=True)), "seed": int(seed),
               "split_rule": "by source real tile: blake2b(seed, 'dataset-split', tile id) -> [0, 1) -> train/val/test"}
     write_text(out_dir / "export.json", json.dumps(result, indent=1))
     return result

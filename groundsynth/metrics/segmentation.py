@@ -15,12 +15,11 @@ present in either mask.
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
 from groundsynth.request.classes import CLASS_NAMES, NODATA, NUM_CLASSES
-
 
 # ------------------------------------------------------------------ confusion matrix
 

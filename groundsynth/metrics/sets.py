@@ -8,12 +8,11 @@
 """
 from __future__ import annotations
 
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 
 from groundsynth.request.classes import CLASS_NAMES
-
 
 # ------------------------------------------------------------------ captions
 
@@ -33,10 +32,10 @@ def clip_score(cos: float | np.ndarray) -> float | np.ndarray:
 
 # ------------------------------------------------------------------ distributions
 
-def js_divergence(p: Sequence[float], q: Sequence[float]) -> float:
+def js_divergence(p_in: Sequence[float] | np.ndarray, q_in: Sequence[float] | np.ndarray) -> float:
     """Jensen-Shannon divergence in bits between two distributions (normalised first)."""
-    p = np.asarray(p, dtype=float)
-    q = np.asarray(q, dtype=float)
+    p = np.asarray(p_in, dtype=float)
+    q = np.asarray(q_in, dtype=float)
     if p.shape != q.shape:
         raise ValueError(f"distributions differ in length: {p.shape} vs {q.shape}")
     if (p < 0).any() or (q < 0).any() or p.sum() <= 0 or q.sum() <= 0:
@@ -69,9 +68,9 @@ def composition_shift(real: Sequence[Sequence[float]], synthetic: Sequence[Seque
 
     r, s = mean(real), mean(synthetic)
     return {
-        "real": None if r is None else {n: float(v) for n, v in zip(class_names, r)},
-        "synthetic": None if s is None else {n: float(v) for n, v in zip(class_names, s)},
-        "difference": None if r is None or s is None else {n: float(b - a) for n, a, b in zip(class_names, r, s)},
+        "real": None if r is None else {n: float(v) for n, v in zip(class_names, r, strict=True)},
+        "synthetic": None if s is None else {n: float(v) for n, v in zip(class_names, s, strict=True)},
+        "difference": None if r is None or s is None else {n: float(b - a) for n, a, b in zip(class_names, r, s, strict=True)},
         "js_divergence": None if r is None or s is None or r.sum() <= 0 or s.sum() <= 0 else js_divergence(r, s),
         "tiles_real": 0 if r is None else len(real),
         "tiles_synthetic": 0 if s is None else len(synthetic),

@@ -1,7 +1,7 @@
 """Batches of same-shaped items (tiles at the AOI edge may be smaller than the others)."""
 from __future__ import annotations
 
-from typing import Hashable, Sequence
+from collections.abc import Hashable, Sequence
 
 
 def shape_batches(shapes: Sequence[Hashable], batch_size: int) -> list[list[int]]:

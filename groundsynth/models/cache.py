@@ -2,10 +2,10 @@
 keyed by weights, device and precision."""
 from __future__ import annotations
 
-from pathlib import Path
 import threading
-from typing import Any, Callable
-
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 _models: dict[tuple, Any] = {}
 _models_lock = threading.Lock()

@@ -44,7 +44,7 @@ class SpadeConfig:
     arch: str = "spade"
 
     @classmethod
-    def from_dict(cls, d: dict) -> "SpadeConfig":
+    def from_dict(cls, d: dict) -> SpadeConfig:
         names = {f.name for f in fields(cls)}
         unknown = set(d) - names
         if unknown:
@@ -172,7 +172,7 @@ def hinge_g_loss(fake_logits: torch.Tensor) -> torch.Tensor:
 
 def feature_matching_loss(real_feats: list[torch.Tensor], fake_feats: list[torch.Tensor]) -> torch.Tensor:
     """pix2pixHD feature matching: L1 between D's intermediate features of real and fake."""
-    losses = [F.l1_loss(f, r.detach()) for r, f in zip(real_feats[:-1], fake_feats[:-1])]
+    losses = [F.l1_loss(f, r.detach()) for r, f in zip(real_feats[:-1], fake_feats[:-1], strict=True)]
     return torch.stack(losses).mean()
 
 
@@ -207,7 +207,7 @@ class VGGLoss(nn.Module):
         x = ((fake[:, :3] + 1) / 2 - self.mean) / self.std
         y = ((real[:, :3] + 1) / 2 - self.mean) / self.std
         loss = fake.new_zeros(())
-        for w, s in zip(self.WEIGHTS, self.slices):
+        for w, s in zip(self.WEIGHTS, self.slices, strict=True):
             x, y = s(x), s(y)
             loss = loss + w * F.l1_loss(x, y.detach())
         return loss

@@ -8,8 +8,9 @@ weights raise FailedPrecondition naming the absolute path.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Callable, Iterable, TypeVar
+from typing import TypeVar
 
 from groundsynth.request.errors import FailedPrecondition, GroundSynthError
 

@@ -15,13 +15,13 @@ Undefined numbers are left out.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from groundsynth.artefacts.atomic import write_text
 from groundsynth.artefacts.records import TileRecord
-from groundsynth.request.spec import JobSpec
 from groundsynth.report.json_report import build_report
+from groundsynth.request.spec import JobSpec
 
 REPORT_JSON = "report.json"
 REPORT_HTML = "report.html"

@@ -14,8 +14,9 @@ import base64
 import html
 import io
 import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -129,7 +130,7 @@ def plot_histograms(tiles: Sequence[dict]) -> str | None:
     if not panels:
         return None
     fig = _figure((4 * len(panels), 3), len(panels))
-    for i, (key, label, rng, groups) in enumerate(panels):
+    for i, (_key, label, rng, groups) in enumerate(panels):
         ax = fig.add_subplot(1, len(panels), i + 1)
         bins = np.linspace(rng[0], rng[1], 21)
         for kind, colour in (("real", "#4c72b0"), ("synthetic", "#dd8452")):
@@ -155,7 +156,7 @@ def plot_per_class(dists: dict, title: str, ylabel: str, scale: float = 1.0) -> 
     hi = np.array([dists[n]["p90"] for n in names]) * scale - means
     ax.bar(x[idx], means, 0.6, color=[hex_color(i) for i in idx], edgecolor="black", yerr=[lo, hi], capsize=4)
     top = float(np.max(means + hi)) if len(means) else 1.0
-    for i, n in zip(idx, names):
+    for i, n in zip(idx, names, strict=True):
         ax.text(i, dists[n]["p90"] * scale + 0.02 * top, f"n={dists[n]['n']}", ha="center", va="bottom", fontsize=7)
     ax.set_ylim(0, top * 1.15 if top > 0 else 1)
     ax.set_xticks(x, CLASS_NAMES)
@@ -276,8 +277,8 @@ def render_html(doc: dict, job_dir: str | Path) -> str:
 
     engines = doc.get("engines") or {}
     if engines:
-        rows = [(stage, e.get("name", ""), json.dumps(e.get("params", {}), sort_keys=True))
-                for stage, e in engines.items()]
+        rows: list[tuple[Any, ...]] = [(stage, e.get("name", ""), json.dumps(e.get("params", {}), sort_keys=True))
+                                       for stage, e in engines.items()]
         parts.append("<h2>Engines</h2>" + _table(["stage", "engine", "parameters"], rows))
     timings = doc.get("timings") or {}
     if timings:

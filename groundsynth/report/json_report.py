@@ -21,16 +21,17 @@ from __future__ import annotations
 import datetime as _dt
 import math
 import platform
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
 from groundsynth import __version__
+from groundsynth.artefacts.records import TileRecord
 from groundsynth.metrics import segmentation
 from groundsynth.metrics import sets as metrics
 from groundsynth.request.classes import CLASS_NAMES
-from groundsynth.artefacts.records import TileRecord
 from groundsynth.request.spec import JobSpec
 
 SCHEMA_VERSION = 1
@@ -80,7 +81,7 @@ def tile_entry(r: TileRecord, grid_crs: str) -> dict[str, Any]:
         "col_off": r.col_off, "row_off": r.row_off,
         "artefacts": dict(r.artefacts),
         "composition": comp,
-        "dominant_class": max(comp, key=comp.get) if comp and sum(comp.values()) > 0 else None,
+        "dominant_class": max(comp, key=lambda n: comp[n]) if comp and sum(comp.values()) > 0 else None,
         "captions": list(r.captions),
         "metrics": dict(r.metrics),
         "attributes": dict(r.attributes),
@@ -96,7 +97,7 @@ def aggregates(records: Sequence[TileRecord]) -> dict[str, dict[str, dict]]:
     for group, rs in (("all", live), ("real", [r for r in live if r.kind == "real"]),
                       ("synthetic", [r for r in live if r.kind == "synthetic"])):
         keys = sorted({k for r in rs for k in r.metrics})
-        out[group] = {k: metrics.describe(r.metrics.get(k) for r in rs) for k in keys}
+        out[group] = {k: metrics.describe(r.metrics[k] for r in rs if k in r.metrics) for k in keys}
     return out
 
 
@@ -173,7 +174,7 @@ def build_report(job_dir: Path, spec: JobSpec, records: Sequence[TileRecord], co
     doc = {
         "schema_version": SCHEMA_VERSION,
         "generator": f"groundsynth {__version__}",
-        "created": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "created": _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "job_id": context.get("job_id", ""),
         "spec": spec.to_dict(),
         "seed": context.get("seed", spec.seed),

@@ -1,7 +1,8 @@
 """JobSpec: everything that defines a job, as a plain dataclass.
 
-Mirrors groundsynth.v1.JobSpec (protos/groundsynth/v1/groundsynth.proto) and
-converts to and from it and to JSON (journal, report.json). `normalised()`
+Mirrors groundsynth.v1.JobSpec (protos/groundsynth/v1/groundsynth.proto;
+conversions in groundsynth.api.v1.convert) and converts to and from JSON
+(journal, report.json). `normalised()`
 fills defaults and checks every field that can be checked without opening the
 raster, raising InvalidArgument that names the field.
 """
@@ -9,15 +10,17 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from groundsynth.request.errors import InvalidArgument
-from groundsynth.engines.base import STAGES
 from groundsynth.request.classes import CLASS_NAMES, class_index
+from groundsynth.request.errors import InvalidArgument
 
+STAGES: tuple[str, ...] = ("segment", "synthesise", "caption", "ground")   # in pipeline order
 MASK_STRATEGIES = ("real", "boost", "layout")
 MIN_TILE, MAX_TILE, DEFAULT_TILE = 32, 2048, 256
+EXECUTOR_NAMES = ("inline", "process", "ray")   # groundsynth.pipeline.executors; "" = the backend's default
 
 
 @dataclass
@@ -50,6 +53,17 @@ class SynthesisOptions:
 
 
 @dataclass
+class SplitOptions:
+    train: float = 0.8
+    val: float = 0.1
+    test: float = 0.1
+    block_tiles: int = 4       # spatial blocks of block_tiles x block_tiles tiles go to one split
+
+    def fractions(self) -> tuple[float, float, float]:
+        return (self.train, self.val, self.test)
+
+
+@dataclass
 class JobSpec:
     aoi: Aoi
     raster_path: str | None = None
@@ -62,6 +76,8 @@ class JobSpec:
     seed: int = 0
     label_raster_path: str | None = None
     name: str = ""
+    split: SplitOptions = field(default_factory=SplitOptions)
+    executor: str = ""         # where the tile work runs: inline, process or ray; "" = the backend's default
 
     # ---------------------------------------------------------------- helpers
     def stage(self, name: str) -> StageConfig | None:
@@ -70,7 +86,7 @@ class JobSpec:
                 return s
         return None
 
-    def normalised(self) -> "JobSpec":
+    def normalised(self) -> JobSpec:
         """A copy with defaults filled in; raises InvalidArgument naming the bad field."""
         s = dataclasses.replace(self)
         if bool(s.raster_path) == bool(s.upload_id):
@@ -134,6 +150,11 @@ class JobSpec:
                                   "synthesis.boost_targets")
         syn.boost_targets = targets
         s.synthesis = syn
+        s.split = _normalised_split(s.split)
+        s.executor = (s.executor or "").strip()
+        if s.executor and s.executor not in EXECUTOR_NAMES:
+            raise InvalidArgument(f"expected one of {', '.join(EXECUTOR_NAMES)} (or empty: the backend's default), "
+                                  f"got {s.executor!r}", "executor")
         return s
 
     # ---------------------------------------------------------------- JSON
@@ -147,7 +168,7 @@ class JobSpec:
         return json.dumps(self.to_dict(), sort_keys=True)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "JobSpec":
+    def from_dict(cls, d: dict[str, Any]) -> JobSpec:
         d = dict(d)
         aoi = dict(d.pop("aoi"))
         if aoi.get("bbox") is not None:
@@ -157,64 +178,24 @@ class JobSpec:
             bands=BandMapping(**d.pop("bands", {})),
             stages=[StageConfig(**st) for st in d.pop("stages", [])],
             synthesis=SynthesisOptions(**d.pop("synthesis", {})),
+            split=SplitOptions(**d.pop("split", {})),
             **d,
         )
 
     @classmethod
-    def from_json(cls, text: str) -> "JobSpec":
+    def from_json(cls, text: str) -> JobSpec:
         return cls.from_dict(json.loads(text))
 
-    # ---------------------------------------------------------------- proto
-    @classmethod
-    def from_proto(cls, m: Any) -> "JobSpec":
-        which = m.aoi.WhichOneof("shape")
-        aoi = Aoi(
-            bbox=(m.aoi.bbox.minx, m.aoi.bbox.miny, m.aoi.bbox.maxx, m.aoi.bbox.maxy) if which == "bbox" else None,
-            polygon_wkt=m.aoi.polygon_wkt if which == "polygon_wkt" else None,
-            crs=m.aoi.crs,
-        )
-        src = m.WhichOneof("source")
-        bands = BandMapping(m.bands.red or 1, m.bands.green or 2, m.bands.blue or 3, m.bands.nir)
-        synthesis = SynthesisOptions(
-            # proto3 cannot tell an unset 0 from 0: 0 means "default" (1 if synthesise runs)
-            variants=m.synthesis.variants or -1,
-            mask_strategy=m.synthesis.mask_strategy or "real",
-            boost_targets=dict(m.synthesis.boost_targets),
-        )
-        return cls(
-            aoi=aoi,
-            raster_path=m.raster_path if src == "raster_path" else None,
-            upload_id=m.upload_id if src == "upload_id" else None,
-            bands=bands,
-            tile_size=m.tile_size or DEFAULT_TILE,
-            overlap=m.overlap,
-            stages=[StageConfig(st.stage, st.engine, dict(st.params)) for st in m.stages],
-            synthesis=synthesis,
-            seed=m.seed,
-            label_raster_path=m.label_raster_path or None,
-            name=m.name,
-        )
 
-    def to_proto(self) -> Any:
-        from groundsynth.api.v1.contract import pb
-
-        m = pb.JobSpec(
-            bands=pb.BandMapping(red=self.bands.red, green=self.bands.green, blue=self.bands.blue, nir=self.bands.nir),
-            tile_size=self.tile_size, overlap=self.overlap, seed=self.seed,
-            label_raster_path=self.label_raster_path or "", name=self.name,
-            synthesis=pb.SynthesisOptions(variants=max(self.synthesis.variants, 0),
-                                          mask_strategy=self.synthesis.mask_strategy,
-                                          boost_targets=self.synthesis.boost_targets),
-            stages=[pb.StageConfig(stage=s.stage, engine=s.engine, params=s.params) for s in self.stages],
-        )
-        if self.raster_path:
-            m.raster_path = self.raster_path
-        elif self.upload_id:
-            m.upload_id = self.upload_id
-        m.aoi.crs = self.aoi.crs
-        if self.aoi.bbox is not None:
-            m.aoi.bbox.CopyFrom(pb.BBox(minx=self.aoi.bbox[0], miny=self.aoi.bbox[1],
-                                        maxx=self.aoi.bbox[2], maxy=self.aoi.bbox[3]))
-        elif self.aoi.polygon_wkt:
-            m.aoi.polygon_wkt = self.aoi.polygon_wkt
-        return m
+def _normalised_split(split: SplitOptions) -> SplitOptions:
+    out = dataclasses.replace(split)
+    if out.train == out.val == out.test == 0:
+        out.train, out.val, out.test = SplitOptions().fractions()
+    fr = out.fractions()
+    if any(not math.isfinite(v) or v < 0 for v in fr) or abs(sum(fr) - 1.0) > 1e-6:
+        raise InvalidArgument(f"expected non-negative train, val, test shares summing to 1, got {fr}", "split")
+    if out.block_tiles == 0:
+        out.block_tiles = SplitOptions().block_tiles
+    if not 1 <= out.block_tiles <= 64:
+        raise InvalidArgument(f"expected 1..64 tiles, got {out.block_tiles}", "split.block_tiles")
+    return out

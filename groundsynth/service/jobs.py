@@ -5,8 +5,10 @@
   the tile and queue limits), so bad input fails the Submit call itself with
   the right status code. It then records the job in the journal (QUEUED),
   emits the `accepted` event and queues the job.
-- `max_concurrent_jobs` worker threads run queued jobs with
-  `pipeline.run_job`. Every event the pipeline emits is numbered and stored by
+- `max_concurrent_jobs` threads run queued jobs with `pipeline.run_job`: each is a job's head (it
+  hands out batches, records them, emits events), the tile work itself runs on the configured
+  executor (`executor`: a pool of worker processes by default, or Ray), shared by all running jobs;
+  a job's `JobSpec.executor` picks another one. Every event the pipeline emits is numbered and stored by
   the EventLog; `layer` and `report` events are also kept in the journal's job
   meta, so GetJob can list them after a restart.
 - A job error (GroundSynthError) becomes a `failed` event with its status code
@@ -30,15 +32,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from groundsynth.service.config import ServerConfig
 from groundsynth.api.v1.contract import pb
+from groundsynth.api.v1.convert import event_to_proto, spec_to_proto
+from groundsynth.pipeline.events import Accepted, Event
 from groundsynth.request.errors import (
-    FailedPrecondition, GroundSynthError, InvalidArgument, NotFound, ResourceExhausted
+    FailedPrecondition,
+    GroundSynthError,
+    InvalidArgument,
+    NotFound,
+    ResourceExhausted,
 )
+from groundsynth.request.spec import JobSpec
+from groundsynth.service.config import ServerConfig
 from groundsynth.service.event_log import EventLog
 from groundsynth.service.journal import FINAL_STATES, JobRow, Journal
 from groundsynth.service.security import resolve_source
-from groundsynth.request.spec import JobSpec
 
 log = logging.getLogger("groundsynth.jobs")
 UPLOAD_ID_RE = re.compile(r"^[0-9a-f]{32}$")
@@ -137,7 +145,7 @@ class JobManager:
         return [self.to_info(row) for row in self.journal.list_jobs(limit)]
 
     def to_info(self, row: JobRow) -> Any:
-        info = pb.JobInfo(job_id=row.job_id, state=pb.JobState.Value(row.state), spec=row.spec.to_proto(),
+        info = pb.JobInfo(job_id=row.job_id, state=pb.JobState.Value(row.state), spec=spec_to_proto(row.spec),
                           tiles_total=row.tiles_total, tiles_done=row.tiles_done,
                           synthetic_total=row.synthetic_total, synthetic_done=row.synthetic_done,
                           created=row.created, updated=row.updated, error=row.error, output_dir=row.output_dir)
@@ -152,7 +160,7 @@ class JobManager:
     # ---------------------------------------------------------------- submit
     def submit(self, spec: JobSpec) -> str:
         """Validate and queue a job; returns its id. Raises GroundSynthError naming the bad field."""
-        from groundsynth.pipeline import runner as pipeline
+        from groundsynth.pipeline.prepare import job_dir, new_job_id, prepare_job
 
         if self._stopping.is_set():
             raise FailedPrecondition("the server is shutting down; submit again after it restarts", "server")
@@ -165,33 +173,33 @@ class JobManager:
         with self._lock:
             self._check_capacity()
         options = self.run_options()
-        prepared = pipeline.prepare_job(spec, self.config.workspace, options, source_path=source)
+        prepared = prepare_job(spec, self.config.workspace, options, source_path=source)
         if prepared.tile_count > self.config.max_tiles_per_job:
             raise ResourceExhausted(
                 f"the AOI covers {prepared.tile_count} tiles; this server takes at most "
                 f"{self.config.max_tiles_per_job} per job (shrink the AOI or raise tile_size)", "aoi")
-        spec = getattr(prepared, "spec", spec)
-        job_id = pipeline.new_job_id()
-        output_dir = str(pipeline.job_dir(self.config.workspace, job_id))
+        spec = prepared.spec
+        job_id = new_job_id()
+        output_dir = str(job_dir(self.config.workspace, job_id))
         with self._lock:
             self._check_capacity()
             self.journal.create_job(job_id, spec, output_dir)
             variants = max(spec.synthesis.variants, 0)
             self.journal.set_totals(job_id, prepared.tile_count, prepared.tile_count * variants)
-            self.events.append(job_id, "accepted", pb.Accepted(
-                job_id=job_id, tile_count=prepared.tile_count,
-                skipped_tiles=int(getattr(prepared, "skipped_tiles", 0) or 0),
-                output_dir=output_dir, spec=spec.to_proto()))
+            self.events.append(job_id, *event_to_proto(Accepted(
+                job_id=job_id, tile_count=prepared.tile_count, skipped_tiles=prepared.skipped_tiles,
+                output_dir=output_dir, spec=spec)))
             self._active[job_id] = _Active(job_id)
         self._queue.put(job_id)
         log.info("job %s accepted: %d tiles", job_id, prepared.tile_count)
         return job_id
 
     def run_options(self) -> Any:
-        from groundsynth.pipeline.runner import RunOptions
+        from groundsynth.pipeline.prepare import RunOptions
 
         return RunOptions(max_tiles=self.config.max_tiles_per_job, batch_size=self.config.batch_size,
-                          device=self.config.device)
+                          device=self.config.device, executor=self.config.executor,
+                          workers=self.config.executor_workers, ray_address=self.config.ray_address)
 
     def _check_capacity(self) -> None:
         limit = self.config.max_concurrent_jobs + self.config.max_queued_jobs
@@ -265,7 +273,7 @@ class JobManager:
                 self.events.wake_all()
 
     def _run(self, act: _Active) -> None:
-        from groundsynth.pipeline import runner as pipeline
+        from groundsynth.pipeline.runner import run_job
 
         job_id = act.job_id
         try:
@@ -280,11 +288,11 @@ class JobManager:
                     raise _ShutdownInterrupt     # not a cancel: unwinds run_job without a final state
                 return False
 
-            def emit(kind: str, msg: Any) -> None:
-                self._emit(act, kind, msg)
+            def emit(event: Event) -> None:
+                self._emit(act, event)
 
-            state = pipeline.run_job(job_id, row.spec, self.config.workspace, self.journal, emit, cancelled,
-                                     self.run_options(), source_path=source)
+            state = run_job(job_id, row.spec, self.config.workspace, self.journal, emit, cancelled,
+                             self.run_options(), source_path=source)
             self.journal.set_state(job_id, state)
             log.info("job %s %s", job_id, state.lower())
         except _ShutdownInterrupt:
@@ -309,17 +317,12 @@ class JobManager:
             pass
         log.info("job %s interrupted by shutdown; it resumes on the next start", job_id)
 
-    def _emit(self, act: _Active, kind: str, msg: Any) -> None:
-        if kind == "accepted" and self.events.last_seq(act.job_id) > 0:
+    def _emit(self, act: _Active, event: Event) -> None:
+        """Store a pipeline event as the job's next groundsynth.v1 JobEvent (the pipeline has already
+        recorded layers and the report in the journal's job meta)."""
+        if isinstance(event, Accepted) and self.events.last_seq(act.job_id) > 0:
             return          # the manager already emitted `accepted` at submit time
-        self.events.append(act.job_id, kind, msg)
-        if kind == "layer":
-            layers = [x for x in self.journal.get_meta(act.job_id, "layers", []) if x["layer"] != msg.layer]
-            layers.append({"layer": msg.layer, "path": msg.path, "format": msg.format})
-            self.journal.set_meta(act.job_id, "layers", layers)
-        elif kind == "report":
-            self.journal.set_meta(act.job_id, "report", {"json_path": msg.json_path, "html_path": msg.html_path,
-                                                         "summary": dict(msg.summary)})
+        self.events.append(act.job_id, *event_to_proto(event))
 
 
 def pb_code_internal() -> int:

@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from groundsynth.request.errors import InvalidArgument, NotFound
 from groundsynth.artefacts.records import TileRecord
+from groundsynth.request.errors import InvalidArgument, NotFound
 from groundsynth.request.spec import JobSpec
 
 JOB_STATES = ("QUEUED", "RUNNING", "SUCCEEDED", "FAILED", "CANCELLED", "INTERRUPTED")
@@ -89,7 +89,7 @@ class Journal:
             self._db.executescript(_SCHEMA)
 
     @classmethod
-    def for_workspace(cls, workspace: str | Path) -> "Journal":
+    def for_workspace(cls, workspace: str | Path) -> Journal:
         return cls(Path(workspace) / "journal.sqlite")
 
     # ------------------------------------------------------------ helpers
@@ -192,13 +192,15 @@ class Journal:
                 raise NotFound(f"tile {record.tile_id!r} of job {job_id!r} is not recorded", "tile_id")
 
     def tiles(self, job_id: str, kind: str | None = None) -> list[TileRecord]:
-        sql, args = "SELECT record_json FROM job_tiles WHERE job_id = ?", (job_id,)
+        sql = "SELECT record_json FROM job_tiles WHERE job_id = ?"
+        args: tuple[str, ...] = (job_id,)
         if kind:
             sql, args = sql + " AND kind = ?", (job_id, kind)
         return [TileRecord.from_json(r[0]) for r in self._exec(sql + " ORDER BY rowid", args).fetchall()]
 
     def tile_ids(self, job_id: str, kind: str | None = None) -> set[str]:
-        sql, args = "SELECT tile_id FROM job_tiles WHERE job_id = ?", (job_id,)
+        sql = "SELECT tile_id FROM job_tiles WHERE job_id = ?"
+        args: tuple[str, ...] = (job_id,)
         if kind:
             sql, args = sql + " AND kind = ?", (job_id, kind)
         return {r[0] for r in self._exec(sql, args).fetchall()}

@@ -16,26 +16,33 @@ import os
 import shutil
 import sys
 import uuid
+from collections.abc import Callable, Iterator
 from concurrent import futures
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from groundsynth import API_VERSION, __version__
-from groundsynth.artefacts.atomic import atomic_path
-from groundsynth.service.config import MiB, ServerConfig
+from groundsynth.api.v1.auth import bearer_token, check_token, create_token
 from groundsynth.api.v1.contract import pb, rpc
+from groundsynth.api.v1.convert import spec_from_proto
+from groundsynth.artefacts.atomic import atomic_path
 from groundsynth.request.errors import (
-    GroundSynthError, InvalidArgument, NotFound, PermissionDenied, ResourceExhausted, Unauthenticated
+    GroundSynthError,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+    ResourceExhausted,
+    Unauthenticated,
 )
+from groundsynth.service.config import MiB, ServerConfig
 from groundsynth.service.event_log import EventLog
 from groundsynth.service.jobs import JobManager
 from groundsynth.service.journal import Journal
-from groundsynth.service.security import bearer_token, check_token, create_token, safe_filename, safe_join
-from groundsynth.request.spec import JobSpec
+from groundsynth.service.security import safe_filename, safe_join
 
 log = logging.getLogger("groundsynth.server")
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["GroundSynth"].full_name
@@ -120,7 +127,7 @@ class GroundSynthServicer(rpc.GroundSynthServicer):
     def Submit(self, request, context) -> Iterator[Any]:
         if not request.HasField("spec"):
             raise InvalidArgument("expected a JobSpec", "spec")
-        job_id = self.manager.submit(JobSpec.from_proto(request.spec))
+        job_id = self.manager.submit(spec_from_proto(request.spec))
         yield from self._follow(job_id, 0, context)
 
     @streaming
@@ -235,10 +242,10 @@ def _check_raster(path: Path, field: str) -> None:
 
 def capabilities(config: ServerConfig) -> Any:
     from groundsynth.engines import default_engine, engines
-    from groundsynth.engines.base import STAGES
     from groundsynth.models.weights import default_models_dir
+    from groundsynth.pipeline.executors import available_executors
     from groundsynth.request.classes import CLASS_NAMES, hex_color
-    from groundsynth.request.spec import MASK_STRATEGIES
+    from groundsynth.request.spec import MASK_STRATEGIES, STAGES
 
     big = sys.float_info.max
     models_dir = default_models_dir(str(config.workspace))
@@ -246,7 +253,9 @@ def capabilities(config: ServerConfig) -> Any:
         api_version=API_VERSION, server_version=__version__, mask_strategies=list(MASK_STRATEGIES),
         classes=[pb.ClassInfo(index=i, name=n, color=hex_color(i)) for i, n in enumerate(CLASS_NAMES)],
         limits=pb.Limits(max_tiles_per_job=config.max_tiles_per_job, max_concurrent_jobs=config.max_concurrent_jobs,
-                         max_message_bytes=config.max_message_bytes, max_upload_bytes=config.max_upload_bytes))
+                         max_message_bytes=config.max_message_bytes, max_upload_bytes=config.max_upload_bytes,
+                         default_executor=config.executor),
+        executors=available_executors())
     for stage in STAGES:
         found = engines(stage)
         default = default_engine(stage) if found else None
@@ -299,7 +308,7 @@ class GroundSynthServer:
         host = self.config.host
         return f"[{host}]:{self.port}" if ":" in host else f"{host}:{self.port}"
 
-    def start(self) -> "GroundSynthServer":
+    def start(self) -> GroundSynthServer:
         cfg = self.config
         Path(cfg.workspace).mkdir(parents=True, exist_ok=True)
         self._lock_workspace()
@@ -319,7 +328,7 @@ class GroundSynthServer:
         reflection.enable_server_reflection(
             (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
             server)
-        if cfg.tls:
+        if cfg.tls_key is not None and cfg.tls_cert is not None:
             creds = grpc.ssl_server_credentials([(Path(cfg.tls_key).read_bytes(), Path(cfg.tls_cert).read_bytes())])
             self.port = server.add_secure_port(cfg.address, creds)
         else:
@@ -339,7 +348,7 @@ class GroundSynthServer:
         """One server per workspace: two would both resume the same jobs. The lock dies with the process."""
         from groundsynth.service.workspace_lock import lock_workspace
 
-        self._lock_fd = lock_workspace(self.config.workspace, "server")
+        self._lock_fd: int | None = lock_workspace(self.config.workspace, "server")
 
     def wait(self, timeout: float | None = None) -> bool:
         return self._server.wait_for_termination(timeout) if self._server else True

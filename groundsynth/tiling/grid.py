@@ -76,7 +76,7 @@ class Grid:
 def window_bounds(t: Affine, col_off: float, row_off: float, width: float, height: float
                   ) -> tuple[float, float, float, float]:
     xs, ys = zip(*(t @ (c, r) for c, r in ((col_off, row_off), (col_off + width, row_off),
-                                           (col_off, row_off + height), (col_off + width, row_off + height))))
+                                           (col_off, row_off + height), (col_off + width, row_off + height))), strict=True)
     return (min(xs), min(ys), max(xs), max(ys))
 
 

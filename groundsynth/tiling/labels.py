@@ -18,8 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from groundsynth.request.errors import InvalidArgument, NotFound
 from groundsynth.request.classes import NODATA, remap_worldcover
+from groundsynth.request.errors import InvalidArgument, NotFound
 
 FIELD = "label_raster_path"
 

@@ -93,7 +93,7 @@ class SourceRaster:
     def close(self) -> None:
         self.ds.close()
 
-    def __enter__(self) -> "SourceRaster":
+    def __enter__(self) -> SourceRaster:
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -159,7 +159,7 @@ class Stretch:
     high: list[float]
 
     @classmethod
-    def from_sample(cls, data: np.ndarray, valid: np.ndarray, pct: tuple[float, float] = (2.0, 98.0)) -> "Stretch":
+    def from_sample(cls, data: np.ndarray, valid: np.ndarray, pct: tuple[float, float] = (2.0, 98.0)) -> Stretch:
         lows, highs = [], []
         for band in data:
             vals = band[valid & (band != 0)]
@@ -182,5 +182,5 @@ class Stretch:
         return {"low": list(self.low), "high": list(self.high)}
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "Stretch":
+    def from_dict(cls, d: dict[str, Any]) -> Stretch:
         return cls([float(v) for v in d["low"]], [float(v) for v in d["high"]])

@@ -10,7 +10,7 @@ def augment(images: torch.Tensor, masks: torch.Tensor, generator: torch.Generato
     then brightness/contrast jitter on the image only (clamped to [0, 1]).
     images (N, C, H, W) float in [0, 1]; masks (N, H, W). Square tiles only for rot90."""
     out_i, out_m = [], []
-    for img, msk in zip(images, masks):
+    for img, msk in zip(images, masks, strict=True):
         r = torch.rand(5, generator=generator)
         if r[0] < 0.5:
             img, msk = img.flip(-1), msk.flip(-1)

@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -61,8 +61,15 @@ def train_generator(cfg: GeneratorTrainConfig, log: Callable[[str], None] = prin
 
     from groundsynth.models.device import resolve_device
     from groundsynth.models.spade import (
-        PatchDiscriminator, SpadeConfig, SpadeGenerator, VGGLoss, feature_matching_loss, hinge_d_loss, hinge_g_loss,
-        one_hot, save_checkpoint
+        PatchDiscriminator,
+        SpadeConfig,
+        SpadeGenerator,
+        VGGLoss,
+        feature_matching_loss,
+        hinge_d_loss,
+        hinge_g_loss,
+        one_hot,
+        save_checkpoint,
     )
 
     device = resolve_device(cfg.device, "--device")

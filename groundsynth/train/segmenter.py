@@ -14,14 +14,15 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
-from groundsynth.request.errors import InvalidArgument
 from groundsynth.request.classes import CLASS_NAMES, NUM_CLASSES
+from groundsynth.request.errors import InvalidArgument
 from groundsynth.train.datasets import ExportDataset
 
 # SegFormer-B0 (mit-b0) shape; override with a config JSON for other sizes.
@@ -141,7 +142,7 @@ def evaluate(model, images: np.ndarray, masks: np.ndarray, mean, std, device, ba
             logits = model(pixel_values=x.to(device)).logits
             logits = torch.nn.functional.interpolate(logits, size=x.shape[-2:], mode="bilinear", align_corners=False)
             pred = logits.argmax(1).cpu().numpy()
-            for t, p in zip(masks[i:i + batch_size], pred):
+            for t, p in zip(masks[i:i + batch_size], pred, strict=True):
                 acc.add(t, p)
     return acc.scores()
 
@@ -180,8 +181,8 @@ def format_scores(title: str, scores: dict) -> str:
 def train_segmenter(cfg: SegmenterTrainConfig, log: Callable[[str], None] = print) -> TrainResult:
     import torch
 
-    from groundsynth.train.augment import augment
     from groundsynth.models.device import resolve_device
+    from groundsynth.train.augment import augment
     from groundsynth.train.dice import dice_loss
 
     device = resolve_device(cfg.device, "--device")

@@ -20,16 +20,19 @@ listening; that does not cancel the job, `cancel(job_id)` does.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any
 
 import grpc
 
-from groundsynth.request import errors
-from groundsynth.artefacts.atomic import atomic_path
-from groundsynth.service.config import MiB
 from groundsynth.api.v1.contract import pb, rpc
+from groundsynth.api.v1.convert import spec_to_proto
+from groundsynth.artefacts.atomic import atomic_path
+from groundsynth.request import errors
+from groundsynth.request.spec import JobSpec
 
+MiB = 1024 * 1024
 CHUNK_BYTES = 1 * MiB
 DEFAULT_MAX_MESSAGE_BYTES = 64 * MiB
 
@@ -90,13 +93,13 @@ class GroundSynthClient:
             raise errors.InvalidArgument("give the server's token or the path of its token file "
                                          "(<workspace>/token)", "token_file")
         if token is None:
-            from groundsynth.service.security import read_token
+            from groundsynth.api.v1.auth import read_token
 
-            token = read_token(token_file)
+            token = read_token(token_file)  # type: ignore[arg-type]  # not None: checked above
         self.address = address
         self.timeout_s = timeout_s
         self._metadata = (("authorization", f"Bearer {token}"),)
-        options = [("grpc.max_receive_message_length", max_message_bytes),
+        options: list[tuple[str, Any]] = [("grpc.max_receive_message_length", max_message_bytes),
                    ("grpc.max_send_message_length", max_message_bytes)]
         if tls_ca is not None:
             creds = grpc.ssl_channel_credentials(root_certificates=Path(tls_ca).read_bytes())
@@ -111,7 +114,7 @@ class GroundSynthClient:
     def close(self) -> None:
         self.channel.close()
 
-    def __enter__(self) -> "GroundSynthClient":
+    def __enter__(self) -> GroundSynthClient:
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -146,10 +149,10 @@ class GroundSynthClient:
     # ---------------------------------------------------------------- jobs
     def submit(self, spec: Any) -> EventStream:
         """Submit a job (JobSpec dataclass or pb.JobSpec); iterate the result for its events."""
-        if hasattr(spec, "to_proto"):
+        if isinstance(spec, JobSpec):
             # normalise first: defaults such as "variants = 1 when synthesising" only exist on the
             # dataclass side (and bad fields fail here, with the same message the server would give)
-            spec = spec.normalised().to_proto()
+            spec = spec_to_proto(spec.normalised())
         return EventStream(self.stub.Submit(pb.SubmitRequest(spec=spec), metadata=self._metadata))
 
     def watch(self, job_id: str, after_seq: int = 0) -> EventStream:

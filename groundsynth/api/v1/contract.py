@@ -19,7 +19,7 @@ def _ensure_generated() -> None:
     if (scripts / "gen_proto.py").exists() and (_ROOT / "protos").is_dir():
         sys.path.insert(0, str(scripts))
         try:
-            import gen_proto  # type: ignore[import-not-found]
+            import gen_proto
 
             if gen_proto.stale():
                 gen_proto.generate()

@@ -21,15 +21,15 @@ An empty mask (no valid pixel) gets captions saying there is no valid data.
 from __future__ import annotations
 
 import random
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
-from groundsynth.metrics.claims import centroid_region, enrichment
-from groundsynth.request.errors import InvalidArgument
-from groundsynth.request.classes import CLASS_NAMES, NODATA, NUM_CLASSES, composition
 from groundsynth.engines import register
 from groundsynth.engines.base import Captioner, Param
+from groundsynth.metrics.claims import centroid_region, enrichment
+from groundsynth.request.classes import CLASS_NAMES, NODATA, NUM_CLASSES, composition
+from groundsynth.request.errors import InvalidArgument
 
 # (text, plural) per class; every noun must parse back to its class.
 NOUNS: dict[str, tuple[tuple[str, bool], ...]] = {
@@ -199,7 +199,7 @@ class CompositionCaptioner(Captioner):
         if len(masks) != len(seeds) or (images is not None and len(images) != len(masks)):
             raise InvalidArgument(f"got {len(images) if images is not None else 'no'} images, {len(masks)} masks "
                                   f"and {len(seeds)} seeds; expected one of each per tile", "caption.masks")
-        return [self.caption_mask(m, s) for m, s in zip(masks, seeds)]
+        return [self.caption_mask(m, s) for m, s in zip(masks, seeds, strict=True)]
 
     def caption_mask(self, mask: np.ndarray, seed: int) -> list[str]:
         mask = self._check_mask(mask)

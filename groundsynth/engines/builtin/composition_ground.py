@@ -25,6 +25,11 @@ segmenter (`reference_segmenter`, default "spectral"), and:
 
 A tile with no valid pixel gets only {"valid_share": 0.0}.
 
+Work done once: when an item's `mask_source` (groundsynth.engines.base.GroundInput) is the
+engine_key of the reference segmenter with its default parameters, i.e. the pipeline's segmenter
+is that same engine with the same parameters and made `mask` from this very image, `mask` is used
+as the re-segmentation instead of segmenting the image again (the result is identical).
+
 `summarise_records` (also `CompositionGrounder.summarise`) computes the set
 metrics: caption redundancy (all / real / synthetic; None for a group without
 captions), the real-vs-synthetic
@@ -33,17 +38,18 @@ distributions (grounding overall and by dominant class, fidelity per class).
 """
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
+from groundsynth.engines import register
+from groundsynth.engines.base import EngineContext, Grounder, GroundInput, Param, TileInput, engine_key
 from groundsynth.metrics import segmentation
 from groundsynth.metrics import sets as metrics
 from groundsynth.metrics.claims import enrichment, parse_claims, region_mask
-from groundsynth.request.errors import InvalidArgument
 from groundsynth.request.classes import CLASS_NAMES, NODATA, composition
-from groundsynth.engines import register
-from groundsynth.engines.base import EngineContext, GroundInput, Grounder, Param, TileInput
+from groundsynth.request.errors import InvalidArgument
 
 NEGATION_SHARE = 0.05
 DOMINANCE_PENALTY = 30.0
@@ -141,10 +147,16 @@ class CompositionGrounder(Grounder):
             self._check(it, i)
         if not items:
             return []
-        tiles = [TileInput(it.tile_id, np.asarray(it.image, dtype=np.float32), np.asarray(it.valid, dtype=bool),
-                           kind=it.kind) for it in items]
-        resegs = self.reference().segment(tiles)
-        return [self._ground_one(it, np.asarray(r)) for it, r in zip(items, resegs)]
+        ref = self.reference()
+        key = engine_key(type(ref), ref.p)
+        resegs: list[np.ndarray | None] = [np.asarray(it.mask) if it.mask_source == key else None for it in items]
+        todo = [i for i, r in enumerate(resegs) if r is None]
+        if todo:
+            tiles = [TileInput(items[i].tile_id, np.asarray(items[i].image, dtype=np.float32),
+                               np.asarray(items[i].valid, dtype=bool), kind=items[i].kind) for i in todo]
+            for i, r in zip(todo, ref.segment(tiles), strict=True):
+                resegs[i] = r
+        return [self._ground_one(it, np.asarray(r)) for it, r in zip(items, resegs, strict=True)]
 
     def _check(self, it: GroundInput, i: int) -> None:
         field = f"ground.items[{i}]"
@@ -179,7 +191,7 @@ class CompositionGrounder(Grounder):
             iou = segmentation.per_class_iou(np.asarray(it.cond_mask), reseg)
             if (~np.isnan(iou)).any():
                 out["fidelity_miou"] = float(np.nanmean(iou))
-                for name, v in zip(CLASS_NAMES, iou):
+                for name, v in zip(CLASS_NAMES, iou, strict=True):
                     if not np.isnan(v):
                         out[metric_key("fidelity_iou", name)] = float(v)
         return out

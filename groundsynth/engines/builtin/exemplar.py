@@ -34,14 +34,26 @@ per seed; different seeds give different patch choices and grid offsets.
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 
-from groundsynth.request.errors import FailedPrecondition, InvalidArgument
-from groundsynth.request.classes import CLASS_NAMES, NODATA, NUM_CLASSES
 from groundsynth.engines import register
 from groundsynth.engines.base import Param, Synthesiser
+from groundsynth.request.classes import CLASS_NAMES, NODATA, NUM_CLASSES
+from groundsynth.request.errors import FailedPrecondition, InvalidArgument
+
+
+@dataclass
+class ExemplarState:
+    """What `fit` learns from the AOI (picklable; stored with the job and sent to workers)."""
+
+    pools: dict[int, np.ndarray] = field(default_factory=dict)       # class -> (n, C, P, P) float32 patches
+    means: dict[int, np.ndarray] = field(default_factory=dict)       # class -> (C,) mean of its real pixels
+    pool_means: dict[int, np.ndarray] = field(default_factory=dict)  # class -> (n, C) mean colour per patch
+    pixels: dict[int, np.ndarray] = field(default_factory=dict)      # class -> (m, C) sample of its real pixels
+    channels: int | None = None
 
 
 @register
@@ -72,14 +84,10 @@ class Exemplar(Synthesiser):
         if self.p["overlap"] * 2 >= self.p["patch_size"]:
             raise InvalidArgument(f"overlap ({self.p['overlap']}) must be less than half of patch_size "
                                   f"({self.p['patch_size']})", "synthesise.exemplar.params.overlap")
-        self.pools: dict[int, np.ndarray] = {}     # class -> (n, C, P, P) float32
-        self.means: dict[int, np.ndarray] = {}     # class -> (C,) mean of the class's real pixels
-        self.pool_means: dict[int, np.ndarray] = {}   # class -> (n, C) mean colour of each pool patch
-        self.pixels: dict[int, np.ndarray] = {}    # class -> (m, C) sample of the class's real pixels
-        self.channels: int | None = None
 
     # ------------------------------------------------------------------ fit
-    def fit(self, images: Sequence[np.ndarray], masks: Sequence[np.ndarray], valids: Sequence[np.ndarray]) -> None:
+    def fit(self, images: Sequence[np.ndarray], masks: Sequence[np.ndarray],
+            valids: Sequence[np.ndarray]) -> ExemplarState:
         from scipy import ndimage
 
         if not (len(images) == len(masks) == len(valids)):
@@ -92,16 +100,16 @@ class Exemplar(Synthesiser):
         pix: dict[int, list[np.ndarray]] = {k: [] for k in range(NUM_CLASSES)}
         sums = np.zeros((NUM_CLASSES, 8), np.float64)
         counts = np.zeros(NUM_CLASSES, np.int64)
-        self.pools, self.means, self.pixels, self.pool_means, self.channels = {}, {}, {}, {}, None
+        st = ExemplarState()
         sized, smallest = 0, None
-        for img, mask, valid in zip(images, masks, valids):
+        for img, mask, valid in zip(images, masks, valids, strict=True):
             img = np.asarray(img, dtype=np.float32)
             if img.ndim != 3 or img.shape[0] not in (3, 4):
                 raise InvalidArgument(f"expected an image of shape (3 or 4, H, W), got {img.shape}", "image")
-            if self.channels is None:
-                self.channels = img.shape[0]
-            elif img.shape[0] != self.channels:
-                raise InvalidArgument(f"images mix {self.channels} and {img.shape[0]} bands", "image")
+            if st.channels is None:
+                st.channels = img.shape[0]
+            elif img.shape[0] != st.channels:
+                raise InvalidArgument(f"images mix {st.channels} and {img.shape[0]} bands", "image")
             mask = np.asarray(mask, dtype=np.uint8)
             ok = (mask != NODATA) & np.asarray(valid, dtype=bool)
             C, H, W = img.shape
@@ -127,7 +135,7 @@ class Exemplar(Synthesiser):
                 ys = np.arange(0, H - P + 1, stride)
                 xs = np.arange(0, W - P + 1, stride)
                 pur = purity[ys[:, None] + P // 2, xs[None, :] + P // 2]
-                for y, x in zip(*np.nonzero(pur > 0)):
+                for y, x in zip(*np.nonzero(pur > 0), strict=True):
                     cands[k].append((float(pur[y, x]), filled[:, ys[y]:ys[y] + P, xs[x]:xs[x] + P]))
         if sized == 0 and smallest is not None:
             raise InvalidArgument(f"patch_size {P} is larger than the tiles ({smallest[0]} x {smallest[1]} px); "
@@ -143,36 +151,39 @@ class Exemplar(Synthesiser):
                 keep = np.argsort(-purity)[:max(8, keep.size)]
             if keep.size > limit:
                 keep = rng.choice(keep, size=limit, replace=False)
-            self.pools[k] = np.stack([cands[k][i][1] for i in sorted(keep)]).astype(np.float32)
-            self.pool_means[k] = self.pools[k].mean(axis=(2, 3))
-            self.means[k] = (sums[k, :self.channels] / max(counts[k], 1)).astype(np.float32)
+            st.pools[k] = np.stack([cands[k][i][1] for i in sorted(keep)]).astype(np.float32)
+            st.pool_means[k] = st.pools[k].mean(axis=(2, 3))
+            st.means[k] = (sums[k, :st.channels] / max(counts[k], 1)).astype(np.float32)
             allpix = np.concatenate(pix[k])
             if len(allpix) > 16384:
                 allpix = allpix[rng.choice(len(allpix), size=16384, replace=False)]
-            self.pixels[k] = allpix.astype(np.float32)
+            st.pixels[k] = allpix.astype(np.float32)
+        return st
 
     # ------------------------------------------------------------------ synthesise
-    def synthesise(self, masks: Sequence[np.ndarray], seeds: Sequence[int]) -> list[np.ndarray]:
+    def synthesise(self, masks: Sequence[np.ndarray], seeds: Sequence[int],
+                   state: ExemplarState | None = None) -> list[np.ndarray]:
         if len(masks) != len(seeds):
             raise InvalidArgument(f"got {len(masks)} masks and {len(seeds)} seeds", "synthesise")
-        return [self.synthesise_one(m, s) for m, s in zip(masks, seeds)]
+        st = state if state is not None else ExemplarState()
+        return [self.synthesise_one(m, s, st) for m, s in zip(masks, seeds, strict=True)]
 
-    def synthesise_one(self, mask: np.ndarray, seed: int) -> np.ndarray:
+    def synthesise_one(self, mask: np.ndarray, seed: int, st: ExemplarState) -> np.ndarray:
         from scipy import ndimage
 
         mask = np.asarray(mask, dtype=np.uint8)
         if mask.ndim != 2:
             raise InvalidArgument(f"expected a 2-D mask, got shape {mask.shape}", "mask")
-        C = self.channels or (4 if self.ctx.has_nir else 3)
+        C = st.channels or (4 if self.ctx.has_nir else 3)
         H, W = mask.shape
         out = np.zeros((C, H, W), np.float32)
         present = np.flatnonzero(np.bincount(mask[mask != NODATA].ravel(), minlength=256)[:NUM_CLASSES])
         if present.size == 0:
             return out                                   # all nodata: nothing to synthesise
-        if not self.pools:
+        if not st.pools:
             raise FailedPrecondition("synthesise/exemplar has no texture: fit() saw no valid pixels of any class",
                                      "synthesise.exemplar")
-        missing = [CLASS_NAMES[k] for k in present if k not in self.pools]
+        missing = [CLASS_NAMES[k] for k in present if k not in st.pools]
         if missing:
             raise FailedPrecondition(f"{', '.join(missing)} {'is' if len(missing) == 1 else 'are'} absent from the "
                                      "AOI; exemplar synthesis has no real texture for "
@@ -205,11 +216,11 @@ class Exemplar(Synthesiser):
                 region = ndimage.binary_dilation(mask == k, iterations=reach) | region
             small = smalls[k]
             if not (region & ~small).any():      # only small regions: no quilted layer needed
-                tex = np.broadcast_to(self.means[k][:, None, None], (C, H, W)).copy()
+                tex = np.broadcast_to(st.means[k][:, None, None], (C, H, W)).copy()
             else:
-                tex = self._quilt(k, region, rng, seams)
+                tex = self._quilt(k, region, rng, seams, st)
             if small.any():   # small regions (roads, single buildings, specks): real pixels of the class
-                pix = self.pixels[k]
+                pix = st.pixels[k]
                 tex[:, small] = pix[rng.integers(0, len(pix), int(small.sum()))].T
             out += weights[i][None] * tex
         out[:, mask == NODATA] = 0.0
@@ -220,26 +231,26 @@ class Exemplar(Synthesiser):
         of an irregular seam curve inside the overlap, 1 past it, with a ~1 px soft transition."""
         from scipy import ndimage
 
-        P, O = self.p["patch_size"], self.p["overlap"]
+        P, OV = self.p["patch_size"], self.p["overlap"]
         t = np.arange(P, dtype=np.float32)
         walk = ndimage.gaussian_filter1d(rng.standard_normal((2 * n, P)), 3.0, axis=1, mode="wrap")
         walk /= np.abs(walk).max(axis=1, keepdims=True) + 1e-9
-        curves = (O / 2 + (O / 2 - 1.5) * walk).astype(np.float32)        # seam position per row / column
+        curves = (OV / 2 + (OV / 2 - 1.5) * walk).astype(np.float32)        # seam position per row / column
         left = 1 / (1 + np.exp(-(t[None, None, :] - curves[:n, :, None]) / 0.6))      # (n, y, x)
         top = 1 / (1 + np.exp(-(t[None, :, None] - curves[n:, None, :]) / 0.6))       # (n, y, x)
         return (left * top).astype(np.float32), left.astype(np.float32), top.astype(np.float32)
 
-    def _quilt(self, k: int, region: np.ndarray, rng: np.random.Generator, seams) -> np.ndarray:
+    def _quilt(self, k: int, region: np.ndarray, rng: np.random.Generator, seams, st: ExemplarState) -> np.ndarray:
         """A texture layer of class k covering `region` (bool (H, W)); the class mean elsewhere."""
-        pool = self.pools[k]
+        pool = st.pools[k]
         n, C, P, _ = pool.shape
         # the typical look of the class: the pool patches nearest in mean colour to the class median
-        pm = self.pool_means[k]
+        pm = st.pool_means[k]
         near = np.argsort(((pm - np.median(pm, axis=0)) ** 2).sum(axis=1), kind="stable")
         style = near[:max(min(n, 2 * self.p["candidates"]), int(round(n * self.p["style_share"])))]
         mu = pm[style].mean(axis=0)
-        O = self.p["overlap"]
-        S = P - O
+        OV = self.p["overlap"]
+        S = P - OV
         H, W = region.shape
         both, left, top = seams
         ns = both.shape[0]
@@ -251,7 +262,7 @@ class Exemplar(Synthesiser):
         padded = np.zeros((H + 2 * P, W + 2 * P), bool)
         padded[P:P + H, P:P + W] = region
         K = min(self.p["candidates"], style.size)
-        jit = max(1, O // 2)      # jittered steps: seams are not periodic (no grid line spectrum)
+        jit = max(1, OV // 2)      # jittered steps: seams are not periodic (no grid line spectrum)
 
         def positions(start: int, stop: int) -> list[int]:
             out = [start]

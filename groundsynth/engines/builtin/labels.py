@@ -10,14 +10,14 @@ A real tile without labels is an error.
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
-from groundsynth.request.errors import FailedPrecondition
-from groundsynth.request.classes import NODATA
 from groundsynth.engines import register
 from groundsynth.engines.base import Segmenter, TileInput
+from groundsynth.request.classes import NODATA
+from groundsynth.request.errors import FailedPrecondition
 
 NEEDS = "segment/labels needs label_raster_path (an ESA WorldCover raster)"
 

@@ -42,14 +42,14 @@ are documented in docs/engines-builtin.md.
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 from scipy import ndimage as ndi
 
-from groundsynth.request.classes import NODATA, NUM_CLASSES
 from groundsynth.engines import register
 from groundsynth.engines.base import Param, Segmenter, TileInput
+from groundsynth.request.classes import NODATA, NUM_CLASSES
 
 TREE, SHRUB, GRASS, CROP, BUILT, BARREN, WATER = range(7)
 _EPS = 1e-6

@@ -24,15 +24,16 @@ summarise() adds the silhouette score of real vs synthetic image embeddings
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
-from groundsynth.request.errors import FailedPrecondition
 from groundsynth.engines import register
-from groundsynth.engines.base import GroundInput, Grounder, Param
+from groundsynth.engines.base import Grounder, GroundInput, Param
 from groundsynth.engines.neural.common import DEVICE_PARAM
+from groundsynth.request.errors import FailedPrecondition
 
 CHECKPOINT_SUFFIXES = (".pt", ".pth", ".bin", ".safetensors")
 
@@ -48,11 +49,11 @@ def silhouette(x: np.ndarray, labels: Sequence[Any], max_samples: int | None = N
     fewer than two labels or as many labels as samples. With `max_samples`, a random
     subset of that size (fixed `seed`) is scored, like sklearn's `sample_size`."""
     x = np.asarray(x, dtype=np.float64)
-    labels = np.asarray(labels)
+    lab = np.asarray(labels)
     if max_samples is not None and len(x) > max_samples:
         keep = np.sort(np.random.default_rng(seed).choice(len(x), max_samples, replace=False))
-        x, labels = x[keep], labels[keep]
-    uniq, inv = np.unique(labels, return_inverse=True)
+        x, lab = x[keep], lab[keep]
+    uniq, inv = np.unique(lab, return_inverse=True)
     n, k = len(x), len(uniq)
     if k < 2 or k >= n:
         return float("nan")
@@ -208,6 +209,8 @@ def _hf_preprocess(path: Path, model):
 @register
 class ClipGrounder(Grounder):
     name = "clip"
+    num_gpus = 0.25             # Ray actor share of a GPU when run on one: a CLIP ViT-B fits four to a GPU
+    memory_mb = 1536
     description = ("CLIPScore (100 * max(cos, 0)) of each caption against its tile with a local CLIP "
                    "(OpenAI .pt, open_clip checkpoint or Hugging Face directory), plus real-vs-synthetic "
                    "separability (silhouette of image embeddings).")
@@ -234,8 +237,8 @@ class ClipGrounder(Grounder):
         self._composition = None
         self.composition_note = ""
         if self.p["with_composition"]:
-            from groundsynth.request.errors import GroundSynthError
             from groundsynth.engines.builtin.composition_ground import CompositionGrounder
+            from groundsynth.request.errors import GroundSynthError
 
             try:
                 comp = CompositionGrounder({"reference_segmenter": self.p["reference_segmenter"]}, self.ctx)
@@ -287,10 +290,10 @@ class ClipGrounder(Grounder):
             if texts else np.zeros((0, img.shape[1]), np.float32)
         base = self._composition.ground(items) if self._composition is not None else [{} for _ in items]
         out, k = [], 0
-        for it, e, extra in zip(items, img, base):
+        for it, e, extra in zip(items, img, base, strict=True):
             self._embeddings[it.tile_id] = (it.kind, e)
             n = len(it.captions)
-            scores = clipscore(txt[k:k + n] @ e)
+            scores = np.asarray(clipscore(txt[k:k + n] @ e))
             k += n
             res = dict(extra)
             if n:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import ClassVar
 
 from groundsynth.engines.base import Param
 
@@ -14,7 +15,7 @@ class WeightsEngine:
     param says otherwise. The model loads (or is reused) when the engine is built, so missing or corrupt
     weights fail before any tile runs. Subclasses define `_model()` and may override `check_weights`."""
 
-    name: str
+    name: ClassVar[str]
 
     def __init__(self, params=None, ctx=None):
         super().__init__(params, ctx)

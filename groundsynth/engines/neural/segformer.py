@@ -10,23 +10,24 @@ torch/transformers are imported only when the engine runs.
 """
 from __future__ import annotations
 
-import json
-from pathlib import Path
-from typing import Sequence
+from collections.abc import Sequence
+from typing import cast
 
 import numpy as np
 
-from groundsynth.request.errors import FailedPrecondition
-from groundsynth.request.classes import NODATA, NUM_CLASSES
 from groundsynth.engines import register
-from groundsynth.engines.neural.common import WeightsEngine
 from groundsynth.engines.base import Param, Segmenter, TileInput
 from groundsynth.engines.neural.common import DEVICE_PARAM, WeightsEngine
 from groundsynth.models.segformer import load_segformer
+from groundsynth.request.classes import NODATA
+from groundsynth.request.errors import FailedPrecondition
+
 
 @register
 class SegformerSegmenter(WeightsEngine, Segmenter):
     name = "segformer"
+    num_gpus = 0.25             # Ray actor share of a GPU when run on one: a SegFormer-b0..b2 fits four to a GPU
+    memory_mb = 1024
     description = ("SegFormer (transformers) from local weights; 7 classes, RGB-NIR or RGB input. "
                    "Train one with `groundsynth train segmenter`.")
     params = (
@@ -70,7 +71,7 @@ class SegformerSegmenter(WeightsEngine, Segmenter):
                 logits = torch.nn.functional.interpolate(logits.float(), size=x.shape[-2:],
                                                          mode="bilinear", align_corners=False)
                 pred = logits.argmax(1).to("cpu").numpy().astype(np.uint8)
-            for i, p in zip(idx, pred):
+            for i, p in zip(idx, pred, strict=True):
                 p[~np.asarray(tiles[i].valid, dtype=bool)] = NODATA
                 out[i] = p
-        return out
+        return cast(list[np.ndarray], out)   # every index was filled

@@ -9,16 +9,16 @@ Tiles whose size is not a multiple of 16 are padded (edge replication) and cropp
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
+from typing import Any, cast
 
 import numpy as np
 
-from groundsynth.request.errors import FailedPrecondition
 from groundsynth.engines import register
-from groundsynth.engines.neural.common import WeightsEngine
 from groundsynth.engines.base import Param, Synthesiser
-from groundsynth.engines.neural.common import DEVICE_PARAM
+from groundsynth.engines.neural.common import DEVICE_PARAM, WeightsEngine
+from groundsynth.request.errors import FailedPrecondition
 
 NEED = "config.json + generator.safetensors from `groundsynth train generator`"
 
@@ -52,6 +52,8 @@ def load_spade(path: Path, device: str, dtype_name: str):
 @register
 class SpadeSynthesiser(WeightsEngine, Synthesiser):
     name = "spade"
+    num_gpus = 0.25             # Ray actor share of a GPU when run on one: a SPADE generator fits four to a GPU
+    memory_mb = 1536
     description = ("SPADE conditional generator (the original work's design) with a noise input so variants "
                    "differ; 4-band or 3-band output. Train one with `groundsynth train generator`.")
     params = (
@@ -71,7 +73,7 @@ class SpadeSynthesiser(WeightsEngine, Synthesiser):
 
         return load_shared(self, load_spade)[0]
 
-    def synthesise(self, masks: Sequence[np.ndarray], seeds: Sequence[int]) -> list[np.ndarray]:
+    def synthesise(self, masks: Sequence[np.ndarray], seeds: Sequence[int], state: Any = None) -> list[np.ndarray]:
         if len(masks) != len(seeds):
             raise ValueError(f"{len(masks)} masks but {len(seeds)} seeds")
         if not len(masks):
@@ -107,6 +109,6 @@ class SpadeSynthesiser(WeightsEngine, Synthesiser):
             with torch.inference_mode():
                 img = gen(seg, z.to(p.dtype)).float()
             img = ((img + 1) / 2).clamp(0, 1)[:, :want].cpu().numpy().astype(np.float32)
-            for i, im in zip(idx, img):
+            for i, im in zip(idx, img, strict=True):
                 out[i] = np.ascontiguousarray(im[:, :sizes[i][0], :sizes[i][1]])
-        return out
+        return cast(list[np.ndarray], out)   # every index was filled

@@ -24,16 +24,16 @@ tokenizer/processor has one.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
-from groundsynth.request.classes import CLASS_NAMES, composition
 from groundsynth.engines import register
-from groundsynth.engines.neural.common import WeightsEngine
 from groundsynth.engines.base import Captioner, Param
-from groundsynth.engines.neural.common import DEVICE_PARAM
+from groundsynth.engines.neural.common import DEVICE_PARAM, WeightsEngine
+from groundsynth.request.classes import CLASS_NAMES, composition
 
 VISION_PROMPTS = (
     "Describe the land use and the main features of this satellite image in one or two sentences.",
@@ -74,7 +74,7 @@ def composition_text(mask: np.ndarray) -> str:
     """'Tree 40%, Crop 35%, Water 25%': integer percentages of the classes present, largest first."""
     shares = composition(np.asarray(mask))
     pct = np.round(100 * shares).astype(int)
-    items = sorted(((p, n) for p, n in zip(pct, CLASS_NAMES) if p > 0), reverse=True)
+    items = sorted(((p, n) for p, n in zip(pct, CLASS_NAMES, strict=True) if p > 0), reverse=True)
     return ", ".join(f"{n} {p}%" for p, n in items) if items else "no valid land cover"
 
 
@@ -182,6 +182,8 @@ def load_vlm(path: Path, mode: str, device: str, dtype_name: str) -> LoadedModel
 @register
 class VlmCaptioner(WeightsEngine, Captioner):
     name = "vlm"
+    num_gpus = 1.0             # Ray actor share of a GPU when run on one: a VLM takes a whole GPU
+    memory_mb = 16384
     description = ("Captions from a local vision-language model (vision/hybrid) or text LLM (text), "
                    "the original work's three prompt modes; greedy, batched, percentages forbidden by default.")
     params = (
@@ -225,7 +227,7 @@ class VlmCaptioner(WeightsEngine, Captioner):
             for start in range(0, len(group), bs):
                 chunk = group[start:start + bs]
                 outs = self._generate(lm, [images[i] for i, _ in chunk], [p for _, p in chunk])
-                texts.update(zip(chunk, outs))
+                texts.update(zip(chunk, outs, strict=True))
         result = []
         for i, mask in enumerate(masks):
             caps = [texts[(i, p)] for p in prompts_for(mode, n, mask)]
@@ -272,5 +274,5 @@ class VlmCaptioner(WeightsEngine, Captioner):
         texts = tok.batch_decode(out, skip_special_tokens=True)
         if prompt_ids is not None:                      # others (BLIP) echo an edited prompt: strip its text
             echoed = tok.batch_decode(prompt_ids, skip_special_tokens=True)
-            texts = [t[len(e):] if e.strip() and t.startswith(e) else t for t, e in zip(texts, echoed)]
+            texts = [t[len(e):] if e.strip() and t.startswith(e) else t for t, e in zip(texts, echoed, strict=True)]
         return [t.strip() for t in texts]

@@ -1,0 +1,127 @@
+"""Job-level outputs: one VRT mosaic per layer kind, the tile grid GeoPackage, and the report.
+
+Layers are rewritten every `layers_every` recorded tiles (at most about ten
+times a job, so big jobs stay linear) and once at the end; each rewrite emits
+LayerReady for every layer. The report comes last: set metrics from the
+grounder's `summarise` (run on a worker, where the engines are), then report.json and report.html
+(groundsynth.report). Every output lists tiles sorted by kind, row, col and variant, never in the
+order in which they finished.
+"""
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from groundsynth.artefacts.records import TileRecord
+from groundsynth.artefacts.tile_grid import write_tiles_gpkg
+from groundsynth.artefacts.vrt import VrtTile, write_vrt
+from groundsynth.pipeline.events import LayerReady, ReportReady
+from groundsynth.pipeline.job_run import JobRun
+from groundsynth.request.classes import NODATA
+
+IMAGE_BANDS = ("red", "green", "blue", "nir")
+IMAGE_COLORINTERP = ("Red", "Green", "Blue", "Undefined")
+
+
+def record_order(rec: TileRecord) -> tuple[int, int, int, int]:
+    """Real tiles first, then synthetic ones; by row, col and variant."""
+    return (0 if rec.kind == "real" else 1, rec.row, rec.col, rec.variant)
+
+
+def sorted_records(run: JobRun) -> list[TileRecord]:
+    return sorted(run.journal.tiles(run.job_id), key=record_order)
+
+
+def maybe_refresh_layers(run: JobRun) -> None:
+    # every layers_every tiles, but at most ~10 times per job so that big jobs stay linear
+    every = max(run.opt.layers_every, (run.real_total + run.syn_total) // 10)
+    if run.since_layers >= every:
+        write_layers(run)
+
+
+def _layer_groups(records: Sequence[TileRecord]) -> dict[str, list[tuple[str, TileRecord]]]:
+    """layer name (real_image, synthetic_mask_v2, ...) -> [(artefact path, record)]."""
+    groups: dict[str, list[tuple[str, TileRecord]]] = defaultdict(list)
+    for rec in records:
+        for kind, rel in rec.artefacts.items():
+            layer = f"{rec.kind}_{kind}" + (f"_v{rec.variant}" if rec.kind == "synthetic" else "")
+            groups[layer].append((rel, rec))
+    return groups
+
+
+def write_layers(run: JobRun) -> None:
+    run.since_layers = 0
+    records = sorted_records(run)
+    if not records:
+        return
+    prep = run.prep
+    with run.timer("outputs"):
+        groups = _layer_groups(records)
+        written: list[tuple[str, str, str]] = []
+        n_outputs = len(groups) + 1        # the VRTs and tiles.gpkg
+        for layer in sorted(groups):
+            run.progress("outputs", len(written), n_outputs)
+            tiles = [VrtTile(rel, r.col_off, r.row_off, r.width, r.height) for rel, r in groups[layer]]
+            if layer.split("_v")[0].endswith("_image"):
+                n = 4 if prep.has_nir else 3
+                write_vrt(run.dir / f"{layer}.vrt", tiles, prep.transform, prep.crs_wkt, IMAGE_BANDS[:n],
+                          nodata=0, colorinterp=IMAGE_COLORINTERP[:n])
+            else:
+                write_vrt(run.dir / f"{layer}.vrt", tiles, prep.transform, prep.crs_wkt, ("class",),
+                          nodata=NODATA, palette=True)
+            written.append((layer, f"{layer}.vrt", "vrt"))
+        run.progress("outputs", len(written), n_outputs)
+        write_tiles_gpkg(run.dir / "tiles.gpkg", records, prep.crs_wkt)
+        written.append(("tiles", "tiles.gpkg", "gpkg"))
+        run.progress("outputs", len(written), n_outputs)
+    for layer, path, fmt in written:
+        run.layers[layer] = {"layer": layer, "path": path, "format": fmt}
+        run.emit(LayerReady(layer=layer, path=path, format=fmt))
+    run.journal.set_meta(run.job_id, "layers", sorted(run.layers.values(), key=lambda d: d["layer"]))
+
+
+def write_report(run: JobRun, t_start: float) -> None:
+    from groundsynth.pipeline.context import SummaryTask
+    from groundsynth.report import write_report as write_report_files
+
+    records = sorted_records(run)
+    t0 = time.perf_counter()
+    set_metrics: dict[str, Any] = {}
+    if "ground" in run.stages:
+        set_metrics = run.execute_one(SummaryTask(tuple(records))).value
+    context = {
+        "job_id": run.job_id,
+        "engines": {s: {"name": p.cls.name, "params": p.params} for s, p in run.prep.plans.items()},
+        "set_metrics": set_metrics or {},
+        "stretch": run.stretch.to_dict(),
+        "timings": run.timings(extra_total=time.perf_counter() - t_start),
+        "raster": run.prep.raster,
+        "seed": run.spec.seed,
+        "grid": run.journal.get_meta(run.job_id, "grid"),
+        "warnings": run.prep.warnings + nodata_warnings(run, records),
+        "layers": sorted(run.layers.values(), key=lambda d: d["layer"]),
+    }
+    summary = write_report_files(run.dir, run.spec, records, context) or {}
+    run.timer.seconds["report"] += time.perf_counter() - t0
+    html = "report.html" if (run.dir / "report.html").exists() else ""
+    numeric = {str(k): float(v) for k, v in summary.items()
+               if isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool)}
+    run.journal.set_meta(run.job_id, "report", {"json_path": "report.json", "html_path": html, "summary": numeric})
+    run.emit(ReportReady(json_path="report.json", html_path=html, summary=numeric))
+    run.progress("report", 1, 1)
+
+
+def nodata_warnings(run: JobRun, records: Sequence[TileRecord]) -> list[str]:
+    real = [r for r in records if r.kind == "real"]
+    flagged = sum(r.nodata for r in real)
+    out = []
+    if real and flagged == len(real):
+        out.append(f"every real tile ({flagged}) is a nodata tile: nothing was segmented or synthesised")
+    elif flagged:
+        out.append(f"{flagged} of {len(real)} real tiles are nodata tiles (< {100 * run.opt.min_valid:g}% "
+                   "valid pixels): flagged, masked 255, not synthesised")
+    return out
