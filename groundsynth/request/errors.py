@@ -45,3 +45,7 @@ class Unauthenticated(GroundSynthError):
 class Cancelled(GroundSynthError):
     """Raised inside a job when its cancel flag is set."""
     code = grpc.StatusCode.CANCELLED
+
+
+class DiskFull(ResourceExhausted):
+    """No space left on the device a file or the journal is written to (ENOSPC, EDQUOT, SQLITE_FULL)."""

@@ -1,0 +1,78 @@
+"""Storage failures told plainly: a broken journal, a full disk, and the files such a failure leaves.
+
+- `broken_database(path, detail)`: the journal is not a readable SQLite file (truncated, corrupt):
+  FailedPrecondition naming `journal`, with what to do. `serve` prints it as
+  `error (FAILED_PRECONDITION): journal: ...` and exits 2, no traceback.
+- `is_disk_full(exc)` / `sqlite_disk_full(path)` / `disk_full_message(workspace, exc)`: ENOSPC/EDQUOT from a
+  file write (groundsynth.artefacts.atomic raises DiskFull) and SQLITE_FULL from the journal become
+  RESOURCE_EXHAUSTED "disk full" naming the workspace, never INTERNAL "Write failed".
+- `sweep_unrecorded(job_dir, recorded)`: after a job failed for lack of space, tile files the journal does not
+  list (written before the record that failed) are removed, so every file left is a recorded one.
+"""
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import sqlite3
+from collections.abc import Iterable
+from pathlib import Path
+
+from groundsynth.request.errors import DiskFull, FailedPrecondition
+
+_FULL_ERRNOS = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
+SQLITE_FULL = 13
+
+
+def broken_database(path: str | os.PathLike, detail: object) -> FailedPrecondition:
+    path = Path(path)
+    return FailedPrecondition(
+        f"{path} is not a readable job journal ({detail}); it may be truncated or corrupt (a disk that filled "
+        f"up, a copy cut short). Stop every server on this workspace, move the file aside "
+        f"(mv {path} {path}.broken; also its -wal/-shm files) and start again: a new, empty journal is "
+        "created and the job folders under jobs/ stay on disk, but the jobs recorded only in the old "
+        "journal are no longer listed; or restore the file from a backup", "journal")
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """Is `exc` "no space left" from the OS, SQLite or GDAL?"""
+    if isinstance(exc, DiskFull):
+        return True
+    if isinstance(exc, OSError) and exc.errno in _FULL_ERRNOS:
+        return True
+    if isinstance(exc, sqlite3.Error) and (getattr(exc, "sqlite_errorcode", None) == SQLITE_FULL
+                                           or "disk is full" in str(exc)):
+        return True
+    text = str(exc).lower()
+    return "no space left on device" in text or "disk quota exceeded" in text or "free disk space" in text
+
+
+def sqlite_disk_full(path: str | os.PathLike) -> DiskFull:
+    folder = Path(path).resolve().parent
+    return DiskFull(f"disk full: no space left to write the job journal {path} in the workspace {folder}; "
+                    "free space there, then resubmit (or resume) the job", "workspace")
+
+
+def disk_full_message(workspace: str | os.PathLike, exc: BaseException) -> str:
+    detail = exc.message if isinstance(exc, DiskFull) else str(exc)
+    return (f"workspace: disk full: no space left in the workspace {Path(workspace).resolve()} ({detail}); "
+            "free space there and submit the job again; the tiles recorded so far are kept")
+
+
+def sweep_unrecorded(job_dir: str | os.PathLike, recorded: Iterable[str]) -> list[Path]:
+    """Remove tile GeoTIFFs under `job_dir` that no recorded tile names (paths relative to `job_dir`),
+    and temp files ('.tmp-*') a write cut short left; returns what was removed."""
+    base = Path(job_dir)
+    keep = {(base / rel).resolve() for rel in recorded}
+    removed: list[Path] = []
+    if not base.is_dir():
+        return removed
+    for path in base.rglob("*"):
+        if not path.is_file() or path.is_symlink():
+            continue
+        tile_file = path.suffix.lower() == ".tif" and path.parent.parent.name in ("real", "synthetic")
+        if path.name.startswith(".tmp-") or (tile_file and path.resolve() not in keep):
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+                removed.append(path)
+    return removed
