@@ -49,3 +49,8 @@ class Cancelled(GroundSynthError):
 
 class DiskFull(ResourceExhausted):
     """No space left on the device a file or the journal is written to (ENOSPC, EDQUOT, SQLITE_FULL)."""
+
+
+class DeadlineExceeded(GroundSynthError):
+    """A server-side deadline passed (e.g. an upload idle for too long)."""
+    code = grpc.StatusCode.DEADLINE_EXCEEDED

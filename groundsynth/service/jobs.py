@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import logging
 import queue
-import re
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,11 +42,10 @@ from groundsynth.request.errors import (
 from groundsynth.request.spec import JobSpec
 from groundsynth.service.config import ServerConfig
 from groundsynth.service.event_log import EventLog
+from groundsynth.service.job_checks import check_job_files, source_file, upload_file
 from groundsynth.service.journal import FINAL_STATES, JobRow, Journal
-from groundsynth.service.security import resolve_source
 
 log = logging.getLogger("groundsynth.jobs")
-UPLOAD_ID_RE = re.compile(r"^[0-9a-f]{32}$")
 
 
 class _ShutdownInterrupt(BaseException):
@@ -163,11 +161,9 @@ class JobManager:
         if self._stopping.is_set():
             raise FailedPrecondition("the server is shutting down; submit again after it restarts", "server")
         spec = spec.normalised()
-        if spec.label_raster_path:
-            # record the checked, resolved path: the pipeline opens exactly what was checked (no symlink swap)
-            spec.label_raster_path = str(resolve_source(spec.label_raster_path, self.config.roots(),
-                                                        "label_raster_path"))
-        source = self._source_path(spec)
+        # every file the job opens is checked (allowed roots, VRT members, no network); the spec records the
+        # checked, resolved paths, so the pipeline opens exactly what was checked (no symlink swap)
+        spec, source = check_job_files(spec, self.config)
         with self._lock:
             self._check_capacity()
         options = self.run_options()
@@ -207,24 +203,11 @@ class JobManager:
                 f"{self.config.max_queued_jobs}); retry when one has finished", "jobs")
 
     def _source_path(self, spec: JobSpec) -> Path:
-        roots = self.config.roots()
-        if spec.label_raster_path:
-            resolve_source(spec.label_raster_path, roots, "label_raster_path")
-        if spec.raster_path:
-            return resolve_source(spec.raster_path, roots, "raster_path")
-        return self.upload_path(spec.upload_id or "")
+        return source_file(self.config, spec, blocks=False)
 
     def upload_path(self, upload_id: str) -> Path:
-        """The file of an upload id (see server.UploadRaster)."""
-        if not UPLOAD_ID_RE.match(upload_id):
-            raise InvalidArgument(f"expected an id returned by UploadRaster (32 hex digits), got {upload_id!r}",
-                                  "upload_id")
-        folder = Path(self.config.uploads_dir) / upload_id
-        files = [p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")] \
-            if folder.is_dir() else []
-        if len(files) != 1:
-            raise NotFound(f"unknown upload {upload_id!r}; upload the raster with UploadRaster first", "upload_id")
-        return files[0]
+        """The file of an upload id (see service.uploads)."""
+        return upload_file(self.config, upload_id)
 
     # ---------------------------------------------------------------- cancel
     def cancel(self, job_id: str) -> Any:
