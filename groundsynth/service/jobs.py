@@ -74,6 +74,9 @@ class JobManager:
     # ---------------------------------------------------------------- lifecycle
     def start(self) -> list[str]:
         """Start the workers and re-queue interrupted jobs; returns the resumed job ids."""
+        from groundsynth.service.storage import sweep_deleted
+
+        sweep_deleted(self.config.workspace)         # job folders a DeleteJob cut short (crash) go now
         self.journal.mark_interrupted()
         resumed = []
         for row in sorted(self.journal.list_jobs(), key=lambda r: r.created):
@@ -140,11 +143,39 @@ class JobManager:
             raise InvalidArgument(f"expected 0 (all) or a positive number, got {limit}", "limit")
         return [self.to_info(row) for row in self.journal.list_jobs(limit)]
 
+    def list_page(self, limit: int = 0, page_token: str = "") -> Any:
+        """A ListJobsResponse: one bounded page of abbreviated entries (service.listing)."""
+        from groundsynth.service.listing import list_page
+
+        return list_page(self.journal, limit, page_token, self.config.max_message_bytes)
+
+    def check_after_seq(self, job_id: str, after_seq: int) -> None:
+        last = self.events.last_seq(job_id)
+        if after_seq > last:
+            raise InvalidArgument(f"expected 0..{last} (the job's last event seq), got {after_seq}", "after_seq")
+
+    def delete(self, job_id: str) -> tuple[int, int]:
+        """Remove a finished job's directory, journal rows and events; (files removed, bytes freed)."""
+        from groundsynth.service.storage import remove_job_dir
+
+        row = self.get(job_id)
+        with self._lock:
+            if job_id in self._active or row.state not in FINAL_STATES:
+                raise FailedPrecondition(f"job {job_id} is {row.state}; only a finished job (SUCCEEDED, FAILED, "
+                                         "CANCELLED) can be deleted: cancel it first, then delete it", "job_id")
+            tomb = remove_job_dir(self.config.workspace, job_id, row.output_dir)
+            self.journal.delete_job(job_id)
+            self.events.delete(job_id)
+        files, size = tomb.finish() if tomb else (0, 0)
+        log.info("job %s deleted (%d files, %d bytes)", job_id, files, size)
+        return files, size
+
     def to_info(self, row: JobRow) -> Any:
         info = pb.JobInfo(job_id=row.job_id, state=pb.JobState.Value(row.state), spec=spec_to_proto(row.spec),
                           tiles_total=row.tiles_total, tiles_done=row.tiles_done,
                           synthetic_total=row.synthetic_total, synthetic_done=row.synthetic_done,
-                          created=row.created, updated=row.updated, error=row.error, output_dir=row.output_dir)
+                          created=row.created, updated=row.updated, error=row.error, output_dir=row.output_dir,
+                          name=row.spec.name)
         for layer in self.journal.get_meta(row.job_id, "layers", []):
             info.layers.add(layer=layer["layer"], path=layer["path"], format=layer["format"])
         report = self.journal.get_meta(row.job_id, "report")

@@ -84,6 +84,7 @@ class JobRow:
     updated: float
     error: str
     output_dir: str
+    position: tuple[float, int] = (0.0, 0)    # (created, rowid): where the job sits in list order (list_page)
 
 
 class Journal:
@@ -193,7 +194,7 @@ class Journal:
     def _row(r: tuple) -> JobRow:
         return JobRow(job_id=r[0], state=r[1], spec=JobSpec.from_json(r[2]), tiles_total=r[3], tiles_done=r[4],
                       synthetic_total=r[5], synthetic_done=r[6], created=r[7], updated=r[8], error=r[9],
-                      output_dir=r[10])
+                      output_dir=r[10], position=(r[7], r[11]))
 
     def get_job(self, job_id: str) -> JobRow | None:
         r = self._one(self._ROW_SQL + " WHERE j.job_id = ?", (job_id,))
@@ -205,18 +206,15 @@ class Journal:
             sql, args = sql + " LIMIT ?", (int(limit),)
         return [self._row(r) for r in self._query(sql, args)]
 
-    def list_page(self, limit: int, after: tuple[float, int] | None = None
-                  ) -> tuple[list[JobRow], tuple[float, int] | None]:
-        """Up to `limit` jobs, newest first, after the position `after` (from the previous page);
-        returns (rows, position of the next page or None when this was the last)."""
+    def list_page(self, limit: int, after: tuple[float, int] | None = None) -> tuple[list[JobRow], bool]:
+        """Up to `limit` jobs, newest first, after the `position` of the last job of the previous page;
+        returns (rows, whether more jobs follow)."""
         sql, args = self._ROW_SQL, cast(tuple, ())
         if after is not None:
             sql += " WHERE (j.created < ? OR (j.created = ? AND j.rowid < ?))"
-            args = (after[0], after[0], after[1])
+            args = (float(after[0]), float(after[0]), int(after[1]))
         rows = self._query(sql + self._ORDER + " LIMIT ?", (*args, int(limit) + 1))
-        more = len(rows) > limit
-        rows = rows[:limit]
-        return [self._row(r) for r in rows], ((rows[-1][7], rows[-1][11]) if more and rows else None)
+        return [self._row(r) for r in rows[:limit]], len(rows) > limit
 
     def count_jobs(self) -> int:
         r = self._one("SELECT COUNT(*) FROM jobs")

@@ -94,6 +94,7 @@ class GroundSynthServicer(rpc.GroundSynthServicer):
     @streaming
     def Watch(self, request, context) -> Iterator[Any]:
         self.manager.get(request.job_id)
+        self.manager.check_after_seq(request.job_id, request.after_seq)
         yield from self._follow(request.job_id, request.after_seq, context)
 
     def _follow(self, job_id: str, after_seq: int, context) -> Iterator[Any]:
@@ -110,7 +111,12 @@ class GroundSynthServicer(rpc.GroundSynthServicer):
 
     @unary
     def ListJobs(self, request, context):
-        return pb.ListJobsResponse(jobs=self.manager.list(request.limit))
+        return self.manager.list_page(request.limit, request.page_token)
+
+    @unary
+    def DeleteJob(self, request, context):
+        files, size = self.manager.delete(request.job_id)
+        return pb.DeleteJobResponse(job_id=request.job_id, files_removed=files, bytes_freed=size)
 
     # ---------------------------------------------------------------- capabilities
     @unary

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import shutil
 import sqlite3
 from collections.abc import Iterable
 from pathlib import Path
@@ -76,3 +77,45 @@ def sweep_unrecorded(job_dir: str | os.PathLike, recorded: Iterable[str]) -> lis
                 path.unlink()
                 removed.append(path)
     return removed
+
+
+# ------------------------------------------------------------------ job deletion
+
+DELETED_PREFIX = ".deleting-"
+
+
+class _Tomb:
+    """A job directory renamed out of the way; `finish()` removes it and counts what it held."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def finish(self) -> tuple[int, int]:
+        files = size = 0
+        for p in self.path.rglob("*"):
+            if p.is_file() and not p.is_symlink():
+                files += 1
+                size += p.stat().st_size
+        shutil.rmtree(self.path, ignore_errors=True)
+        return files, size
+
+
+def remove_job_dir(workspace: str | os.PathLike, job_id: str, output_dir: str) -> _Tomb | None:
+    """Rename <workspace>/jobs/<job_id> to jobs/.deleting-<job_id> (atomic: the job's files vanish at once);
+    the caller then deletes the rows and calls `finish()`. Only that exact folder is ever touched."""
+    jobs_root = Path(os.path.realpath(Path(workspace) / "jobs"))
+    folder = jobs_root / job_id
+    if Path(os.path.realpath(output_dir)) != folder or not folder.is_dir() or folder.is_symlink():
+        return None                     # nothing of ours there (or a path we must not touch)
+    tomb = jobs_root / f"{DELETED_PREFIX}{job_id}"
+    shutil.rmtree(tomb, ignore_errors=True)
+    os.replace(folder, tomb)
+    return _Tomb(tomb)
+
+
+def sweep_deleted(workspace: str | os.PathLike) -> None:
+    """At start: remove job folders a deletion renamed but did not finish removing."""
+    jobs_root = Path(workspace) / "jobs"
+    if jobs_root.is_dir():
+        for p in jobs_root.glob(f"{DELETED_PREFIX}*"):
+            shutil.rmtree(p, ignore_errors=True)
