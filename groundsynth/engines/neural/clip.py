@@ -229,6 +229,12 @@ class ClipGrounder(Grounder):
                                                         "with (when with_composition is on)"),
     )
 
+    @classmethod
+    def check_job(cls, spec) -> None:
+        from groundsynth.engines.builtin.composition_ground import check_reference_segmenter
+
+        check_reference_segmenter(cls.job_params(spec)["reference_segmenter"])
+
     def __init__(self, params=None, ctx=None):
         super().__init__(params, ctx)
         self._embeddings: dict[str, tuple[str, np.ndarray]] = {}
