@@ -43,7 +43,7 @@ def _pairs(items: list[str], field: str) -> list[tuple[str, str]]:
 
 def add_job_arguments(p: argparse.ArgumentParser) -> None:
     """The job-defining flags (shared with `demo` and usable by `submit`)."""
-    p.add_argument("--aoi", help="bbox MINX,MINY,MAXX,MAXY in --aoi-crs (default: the raster CRS); write --aoi=-75.5,... when it starts with a minus")
+    p.add_argument("--aoi", help="bbox MINX,MINY,MAXX,MAXY in --aoi-crs (default: the raster CRS), e.g. --aoi -75.7,37.6,-75.6,37.7")
     p.add_argument("--polygon", help="AOI as a WKT POLYGON/MULTIPOLYGON in --aoi-crs (instead of --aoi)")
     p.add_argument("--aoi-crs", default="", help="CRS of the AOI, e.g. EPSG:4326 (default: the raster CRS)")
     p.add_argument("--stages", default="", help="comma-separated stages (default: segment,synthesise,caption,ground)")

@@ -44,6 +44,7 @@ from groundsynth.service.config import ServerConfig
 from groundsynth.service.event_log import EventLog
 from groundsynth.service.job_checks import check_job_files, source_file, upload_file
 from groundsynth.service.journal import FINAL_STATES, JobRow, Journal
+from groundsynth.service.storage import disk_full_error, is_disk_full, sweep_unrecorded
 
 log = logging.getLogger("groundsynth.jobs")
 
@@ -164,7 +165,12 @@ class JobManager:
                 raise FailedPrecondition(f"job {job_id} is {row.state}; only a finished job (SUCCEEDED, FAILED, "
                                          "CANCELLED) can be deleted: cancel it first, then delete it", "job_id")
             tomb = remove_job_dir(self.config.workspace, job_id, row.output_dir)
-            self.journal.delete_job(job_id)
+            try:
+                self.journal.delete_job(job_id)
+            except BaseException:
+                if tomb:
+                    tomb.restore()         # rows kept (e.g. disk full): so are the files
+                raise
             self.events.delete(job_id)
         files, size = tomb.finish() if tomb else (0, 0)
         log.info("job %s deleted (%d files, %d bytes)", job_id, files, size)
@@ -262,8 +268,26 @@ class JobManager:
                                                    synthetic_tiles=row.synthetic_done, output_dir=row.output_dir))
 
     def _fail(self, job_id: str, code: int, message: str, tile_id: str = "") -> None:
-        self.events.append(job_id, "failed", pb.Failed(code=code, message=message, tile_id=tile_id))
-        self.journal.set_state(job_id, "FAILED", error=message)
+        """Record a job's failure (event + state); a failure to record it (disk full) is logged, never raised:
+        the job then stays RUNNING in the journal and is resumed at the next start."""
+        try:
+            self.events.append(job_id, "failed", pb.Failed(code=code, message=message, tile_id=tile_id))
+            self.journal.set_state(job_id, "FAILED", error=message)
+        except Exception:  # noqa: BLE001 - the worker must survive
+            log.exception("job %s: could not record its failure (%s)", job_id, message)
+
+    def _disk_full(self, job_id: str, exc: BaseException) -> None:
+        """No space left: remove the tile files the journal does not list (written before the record that
+        failed), then fail the job RESOURCE_EXHAUSTED "disk full" naming the workspace."""
+        err = disk_full_error(self.config.workspace, exc)
+        try:
+            row = self.get(job_id)
+            recorded = [p for rec in self.journal.tiles(job_id) for p in rec.artefacts.values()]
+            removed = sweep_unrecorded(row.output_dir, recorded)
+            log.warning("job %s: %s; removed %d unrecorded file(s)", job_id, err.message, len(removed))
+        except Exception:  # noqa: BLE001
+            log.exception("job %s: disk full, and the clean-up failed", job_id)
+        self._fail(job_id, err.code.value[0], err.message)
 
     # ---------------------------------------------------------------- workers
     def _worker(self) -> None:
@@ -311,11 +335,15 @@ class JobManager:
         except GroundSynthError as exc:
             if self._stopping.is_set():
                 return self._interrupted(job_id)
+            if is_disk_full(exc):
+                return self._disk_full(job_id, exc)
             log.warning("job %s failed: %s", job_id, exc.message)
             self._fail(job_id, exc.code.value[0], exc.message, getattr(exc, "tile_id", "") or "")
         except Exception as exc:  # noqa: BLE001 - a job must never take the server down
             if self._stopping.is_set():
                 return self._interrupted(job_id)
+            if is_disk_full(exc):
+                return self._disk_full(job_id, exc)
             log.exception("job %s: internal error", job_id)
             self._fail(job_id, pb_code_internal(), f"internal error: {type(exc).__name__}: {exc}")
 

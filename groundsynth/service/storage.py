@@ -3,7 +3,7 @@
 - `broken_database(path, detail)`: the journal is not a readable SQLite file (truncated, corrupt):
   FailedPrecondition naming `journal`, with what to do. `serve` prints it as
   `error (FAILED_PRECONDITION): journal: ...` and exits 2, no traceback.
-- `is_disk_full(exc)` / `sqlite_disk_full(path)` / `disk_full_message(workspace, exc)`: ENOSPC/EDQUOT from a
+- `is_disk_full(exc)` / `sqlite_disk_full(path)` / `disk_full_error(workspace, exc)`: ENOSPC/EDQUOT from a
   file write (groundsynth.artefacts.atomic raises DiskFull) and SQLITE_FULL from the journal become
   RESOURCE_EXHAUSTED "disk full" naming the workspace, never INTERNAL "Write failed".
 - `sweep_unrecorded(job_dir, recorded)`: after a job failed for lack of space, tile files the journal does not
@@ -12,16 +12,15 @@
 from __future__ import annotations
 
 import contextlib
-import errno
 import os
 import shutil
 import sqlite3
 from collections.abc import Iterable
 from pathlib import Path
 
+from groundsynth.artefacts.atomic import looks_like_disk_full
 from groundsynth.request.errors import DiskFull, FailedPrecondition
 
-_FULL_ERRNOS = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
 SQLITE_FULL = 13
 
 
@@ -37,15 +36,9 @@ def broken_database(path: str | os.PathLike, detail: object) -> FailedPreconditi
 
 def is_disk_full(exc: BaseException) -> bool:
     """Is `exc` "no space left" from the OS, SQLite or GDAL?"""
-    if isinstance(exc, DiskFull):
+    if isinstance(exc, sqlite3.Error) and getattr(exc, "sqlite_errorcode", None) == SQLITE_FULL:
         return True
-    if isinstance(exc, OSError) and exc.errno in _FULL_ERRNOS:
-        return True
-    if isinstance(exc, sqlite3.Error) and (getattr(exc, "sqlite_errorcode", None) == SQLITE_FULL
-                                           or "disk is full" in str(exc)):
-        return True
-    text = str(exc).lower()
-    return "no space left on device" in text or "disk quota exceeded" in text or "free disk space" in text
+    return looks_like_disk_full(exc)
 
 
 def sqlite_disk_full(path: str | os.PathLike) -> DiskFull:
@@ -54,10 +47,12 @@ def sqlite_disk_full(path: str | os.PathLike) -> DiskFull:
                     "free space there, then resubmit (or resume) the job", "workspace")
 
 
-def disk_full_message(workspace: str | os.PathLike, exc: BaseException) -> str:
-    detail = exc.message if isinstance(exc, DiskFull) else str(exc)
-    return (f"workspace: disk full: no space left in the workspace {Path(workspace).resolve()} ({detail}); "
-            "free space there and submit the job again; the tiles recorded so far are kept")
+def disk_full_error(workspace: str | os.PathLike, exc: BaseException) -> DiskFull:
+    """A DiskFull naming the workspace (message field "workspace"), from any disk-full error."""
+    detail = exc.message if isinstance(exc, DiskFull) else f"{type(exc).__name__}: {exc}"
+    detail = detail.removeprefix("workspace: ")
+    return DiskFull(f"disk full: no space left in the workspace {Path(workspace).resolve()} ({detail}); free "
+                    "space there and submit the job again (the tiles recorded so far are kept)", "workspace")
 
 
 def sweep_unrecorded(job_dir: str | os.PathLike, recorded: Iterable[str]) -> list[Path]:
@@ -87,8 +82,13 @@ DELETED_PREFIX = ".deleting-"
 class _Tomb:
     """A job directory renamed out of the way; `finish()` removes it and counts what it held."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, original: Path):
         self.path = path
+        self.original = original
+
+    def restore(self) -> None:
+        """Put the folder back (the rows could not be deleted, e.g. disk full)."""
+        os.replace(self.path, self.original)
 
     def finish(self) -> tuple[int, int]:
         files = size = 0
@@ -110,7 +110,7 @@ def remove_job_dir(workspace: str | os.PathLike, job_id: str, output_dir: str) -
     tomb = jobs_root / f"{DELETED_PREFIX}{job_id}"
     shutil.rmtree(tomb, ignore_errors=True)
     os.replace(folder, tomb)
-    return _Tomb(tomb)
+    return _Tomb(tomb, folder)
 
 
 def sweep_deleted(workspace: str | os.PathLike) -> None:

@@ -24,9 +24,10 @@ from typing import Any
 
 from groundsynth.api.v1.contract import pb
 from groundsynth.artefacts.atomic import atomic_path
-from groundsynth.request.errors import DeadlineExceeded, InvalidArgument, ResourceExhausted
+from groundsynth.request.errors import DeadlineExceeded, DiskFull, InvalidArgument, ResourceExhausted
 from groundsynth.service.config import ServerConfig
 from groundsynth.service.security import check_upload_raster, safe_filename
+from groundsynth.service.storage import disk_full_error
 
 log = logging.getLogger("groundsynth.server")
 _END = object()
@@ -119,6 +120,9 @@ def receive_upload(requests: Any, context: Any, config: ServerConfig) -> Any:
             if received != total:
                 raise InvalidArgument(f"received {received} bytes, expected header.total_size = {total}", "data")
             check_upload_raster(tmp, "data")
+    except DiskFull as exc:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise disk_full_error(config.workspace, exc) from None
     except BaseException:
         shutil.rmtree(folder, ignore_errors=True)
         raise
