@@ -225,17 +225,18 @@ class Journal:
         with self._transaction() as db:
             ids = [r[0] for r in db.execute(
                 "SELECT job_id FROM jobs WHERE state IN ('QUEUED', 'RUNNING') ORDER BY created").fetchall()]
-            if ids:
-                db.execute(f"UPDATE jobs SET state = 'INTERRUPTED', updated = ? "   # nosec B608 - only '?' marks
-                           f"WHERE job_id IN ({','.join('?' * len(ids))})", (time.time(), *ids))
+            if ids:          # same transaction: exactly the jobs just selected
+                db.execute("UPDATE jobs SET state = 'INTERRUPTED', updated = ? WHERE state IN ('QUEUED', 'RUNNING')",
+                           (time.time(),))
             return ids
 
     def delete_job(self, job_id: str) -> None:
         """Remove a job's rows (jobs, job_meta, job_tiles) in one transaction."""
         with self._transaction() as db:
             self._exists(db, job_id)
-            for table in ("job_tiles", "job_meta", "jobs"):
-                db.execute(f"DELETE FROM {table} WHERE job_id = ?", (job_id,))  # nosec B608 - fixed table names
+            db.execute("DELETE FROM job_tiles WHERE job_id = ?", (job_id,))
+            db.execute("DELETE FROM job_meta WHERE job_id = ?", (job_id,))
+            db.execute("DELETE FROM jobs WHERE job_id = ?", (job_id,))
 
     # ------------------------------------------------------------ meta
     def set_meta(self, job_id: str, key: str, value: Any) -> None:

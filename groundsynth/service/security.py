@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import os
 import re
-import xml.etree.ElementTree as ET  # nosec B405 - parsed only after DOCTYPE/ENTITY are refused (see _vrt_members)
+import xml.etree.ElementTree as ET  # nosec B405 # parsed only once DOCTYPE/ENTITY are refused (_vrt_members)
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -127,7 +127,7 @@ def _vrt_members(path: Path, field: str) -> list[str]:
     if b"<!DOCTYPE" in data or b"<!ENTITY" in data:
         raise PermissionDenied(f"{path.name}: a VRT with a DOCTYPE or entities is not accepted", field)
     try:
-        root = ET.fromstring(data)  # nosec B314 - no DOCTYPE/ENTITY (refused above): no entity expansion
+        root = ET.fromstring(data)  # nosec B314 # DOCTYPE/ENTITY refused above: no entity expansion, no external entities
     except ET.ParseError as exc:
         raise InvalidArgument(f"{path.name} is not a valid VRT ({exc})", field) from None
     out = []

@@ -181,8 +181,8 @@ def load_clip(path: Path, arch: str, device: str, dtype_name: str) -> ClipEncode
         elif (path / "config.json").is_file():
             from transformers import AutoTokenizer, CLIPModel
 
-            model = CLIPModel.from_pretrained(str(path), local_files_only=True)
-            tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
+            model = CLIPModel.from_pretrained(str(path), local_files_only=True)  # nosec B615 # local files only (local_files_only=True): nothing is downloaded
+            tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)  # nosec B615 # local files only (local_files_only=True): nothing is downloaded
             mean, std, size = _hf_preprocess(path, model)
             model.eval().to(device=device, dtype=dtype)
             return ClipEncoder(model, tokenizer, size, mean, std, "hf")
