@@ -197,7 +197,8 @@ def _simulated_full_disk(tmp_path):
     raster = make_test_raster(ws / "data" / "src.tif", size=256)
     with contextlib.ExitStack() as stack, test_engines():
         mp = stack.enter_context(pytest.MonkeyPatch.context())
-        server = GroundSynthServer(ServerConfig.load(workspace=ws, address="127.0.0.1:0", batch_size=2)).start()
+        server = GroundSynthServer(ServerConfig.load(workspace=ws, address="127.0.0.1:0", batch_size=2,
+                                                     executor="inline")).start()   # the patch is in this process
         stack.callback(server.stop, 0)
         mp.setattr(atomic, "os", FullAfter(12))
         with _client(server) as c:

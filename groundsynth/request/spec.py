@@ -29,6 +29,7 @@ MAX_PARAMS_PER_STAGE = 64
 MAX_PARAM_NAME_CHARS = 64
 MAX_PARAM_VALUE_CHARS = 4096
 MAX_ENGINE_CHARS = 64
+EXECUTOR_NAMES = ("inline", "process", "ray")   # groundsynth.pipeline.executors; "" = the backend's default
 
 
 @dataclass
@@ -85,6 +86,7 @@ class JobSpec:
     label_raster_path: str | None = None
     name: str = ""
     split: SplitOptions = field(default_factory=SplitOptions)
+    executor: str = ""         # where the tile work runs: inline, process or ray; "" = the backend's default
 
     # ---------------------------------------------------------------- helpers
     def stage(self, name: str) -> StageConfig | None:
@@ -162,6 +164,10 @@ class JobSpec:
         syn.boost_targets = targets
         s.synthesis = syn
         s.split = _normalised_split(s.split)
+        s.executor = (s.executor or "").strip()
+        if s.executor and s.executor not in EXECUTOR_NAMES:
+            raise InvalidArgument(f"expected one of {', '.join(EXECUTOR_NAMES)} (or empty: the backend's default), "
+                                  f"got {s.executor!r}", "executor")
         return s
 
     # ---------------------------------------------------------------- JSON
