@@ -168,3 +168,21 @@ def test_a_main_block_with_outliers_is_not_called_one_contiguous_block():
             assert said.get("Water") in (None, "main"), cap
             assert not any(p in cap for p in STRUCTURES["contiguous"]) or said.get("Crop") == "contiguous"
             assert score_caption(cap, m)[0] == pytest.approx(100.0), cap
+
+
+def test_small_classes_are_named_as_traces_and_raise_canonical_diversity():
+    from groundsynth.metrics.claims import parse_claims
+
+    m = np.full((64, 64), WATER, np.uint8)
+    m[:3, :] = CROP                      # 4.7 %: under min_share (5 %), over trace_share (2 %)
+    m[60:, :10] = BARREN                 # 1 %: under trace_share, never named
+    caps = CompositionCaptioner({}).caption_mask(m, 1)
+    said = [parse_claims(c) for c in caps]
+    with_crop = [c for c in said if "Crop" in c.named]
+    assert len(with_crop) >= 1 and all(("Crop", "all", 0.0, 0.12) in c.amounts for c in with_crop)
+    assert not any("Barren" in c.named for c in said)
+    assert all(score_caption(c, m)[0] == pytest.approx(100.0) for c in caps)
+    plain = CompositionCaptioner({"trace_share": 0.0}).caption_mask(m, 1)
+    assert not any("Crop" in parse_claims(c).named for c in plain)
+    # the same water tile without the strip of crop says the same as the plain captions, not as the traced ones
+    assert div.diversity(caps + plain)["canonical"] < div.diversity(plain + plain)["canonical"]

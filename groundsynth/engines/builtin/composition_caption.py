@@ -12,8 +12,9 @@ More than 5 captions cycle through the focuses with fresh wording.
 Each caption also carries one or two *details* of the tile, dealt out so that the tile's
 captions share none while there are enough: the number of sizeable patches of a class
 ("cropland breaks into seven sizeable patches"), its parcel size ("grassland lies in small
-parcels"), linear features ("a narrow strip of trees runs through the tile") and the
-shoreline (orientation, straight or indented, which side the water lies). All measurements
+parcels"), linear features ("a narrow strip of trees runs through the tile"), the
+shoreline (orientation, straight or indented, which side the water lies) and small classes
+the main clause leaves out (`trace_share` <= share < 10 %: "bare ground takes a sliver of the tile"). All measurements
 come from groundsynth.metrics.tile_facts, the same code the grounder checks them with.
 
 Wording is drawn from phrase pools (composition_phrases.py) with a per-tile seed, so a run
@@ -43,6 +44,7 @@ from groundsynth.request.errors import InvalidArgument
 
 FOCUSES = ("overview", "layout", "structure", "ranking", "extent")
 MAX_DETAILS = 2          # details per caption
+TRACE_MAX = 0.1          # a trace ("a sliver of X") covers less than this (claim_vocab.AMOUNTS: 0-12 %)
 
 
 def _cap(s: str) -> str:
@@ -52,11 +54,13 @@ def _cap(s: str) -> str:
 class _TileFacts(TileFacts):
     """TileFacts plus what the captioner decided to name."""
 
-    def __init__(self, mask: np.ndarray, min_share: float, max_classes: int):
+    def __init__(self, mask: np.ndarray, min_share: float, max_classes: int, trace_share: float = 0.0):
         super().__init__(mask)
         order = [int(i) for i in np.argsort(-self.shares, kind="stable") if self.shares[i] > 0]
         named = [i for i in order if self.shares[i] >= min_share][:max_classes]
         self.classes = named or order[:1]       # at least the largest class
+        # small classes left out of the captions' main clause, named in a detail as "a sliver of ..."
+        self.traces = [i for i in order if i not in self.classes and 0 < trace_share <= self.shares[i] < TRACE_MAX]
         top = self.shares[self.classes[0]]
         second = self.shares[order[1]] if len(order) > 1 else 0.0     # the runner-up, named or not
         self.dominant = self.classes[0] if top >= 0.35 and top - second >= 0.05 else None
@@ -75,6 +79,9 @@ class CompositionCaptioner(Captioner):
         Param("min_share", "float", 0.05, "Classes covering less than this share of the tile are not mentioned.",
               min=0.0, max=0.5),
         Param("max_classes", "int", 4, "At most this many classes are mentioned per caption.", min=1, max=7),
+        Param("trace_share", "float", 0.02, "Classes covering at least this share (and less than 10 %) that the "
+              "captions do not otherwise mention appear in one detail as 'a sliver of ...'; 0 = never.",
+              min=0.0, max=0.1),
     )
     reads_mask = True        # captions come from the mask: grounding them against it is self-consistency
 
@@ -92,7 +99,7 @@ class CompositionCaptioner(Captioner):
         n = self.p["n_captions"]
         if not (mask != NODATA).any():
             return rng.sample(P.EMPTY_CAPTIONS, n)
-        facts = _TileFacts(mask, self.p["min_share"], self.p["max_classes"])
+        facts = _TileFacts(mask, self.p["min_share"], self.p["max_classes"], self.p["trace_share"])
         details = self._details(facts, rng)
         per = min(MAX_DETAILS, -(-len(details) // n)) if details else 0
         out: list[str] = []
@@ -253,6 +260,7 @@ class CompositionCaptioner(Captioner):
                 out.append(partial(self._linear, f, c))
         if f.shoreline is not None and WATER in f.classes:
             out.append(partial(self._shore, f))
+        out += [partial(self._trace, f, c) for c in f.traces]
         rng.shuffle(out)
         return out
 
@@ -262,6 +270,12 @@ class CompositionCaptioner(Captioner):
         number = "a single" if n == 1 else number_word(n) if n < 100 else "more than a hundred"
         patches = "patch" if n == 1 else "patches"
         return f"{noun} {self._verb(plural, rng.choice(P.COUNT_VERBS))} {number} {rng.choice(P.COUNT_ADJ)} {patches}"
+
+    def _trace(self, f: _TileFacts, c: int, rng: random.Random) -> str:
+        noun, plural = self._noun(f, c, rng)
+        verb = self._verb(plural, rng.choice((("covers", "cover"), ("takes", "take"), ("fills", "fill"),
+                                              ("claims", "claim"))))
+        return f"{noun} {verb} {rng.choice(P.TRACE_AMOUNTS)} {rng.choice(P.TRACE_WHOLE)}"
 
     def _parcels(self, f: _TileFacts, c: int, rng: random.Random) -> str:
         noun, plural = self._noun(f, c, rng)

@@ -104,6 +104,8 @@ EMPTY_CAPTIONS = ("No valid data in this tile.", "This tile holds no valid pixel
 COUNT_VERBS = (("breaks into", "break into"), ("falls into", "fall into"), ("is split into", "are split into"),
                ("comes in", "come in"), ("is divided into", "are divided into"))
 COUNT_ADJ = ("sizeable", "separate", "distinct")
+TRACE_AMOUNTS = ("a sliver of", "a small fraction of", "a thin slice of")      # claim_vocab.AMOUNTS: 0-12 %
+TRACE_WHOLE = ("the tile", "the scene", "the area", "the frame", "the image")
 PARCEL_WORDS = {"small": ("small",), "medium": ("medium-sized", "mid-sized"), "large": ("large", "big")}
 PARCEL_VERBS = (("lies in", "lie in"), ("is laid out in", "are laid out in"), ("is cut into", "are cut into"),
                 ("comes in", "come in"))
