@@ -186,3 +186,15 @@ def test_small_classes_are_named_as_traces_and_raise_canonical_diversity():
     assert not any("Crop" in parse_claims(c).named for c in plain)
     # the same water tile without the strip of crop says the same as the plain captions, not as the traced ones
     assert div.diversity(caps + plain)["canonical"] < div.diversity(plain + plain)["canonical"]
+
+
+def test_ranking_captions_have_one_lead_in():
+    from groundsynth.engines.builtin import composition_phrases as P
+
+    m = _halves(WATER, CROP)
+    m[:20, :20] = TREE
+    for seed in range(40):
+        for cap in CompositionCaptioner({}).caption_mask(m, seed):
+            low = cap.lower()
+            if any(r in low for r in P.RANK_LEADS):
+                assert any(low.startswith(r) for r in P.RANK_LEADS), cap

@@ -161,6 +161,8 @@ class CompositionCaptioner(Captioner):
 
     def _dress(self, focus: str, body: str, rng: random.Random) -> str:
         lead = rng.choice(P.LEADS[focus])
+        if any(body.startswith(r) for r in P.RANK_LEADS):
+            lead = ""               # "ranked by area: ..." is a lead-in already ("by area, by cover, ..." read badly)
         tail = rng.choice(P.TAILS)
         return _cap(f"{lead}{body}{tail}") + "."
 
