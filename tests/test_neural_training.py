@@ -183,7 +183,7 @@ def test_trainers_read_a_real_export_of_a_neural_job(tmp_path, model_config, mon
     from groundsynth.export.dataset import export_dataset
     from groundsynth.pipeline.prepare import RunOptions, job_dir, new_job_id
     from groundsynth.pipeline.runner import run_job
-    from groundsynth.request.spec import Aoi, JobSpec, StageConfig, SynthesisOptions
+    from groundsynth.request.spec import Aoi, JobSpec, SplitOptions, StageConfig, SynthesisOptions
     from groundsynth.service.journal import Journal
     from groundsynth.train.generator import GeneratorTrainConfig, train_generator
     from groundsynth.train.segmenter import SegmenterTrainConfig, train_segmenter
@@ -199,12 +199,12 @@ def test_trainers_read_a_real_export_of_a_neural_job(tmp_path, model_config, mon
               StageConfig("caption", "composition"),
               StageConfig("ground", "clip", {"reference_segmenter": "segformer"})]
     spec = JobSpec(aoi=Aoi(bbox=raster_bbox(128)), raster_path=str(raster), tile_size=32, stages=stages,
-                   synthesis=SynthesisOptions(variants=1))
+                   synthesis=SynthesisOptions(variants=1), split=SplitOptions(0.6, 0.2, 0.2, block_tiles=1))
     journal = Journal(ws / "journal.sqlite")
     job = new_job_id()
     assert run_job(job, spec, ws, journal, lambda event: None, options=RunOptions(batch_size=8)) == "SUCCEEDED"
     journal.close()
-    info = export_dataset(job_dir(ws, job), tmp_path / "export", splits=(0.6, 0.2, 0.2))
+    info = export_dataset(job_dir(ws, job), tmp_path / "export")      # the job's own split (0.6, 0.2, 0.2)
     assert info["real"] == 16 and info["synthetic"] == 16
 
     res = train_segmenter(SegmenterTrainConfig(str(tmp_path / "export"), str(tmp_path / "seg"), epochs=1,

@@ -41,8 +41,9 @@ def from_uint8(data: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def block_size(width: int, height: int) -> int:
-    """Internal tile size: 256 px, or the tile rounded up to a multiple of 16 when it is smaller."""
-    return min(256, max(16, -(-max(width, height) // 16) * 16))
+    """Internal tile size: 256 px, or the tile rounded up to a multiple of 16 when smaller (the COG
+    driver's minimum is 128)."""
+    return min(256, max(128, -(-max(width, height) // 16) * 16))
 
 
 def _profile(transform: Affine, crs: Any, width: int, height: int, count: int, nodata: int, cog: bool,

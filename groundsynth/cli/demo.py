@@ -51,7 +51,7 @@ def main(args: argparse.Namespace) -> int:
         except ImportError:
             print("dataset export skipped (groundsynth.export is not installed)", file=sys.stderr)
         else:
-            info = export_dataset(job, job / "dataset", seed=args.seed)
+            info = export_dataset(job, job / "dataset")      # the job's own split (spec.split)
             n = info.get("images", "?") if isinstance(info, dict) else "?"
             print(f"dataset exported to {job / 'dataset'} ({n} images)", file=sys.stderr)
     print(job)

@@ -11,11 +11,13 @@ another split. Deterministic for a given grid, shares, block size and seed.
 Overlapping tiles (overlap > 0): tile (r, c) shares pixels with every tile
 within `reach = ceil(overlap / stride)` grid steps in row and column (stride =
 tile_size - overlap; with the spec's overlap <= tile_size / 2 that is the 8
-neighbours). A val or test tile that shares pixels with a tile of ANOTHER split
-goes to the BUFFER split instead: it belongs to no split, is not exported as
-training data, and so no two splits ever share a pixel. Train tiles are never
-buffered (train is the largest split and the one the synthesiser is fitted
-on); with overlap 0 nothing is buffered.
+neighbours). Of two such tiles in different splits, the one of the lower split
+(train < val < test) goes to the BUFFER split: it belongs to no split and is
+not exported as training data, so no two splits ever share a pixel. That is
+the usual spatial buffer of blocked cross-validation (training samples within
+the buffer of an evaluation block are dropped): test keeps every tile it was
+dealt, val loses only tiles touching test, train loses the ring of tiles around
+each val/test block. With overlap 0 nothing is buffered.
 """
 from __future__ import annotations
 
@@ -26,7 +28,8 @@ from collections.abc import Iterable
 import numpy as np
 
 SPLITS = ("train", "val", "test")
-BUFFER = "buffer"      # val/test tiles that share pixels with another split (overlap > 0): in no split
+BUFFER = "buffer"      # tiles sharing pixels with a tile of a higher split (overlap > 0): in no split
+RANK = {"train": 0, "val": 1, "test": 2}
 
 
 def overlap_reach(tile_size: int, overlap: int) -> int:
@@ -59,17 +62,11 @@ def assign_splits(cells: Iterable[tuple[int, int]], fractions: tuple[float, floa
 
 
 def buffer_overlaps(split: dict[tuple[int, int], str], reach: int) -> dict[tuple[int, int], str]:
-    """Move every val/test cell with a cell of another split within `reach` steps to BUFFER."""
+    """Move every cell with a cell of a higher split (train < val < test) within `reach` steps to BUFFER."""
     out = dict(split)
     for (row, col), s in split.items():
-        if s == "train":
-            continue
-        for dr in range(-reach, reach + 1):
-            for dc in range(-reach, reach + 1):
-                other = split.get((row + dr, col + dc))
-                if other is not None and other != s:
-                    out[(row, col)] = BUFFER
-                    break
-            if out[(row, col)] == BUFFER:
-                break
+        rank = RANK[s]
+        if any(RANK.get(split.get((row + dr, col + dc), s), rank) > rank
+               for dr in range(-reach, reach + 1) for dc in range(-reach, reach + 1)):
+            out[(row, col)] = BUFFER
     return out
