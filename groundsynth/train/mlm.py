@@ -58,6 +58,10 @@ def write_mlm_item(out: Path, name: str, architecture: str, tasks: Sequence[str]
                        stac_extensions=[MLM_SCHEMA])
     for key, a in assets.items():
         fields = {k: v for k, v in a.items() if k not in ("href", "type", "roles", "title")}
+        if "mlm:model" in a["roles"]:
+            # the model's input bands also on its asset: STAC 1.1.0's item schema only accepts `bands` in the
+            # properties (where MLM looks for them) when an asset has bands too
+            fields["bands"] = [{"name": b} for b in bands]
         item.add_asset(key, pystac.Asset(href=str(a["href"]), media_type=a.get("type"), roles=list(a["roles"]),
                                          title=a.get("title"), extra_fields=fields))
     item.set_self_href(str(out / "mlm.json"))

@@ -173,6 +173,7 @@ def train_segmenter(cfg: SegmenterTrainConfig, log: Callable[[str], None] = prin
             f"{len(val_rows)} val, {len(ds.select('test', 'real'))} test; {trainer.num_devices} x "
             f"{type(trainer.accelerator).__name__.replace('Accelerator', '')}, precision {trainer.precision}")
         result.start_loss = split_loss(task, x_train, y_train, cfg.batch_size)
+        task.train()                     # split_loss left it in eval mode; Lightning does not switch back
     trainer.fit(task, _loader(x_train, y_train, cfg.batch_size, True, cfg.seed, cfg.workers),
                 _loader(x_val, y_val, cfg.batch_size, False, cfg.seed, cfg.workers), ckpt_path=resume)
     if not trainer.is_global_zero:
