@@ -95,9 +95,9 @@ def test_splits_never_share_a_pixel(exported):
 
 def test_a_sampler_over_the_real_split_never_yields_a_synthetic_pixel(exported, job_dir):
     import torch
+    from torch.utils.data import DataLoader
     from torchgeo.datasets import stack_samples
     from torchgeo.samplers import RandomGeoSampler
-    from torch.utils.data import DataLoader
 
     from groundsynth.datasets import GroundSynthGeoDataset
 
@@ -228,9 +228,10 @@ def test_job_without_valid_tiles_left_after_filters_is_an_error(job_dir, tmp_pat
 
 @pytest.mark.parametrize("tile,overlap,block", [(32, 8, 2), (32, 16, 1), (64, 30, 3), (32, 0, 2)])
 def test_assign_splits_buffer_leaves_no_shared_pixel_between_splits(tile, overlap, block):
+    from shapely import box
+
     from groundsynth.tiling.grid import build_grid
     from groundsynth.tiling.splits import assign_splits
-    from shapely import box
 
     grid = build_grid(box(0, 0, 400, 400), 400, 400, tile, overlap)
     split = assign_splits(((c.row, c.col) for c in grid.cells), (0.5, 0.25, 0.25), block, seed=2, tile_size=tile,

@@ -199,7 +199,7 @@ def write_job_collection(job_dir: str | Path, job_id: str, records: Sequence[Til
     import pystac
 
     job_dir = Path(job_dir).absolute()
-    when = when or _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0)
+    when = when or _dt.datetime.now(_dt.UTC).replace(microsecond=0)
     items = [tile_item(r, {k: str(job_dir / rel) for k, rel in r.artefacts.items()}, r.crs or crs_wkt, when,
                        n_image_bands) for r in sorted(records, key=lambda r: r.tile_id)]
     coll = pystac.Collection(

@@ -24,7 +24,7 @@ def record_from_entry(entry: Mapping[str, Any], grid_crs: str) -> TileRecord:
         tile_id=entry["tile_id"], kind=entry["kind"], row=int(entry.get("row", 0)), col=int(entry.get("col", 0)),
         variant=int(entry.get("variant", 0)), source_tile_id=entry.get("source_tile_id", ""),
         nodata=bool(entry.get("nodata")), crs=entry.get("crs") or grid_crs,
-        bounds=tuple(entry.get("bounds") or (0.0, 0.0, 0.0, 0.0)),  # type: ignore[arg-type]
+        bounds=tuple(entry.get("bounds") or (0.0, 0.0, 0.0, 0.0)),
         geotransform=tuple(entry.get("geotransform") or ()), width=int(entry.get("width", 0)),
         height=int(entry.get("height", 0)), col_off=int(entry.get("col_off", 0)), row_off=int(entry.get("row_off", 0)),
         artefacts=dict(entry.get("artefacts") or {}),
@@ -38,7 +38,7 @@ def write_dataset_catalog(out_dir: Path, job_id: str, exported: Sequence[tuple[T
     """out/stac/catalog.json over the exported tiles ((record, split) pairs); returns its path."""
     import pystac
 
-    when = _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0)
+    when = _dt.datetime.now(_dt.UTC).replace(microsecond=0)
     groups: dict[str, list[Any]] = defaultdict(list)
     for rec, split in sorted(exported, key=lambda p: p[0].tile_id):
         hrefs = {"image": str(out_dir / image_rel(rec.kind, rec.variant, rec.tile_id)),

@@ -130,8 +130,9 @@ def assign(doc: dict, chosen: Sequence[dict], splits: Sequence[float] | None, se
         plan.fractions = tuple(float(s.get(k, 0.0)) for k in SPLITS)
         plan.seed = int(spec.get("seed", 0))
         plan.split_rule = (f"the job's spatial block split: blocks of {s.get('block_tiles', '?')} x "
-                           f"{s.get('block_tiles', '?')} tiles dealt to train/val/test by the job seed; val/test "
-                           "tiles sharing pixels with another split are in the buffer split and left out")
+                           f"{s.get('block_tiles', '?')} tiles dealt to train/val/test by the job seed; a tile sharing "
+                           "pixels with a tile of a higher split (train < val < test) is in the buffer split and "
+                           "left out")
         of = dict(real)
     else:
         plan.fractions, plan.seed, plan.split_source = check_splits(splits or (0.8, 0.1, 0.1)), int(seed or 0), "hash"
@@ -214,13 +215,19 @@ def export_dataset(job_dir: str | Path, out_dir: str | Path, splits: Sequence[fl
         raise FailedPrecondition(f"{job_dir} has no valid real tiles to export"
                                  + (" (all filtered or in the buffer split)" if plan.filtered or plan.buffer else ""),
                                  "job_dir")
-    rows, bands, by_split = [], {}, {s: [] for s in SPLITS}
+    rows: list[list[Any]] = []
+    bands: dict[str, int] = {}
+    by_split: dict[str, list[str]] = {s: [] for s in SPLITS}
     kinds: Counter = Counter()
     for t, split in sorted(plan.chosen, key=lambda p: p[0]["tile_id"]):
         row, bands[t["tile_id"]] = write_tile(job_dir, out_dir, t, split)
         rows.append(row)
         by_split[split].append(image_rel(t["kind"], int(t.get("variant", 0)), t["tile_id"]))
         kinds[t["kind"] if t["kind"] == "real" else f"synthetic_v{int(t.get('variant', 0))}"] += 1
+    for s, paths in by_split.items():
+        if not paths:
+            plan.warnings.append(f"the {s} split is empty: the job dealt its blocks of tiles to other splits; for "
+                                 "a small AOI submit the job with smaller split.block_tiles")
     buf = io.StringIO()
     csv.writer(buf, lineterminator="\n").writerows([CSV_COLUMNS, *rows])
     write_text(out_dir / "dataset.csv", buf.getvalue())

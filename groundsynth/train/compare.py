@@ -16,7 +16,7 @@ ARMS = ("real", "real+synthetic", "synthetic")
 METRICS = ("macro_f1", "miou", "accuracy")
 
 
-def mean_ci(values: Sequence[float], level: float = 0.95) -> dict[str, Any]:
+def mean_ci(values: Sequence[float | None], level: float = 0.95) -> dict[str, Any]:
     """{"mean", "ci_low", "ci_high", "n", "values"}; no interval for fewer than 2 values."""
     vals = [float(v) for v in values if v is not None and math.isfinite(v)]
     n = len(vals)
@@ -56,8 +56,9 @@ def compare(base: Any, seeds: Sequence[int], arms: Sequence[str] = ARMS,
             if res.rank != 0:
                 return {}
             runs[arm].append(res.test)
-    summary = {arm: {"seeds": list(seeds), **{m: mean_ci([r.get(m) for r in rs if r]) for m in METRICS},
-                     "runs": rs} for arm, rs in runs.items()}
+    summary: dict[str, dict[str, Any]] = {
+        arm: {"seeds": list(seeds), **{m: mean_ci([r.get(m) for r in rs if r]) for m in METRICS}, "runs": rs}
+        for arm, rs in runs.items()}
     evaluated = f"label raster {base.labels}" if base.labels else "test split masks (real tiles)"
     log(f"\nsegmentation on the {evaluated}, mean over {len(seeds)} seeds [95% CI], %")
     log(f"{'training data':<16} {'macro F1':>22} {'mIoU':>22}")

@@ -44,7 +44,7 @@ class GeneratorTask(LightningModule):
 
     def training_step(self, batch: Any, batch_idx: int) -> None:
         real, seg = batch
-        opt_g, opt_d = self.optimizers()  # type: ignore[misc]
+        opt_g, opt_d = self.optimizers()
         z = self.G.noise(len(real), real.shape[-2:], device=real.device)
         with torch.no_grad():                                   # discriminator step
             fake = self.G(seg, z)

@@ -103,8 +103,10 @@ def train_generator(cfg: GeneratorTrainConfig, log: Callable[[str], None] = prin
     from torch.utils.data import DataLoader, TensorDataset
 
     from groundsynth.models.spade import SpadeConfig, one_hot
+    from groundsynth.train.lightning_run import lightning, make_trainer, resume_path
+
+    lightning()
     from groundsynth.train.gan_task import GeneratorTask
-    from groundsynth.train.lightning_run import make_trainer, resume_path
 
     ds, x, y = load_rows(cfg)
     out = Path(cfg.out).absolute()
@@ -116,7 +118,7 @@ def train_generator(cfg: GeneratorTrainConfig, log: Callable[[str], None] = prin
                          str(Path(cfg.vgg19).absolute()) if cfg.vgg19 else None)
     images, segs = torch.from_numpy(x) * 2 - 1, one_hot(torch.from_numpy(y))
     n_fix = min(len(x), 8)
-    fixed_z = task.G.noise(n_fix, x.shape[-2:], seeds=range(n_fix))
+    fixed_z = task.G.noise(n_fix, (int(x.shape[-2]), int(x.shape[-1])), seeds=range(n_fix))
 
     def recon(t) -> float:
         t.G.eval()

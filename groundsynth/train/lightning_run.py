@@ -18,13 +18,16 @@ PRECISIONS = ("auto", "32-true", "16-mixed", "bf16-mixed")
 ACCELERATORS = {"auto": "auto", "cpu": "cpu", "cuda": "gpu", "mps": "mps"}
 
 
-def lightning():
-    """The lightning.pytorch module, or a clear error naming the extra to install."""
+def lightning(with_torchgeo: bool = False):
+    """The lightning.pytorch module (and torchgeo importable), or a clear error naming the extra to install."""
     try:
         import lightning.pytorch as pl
+
+        if with_torchgeo:
+            import torchgeo.trainers  # noqa: F401
     except ImportError as exc:
-        raise FailedPrecondition(f"the trainers need Lightning: pip install \"groundsynth[torchgeo]\" ({exc})",
-                                 "train") from None
+        raise FailedPrecondition(f"the trainers need Lightning and TorchGeo: pip install \"groundsynth[torchgeo]\" "
+                                 f"({exc})", "train") from None
     return pl
 
 
@@ -75,7 +78,7 @@ def make_trainer(out: Path, name: str, device: str, devices: int, precision: str
         cbs.append(EarlyStopping(monitor=monitor, mode="max", patience=patience, check_on_train_epoch_end=False))
     trainer = pl.Trainer(
         default_root_dir=str(out), accelerator=accelerator, devices=devices,
-        strategy="ddp" if devices > 1 else "auto", precision=resolve_precision(precision, accelerator),  # type: ignore[arg-type]
+        strategy="ddp" if devices > 1 else "auto", precision=resolve_precision(precision, accelerator),
         max_epochs=epochs, max_steps=max_steps if max_steps > 0 else -1, callbacks=cbs,
         logger=CSVLogger(str(out / "logs"), name=name), num_sanity_val_steps=0, enable_progress_bar=False,
         enable_model_summary=False, deterministic=False, log_every_n_steps=1)

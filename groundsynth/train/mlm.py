@@ -53,7 +53,7 @@ def write_mlm_item(out: Path, name: str, architecture: str, tasks: Sequence[str]
         "mlm:hyperparameters": finite(dict(hyperparameters)),
         **finite(dict(extra or {})),
     }
-    now = _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0)
+    now = _dt.datetime.now(_dt.UTC).replace(microsecond=0)
     item = pystac.Item(id=name, geometry=None, bbox=None, datetime=now, properties=props,
                        stac_extensions=[MLM_SCHEMA])
     for key, a in assets.items():

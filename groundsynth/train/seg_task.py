@@ -109,7 +109,7 @@ class SegmenterTask(SemanticSegmentationTask):
                  num_classes: int = NUM_CLASSES, lr: float = 1e-3, weight_decay: float = 1e-2,
                  segformer_config: dict | None = None, init: str | None = None, mean: list[float] | None = None,
                  std: list[float] | None = None, augment: bool = True, seed: int = 0) -> None:
-        super().__init__(model=model, backbone=backbone, weights=None, in_channels=in_channels,  # type: ignore[arg-type]
+        super().__init__(model=model, backbone=backbone, weights=None, in_channels=in_channels,
                          num_classes=num_classes, ignore_index=NODATA, lr=lr)
         self.register_buffer("mean", torch.tensor(mean or [0.5] * in_channels).view(1, -1, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(std or [0.25] * in_channels).view(1, -1, 1, 1), persistent=False)

@@ -149,7 +149,9 @@ def build_task(cfg: SegmenterTrainConfig, channels: int):
 
 
 def train_segmenter(cfg: SegmenterTrainConfig, log: Callable[[str], None] = print) -> TrainResult:
-    from groundsynth.train.lightning_run import make_trainer, resume_path
+    from groundsynth.train.lightning_run import lightning, make_trainer, resume_path
+
+    lightning(with_torchgeo=True)
     from groundsynth.train.seg_finish import epoch_scores_callback, finish_segmenter
 
     ds = ExportDataset(cfg.data, cfg.channels)
