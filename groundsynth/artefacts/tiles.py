@@ -59,18 +59,20 @@ def _profile(transform: Affine, crs: Any, width: int, height: int, count: int, n
 
 
 def write_image_tile(path: str | Path, image: np.ndarray, valid: np.ndarray, transform: Affine, crs: Any,
-                     cog: bool = True) -> None:
-    """uint8 GeoTIFF R, G, B(, NIR): 0 = nodata, 1..255 = the job stretch; displays as RGB."""
+                     cog: bool = True, sync: bool = True) -> None:
+    """uint8 GeoTIFF R, G, B(, NIR): 0 = nodata, 1..255 = the job stretch; displays as RGB.
+    `sync=False`: no fsync of its own (the caller syncs a batch with atomic.sync_files)."""
     data = to_uint8(image, valid)
-    write_image_data(path, data, transform, crs, cog)
+    write_image_data(path, data, transform, crs, cog, sync)
 
 
-def write_image_data(path: str | Path, data: np.ndarray, transform: Affine, crs: Any, cog: bool = True) -> None:
+def write_image_data(path: str | Path, data: np.ndarray, transform: Affine, crs: Any, cog: bool = True,
+                     sync: bool = True) -> None:
     """An image tile from its uint8 (C, H, W) pixels (bands 1-3 R, G, B; band 4, if any, NIR)."""
     c, h, w = data.shape
     # bands 1-3 are R, G, B; band 4 (NIR) is an extra sample
     prof = _profile(transform, crs, w, h, c, 0, cog, "RGB", "average")
-    with atomic_path(path) as tmp:
+    with atomic_path(path, sync=sync) as tmp:
         with rasterio.open(tmp, "w", **prof) as dst:
             dst.write(data)
             dst.colorinterp = [ColorInterp.red, ColorInterp.green, ColorInterp.blue, ColorInterp.undefined][:c]
@@ -78,11 +80,12 @@ def write_image_data(path: str | Path, data: np.ndarray, transform: Affine, crs:
                 dst.set_band_description(i + 1, BAND_NAMES[i])
 
 
-def write_mask_tile(path: str | Path, mask: np.ndarray, transform: Affine, crs: Any, cog: bool = True) -> None:
-    """uint8 class-index GeoTIFF with the 7-class colour table; 255 = nodata."""
+def write_mask_tile(path: str | Path, mask: np.ndarray, transform: Affine, crs: Any, cog: bool = True,
+                    sync: bool = True) -> None:
+    """uint8 class-index GeoTIFF with the 7-class colour table; 255 = nodata (`sync` as write_image_tile)."""
     h, w = mask.shape
     prof = _profile(transform, crs, w, h, 1, NODATA, cog, "PALETTE", "nearest")
-    with atomic_path(path) as tmp:
+    with atomic_path(path, sync=sync) as tmp:
         with rasterio.open(tmp, "w", **prof) as dst:
             dst.write(mask.astype(np.uint8, copy=False), 1)
             dst.write_colormap(1, gdal_colormap())
