@@ -56,8 +56,8 @@ def init_from(path: Path, channels: int, labels: dict, log: Callable[[str], None
     from groundsynth.models.weights import check_hf_dir, load_or_fail, require
 
     require(check_hf_dir(path))
-    src = load_or_fail(path, "SegFormer --init", lambda: SegformerForSemanticSegmentation.from_pretrained(
-        str(path), local_files_only=True))
+    src = load_or_fail(path, "SegFormer --init", lambda: SegformerForSemanticSegmentation.from_pretrained(  # nosec B615
+        str(path), local_files_only=True))     # local files only: nothing is downloaded
     conf = copy.deepcopy(src.config)
     conf.num_channels = channels
     for k, v in labels.items():

@@ -140,7 +140,7 @@ def build_task(cfg: SegmenterTrainConfig, channels: int):
     if cfg.init and cfg.arch == HF and (Path(cfg.init) / "config.json").is_file():
         from transformers import SegformerConfig
 
-        init_cfg = SegformerConfig.from_pretrained(cfg.init, local_files_only=True)   # its image_mean/std
+        init_cfg = SegformerConfig.from_pretrained(cfg.init, local_files_only=True)  # nosec B615 - local only; image_mean/std
     mean, std = normalisation(Path(cfg.init) if cfg.init else None, init_cfg, channels)
     return SegmenterTask(model=cfg.arch, backbone=cfg.backbone, in_channels=channels, lr=cfg.lr,
                          weight_decay=cfg.weight_decay, segformer_config=read_model_config(cfg.model_config),
