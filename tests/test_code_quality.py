@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-LINTED = ("groundsynth", "tests", "bench", "scripts")
+LINTED = ("groundsynth", "plugin", "tests", "bench", "scripts")
 
 
 def _run(*args: str) -> subprocess.CompletedProcess:
