@@ -22,7 +22,7 @@ TILE, OVERLAP = 32, 8
 def run_overlap_job(tmp: Path, job: str = "ov") -> Path:
     from groundsynth.pipeline.prepare import RunOptions
     from groundsynth.pipeline.runner import run_job
-    from groundsynth.request.spec import Aoi, JobSpec, SplitOptions, StageConfig, SynthesisOptions
+    from groundsynth.request.spec import Aoi, DatasetFilters, JobSpec, SplitOptions, StageConfig, SynthesisOptions
     from groundsynth.service.journal import Journal
     from tests.helpers_engines import TestBright, test_engines
     from tests.helpers_rasters import px_bbox, write_raster
@@ -32,7 +32,9 @@ def run_overlap_job(tmp: Path, job: str = "ov") -> Path:
               StageConfig("caption", "test-count")]
     spec = JobSpec(aoi=Aoi(bbox=px_bbox(0, 0, 216, 216)), raster_path=str(src), tile_size=TILE, overlap=OVERLAP,
                    seed=11, stages=stages, synthesis=SynthesisOptions(variants=2),
-                   split=SplitOptions(0.5, 0.25, 0.25, block_tiles=2))
+                   split=SplitOptions(0.5, 0.25, 0.25, block_tiles=2),
+                   # the pipeline's own dataset filters off: these tests flag tiles themselves, every tile counts
+                   filters=DatasetFilters(keep_nodata=True, max_water_share=1.0, synthesise_dropped=True))
     journal = Journal(tmp / "ws" / "journal.sqlite")
     try:
         with test_engines():
