@@ -12,6 +12,7 @@ sheets  contact sheets to label by eye, blind to the map: per point a 64 x 64 px
         colour, NIR false colour (NIR, R, G) and SWIR false colour (SWIR1, NIR, R), x3, the point's
         10 m pixel inside a yellow ring, and a 320 px true-colour context with the chip outlined.
         Display stretches are fixed for the whole scene (so brightness is comparable between chips).
+zoom    close-ups (24 px at x8, the point's pixel outlined) of the points named, for hard cases.
 build   points + labels (id, class, confidence, note) -> GeoJSON in EPSG:4326 (pixel centres), one
         feature per point with id, class (name), code (WorldCover), confidence, note, split,
         stratum, stratum_size (pixels of the stratum in the sampling frame), labeller, date.
@@ -133,6 +134,34 @@ def sheets(args: argparse.Namespace) -> None:
         print(name)
 
 
+def zoom(args: argparse.Namespace) -> None:
+    """Close-ups (24 px at x8) of a few points, for the hard cases: true, NIR and SWIR false colour."""
+    import rasterio
+    from PIL import Image, ImageDraw
+
+    with rasterio.open(_raster(args.data)) as ds:
+        disp = _display(ds.read())
+    with open(args.points) as f:
+        pts = {p["id"]: p for p in csv.DictReader(f)}
+    half, z = 12, 8
+    tiles = []
+    for pid in args.ids.split(","):
+        r, c = int(pts[pid]["row"]), int(pts[pid]["col"])
+        row = Image.new("RGB", (3 * 2 * half * z + 8, 2 * half * z + 16), (40, 40, 40))
+        ImageDraw.Draw(row).text((4, 2), pid, fill=(255, 255, 0))
+        for j, key in enumerate(("tc", "fc", "sw")):
+            im = _chip(disp[key], r, c, half, z)
+            ImageDraw.Draw(im).rectangle([half * z, half * z, (half + 1) * z - 1, (half + 1) * z - 1],
+                                         outline=(255, 255, 0))
+            row.paste(im, (j * (2 * half * z + 4), 16))
+        tiles.append(row)
+    sheet = Image.new("RGB", (tiles[0].width, sum(t.height for t in tiles)))
+    for i, t in enumerate(tiles):
+        sheet.paste(t, (0, i * t.height))
+    sheet.save(args.out)
+    print(args.out)
+
+
 def build(args: argparse.Namespace) -> None:
     from pyproj import Transformer
 
@@ -176,6 +205,11 @@ def main() -> None:
     s.add_argument("--out", type=Path, required=True)
     s.add_argument("--per-sheet", type=int, default=8)
     s.set_defaults(func=sheets)
+    z = sub.add_parser("zoom")
+    z.add_argument("--points", type=Path, required=True)
+    z.add_argument("--ids", required=True, help="comma-separated point ids")
+    z.add_argument("--out", type=Path, required=True)
+    z.set_defaults(func=zoom)
     b = sub.add_parser("build")
     b.add_argument("--points", type=Path, required=True)
     b.add_argument("--labels", type=Path, required=True)
