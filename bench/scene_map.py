@@ -3,7 +3,7 @@
 `scene_map(raster, segment)` reads every 256 px tile of the demo job's grid through a stretch, hands
 (image, valid) to `segment` and mosaics the masks (H, W) (255 = nodata). `legacy_map(raster)` is the
 map of the rules before issue 11 (bench/spectral_legacy.py, with the old 2/98 % stretch): the map the
-demo reference sample was stratified by. Used by bench/spectral_accuracy.py and scripts/reference_sample.py.
+demo reference sample was stratified by. Used by bench/accuracy.py and scripts/reference_sample.py.
 """
 from __future__ import annotations
 
@@ -33,14 +33,17 @@ def _prepare(raster: Path, bands=None):
 
 
 def scene_map(raster: str | Path, segment: Segment, stretch: tuple[list[float], list[float]] | None = None,
-              bands=None) -> tuple[np.ndarray, dict]:
-    """(mask (H, W) uint8, stretch {"low", "high"}) of the whole demo scene; `stretch` defaults to the job's."""
+              bands=None, on_stretch: Callable[[dict], None] | None = None) -> tuple[np.ndarray, dict]:
+    """(mask (H, W) uint8, stretch {"low", "high"}) of the whole demo scene; `stretch` defaults to the job's.
+    `on_stretch(stretch dict)` is called once before the first tile (to build an engine with it)."""
     from groundsynth.request.classes import NODATA
     from groundsynth.tiling.source import SourceRaster, Stretch
 
     prep = _prepare(Path(raster), bands)
     st = Stretch(*stretch) if stretch is not None else prep.stretch
     out = np.full((prep.height, prep.width), NODATA, np.uint8)
+    if on_stretch is not None:
+        on_stretch(st.to_dict())
     with SourceRaster(prep.source_path, prep.spec.bands) as src:
         for c in prep.grid.cells:
             raw, valid = src.read_window(c.col_off, c.row_off, c.width, c.height)
@@ -68,7 +71,7 @@ def legacy_map(raster: str | Path) -> np.ndarray:
 
     from groundsynth.request.spec import BandMapping
 
-    four = BandMapping(1, 2, 3, 4)
+    four = BandMapping(1, 2, 3, 4, -1, -1)   # exactly the 4 bands the legacy rules read
     data, valid = raw_sample(raster, four)
     low, high = legacy_stretch(data[:4], valid)
     mask, _ = scene_map(raster, lambda img, v: legacy_classify(img, v, low, high), (low, high), four)

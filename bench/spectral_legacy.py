@@ -1,6 +1,6 @@
 """The `segment/spectral` rules and the job stretch as they were before issue 11 (commit 1cc7fbd), frozen.
 
-Kept verbatim so that bench/spectral_accuracy.py can print the "before" accuracy from code, not from a
+Kept verbatim so that bench/accuracy.py can print the "before" accuracy from code, not from a
 remembered number, and so that scripts/reference_sample.py can rebuild the map the demo reference
 sample was stratified by. Not used by the package.
 """

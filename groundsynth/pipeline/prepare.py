@@ -21,7 +21,7 @@ from groundsynth.models.weights import default_models_dir
 from groundsynth.request.errors import FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted
 from groundsynth.request.spec import JobSpec
 from groundsynth.tiling.grid import Grid, aoi_shape, build_grid, parse_crs, reproject_geometry, to_pixel_space
-from groundsynth.tiling.source import SourceRaster, Stretch
+from groundsynth.tiling.source import SourceRaster, Stretch, land_pixels
 from groundsynth.tiling.splits import assign_splits
 
 
@@ -176,7 +176,8 @@ def prepare_job(spec: JobSpec, workspace: str | Path, options: RunOptions | None
             warnings.append(f"{100 * (1 - aoi_part):.1f}% of the AOI lies outside the raster and is ignored")
         splits = assign_splits(((c.row, c.col) for c in grid.cells), spec.split.fractions(),
                                spec.split.block_tiles, spec.seed)
+        stretch = Stretch.from_sample(sample, valid, land=land_pixels(sample, valid, src.has_nir))
         return PreparedJob(spec=spec, source_path=path, raster=src.meta(), crs_wkt=src.crs.to_wkt(),
                            transform=src.transform, width=src.width, height=src.height, has_nir=src.has_nir,
-                           grid=grid, stretch=Stretch.from_sample(sample, valid), plans=plans, warnings=warnings,
+                           grid=grid, stretch=stretch, plans=plans, warnings=warnings,
                            splits=splits)
