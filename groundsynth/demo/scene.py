@@ -19,6 +19,7 @@ import numpy as np
 from groundsynth.artefacts.atomic import atomic_path
 from groundsynth.request.errors import FailedPrecondition
 
+REFERENCE_POINTS = Path(__file__).resolve().parent / "reference_points.geojson"   # docs/reference-sample.md
 DEMO_NAME = "s2_rgbnir.tif"
 DEMO_SWIR_NAME = "s2_rgbnir_swir.tif"
 BANDS = ("B04", "B03", "B02", "B08")   # red, green, blue, nir

@@ -39,6 +39,7 @@ class WorkerJob:
         ectx = EngineContext(seed=ctx.seed, device=ctx.device, workspace=ctx.workspace, models_dir=ctx.models_dir,
                              has_nir=ctx.has_nir,
                              extra={"stretch": dict(ctx.stretch), "label_raster_path": ctx.label_raster_path,
+                                    "swir_roles": list(ctx.swir_roles),
                                     "job_id": ctx.job_id})
         for plan in ctx.plans:
             with timer(f"load_{plan.stage}"):
