@@ -74,7 +74,7 @@ def _scores(mats: np.ndarray) -> dict[str, np.ndarray]:
     return {"oa": _div(diag.sum(axis=-1), total), "ua": ua, "pa": pa, "f1": f1, "macro_f1": macro}
 
 
-def _num(v: float) -> float | None:
+def _num(v: Any) -> float | None:
     return None if v is None or not np.isfinite(v) else float(v)
 
 
