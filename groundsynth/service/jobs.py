@@ -24,6 +24,7 @@
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import queue
 import re
@@ -169,6 +170,10 @@ class JobManager:
             # record the checked, resolved path: the pipeline opens exactly what was checked (no symlink swap)
             spec.label_raster_path = str(resolve_source(spec.label_raster_path, self.config.roots(),
                                                         "label_raster_path"))
+        if spec.reference.path:
+            # a reference file is read by the backend: under an allowed root, like the rasters
+            spec.reference = dataclasses.replace(spec.reference, path=str(resolve_source(
+                spec.reference.path, self.config.roots(), "reference.path")))
         source = self._source_path(spec)
         with self._lock:
             self._check_capacity()
@@ -213,6 +218,8 @@ class JobManager:
         roots = self.config.roots()
         if spec.label_raster_path:
             resolve_source(spec.label_raster_path, roots, "label_raster_path")
+        if spec.reference.path:
+            resolve_source(spec.reference.path, roots, "reference.path")
         if spec.raster_path:
             return resolve_source(spec.raster_path, roots, "raster_path")
         return self.upload_path(spec.upload_id or "")

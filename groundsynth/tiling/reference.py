@@ -79,26 +79,46 @@ def _field_of(props: dict[str, Any], class_field: str, where: str) -> Any:
                           "attribute with class_field", "reference.class_field")
 
 
+def _feature(i: int, geometry: Any, props: dict[str, Any], ref: ReferenceSamples, name: str) -> ReferenceFeature:
+    from shapely.geometry import shape
+
+    if geometry is None:
+        raise InvalidArgument(f"feature {i + 1} of {name} has no geometry", "reference.path")
+    value = _field_of(props, ref.class_field, f"feature {i + 1} of {name}")
+    try:
+        size = float(props.get("stratum_size") or 0.0)
+    except (TypeError, ValueError):
+        raise InvalidArgument(f"feature {i + 1} of {name}: stratum_size {props.get('stratum_size')!r} is not a "
+                              "number", "reference.path") from None
+    return ReferenceFeature(wkt=shape(geometry).wkt, class_value="" if value is None else str(value),
+                            id=str(props.get("id") or props.get("fid") or i + 1), split=str(props.get("split") or ""),
+                            stratum=str(props.get("stratum") or ""), stratum_size=size)
+
+
+def _read_geojson(path: Path, ref: ReferenceSamples) -> tuple[list[ReferenceFeature], str]:
+    """GeoJSON read directly (RFC 7946: EPSG:4326 unless a legacy "crs" member names another)."""
+    import json
+
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+        features = doc["features"] if doc.get("type") == "FeatureCollection" else [doc]
+    except (ValueError, KeyError, AttributeError) as exc:
+        raise InvalidArgument(f"{path.name} is not a GeoJSON FeatureCollection ({exc})", "reference.path") from None
+    crs = ((doc.get("crs") or {}).get("properties") or {}).get("name", "") if isinstance(doc, dict) else ""
+    return [_feature(i, f.get("geometry"), dict(f.get("properties") or {}), ref, path.name)
+            for i, f in enumerate(features)], str(crs)
+
+
 def _read_vector(path: Path, ref: ReferenceSamples) -> tuple[list[ReferenceFeature], str]:
     import fiona
-    from shapely.geometry import shape
 
     try:
         src = fiona.open(path, layer=ref.layer or None)
     except Exception as exc:          # fiona raises DriverError and others for unreadable files
         raise InvalidArgument(f"cannot read {path} as a vector layer ({exc})", "reference.path") from None
-    feats = []
     with src:
         crs = src.crs.to_wkt() if src.crs else ""
-        for i, f in enumerate(src):
-            props = dict(f["properties"] or {})
-            if f["geometry"] is None:
-                raise InvalidArgument(f"feature {i + 1} of {path.name} has no geometry", "reference.path")
-            value = _field_of(props, ref.class_field, f"feature {i + 1} of {path.name}")
-            feats.append(ReferenceFeature(
-                wkt=shape(f["geometry"]).wkt, class_value="" if value is None else str(value),
-                id=str(props.get("id") or props.get("fid") or i + 1), split=str(props.get("split") or ""),
-                stratum=str(props.get("stratum") or ""), stratum_size=float(props.get("stratum_size") or 0.0)))
+        feats = [_feature(i, f["geometry"], dict(f["properties"] or {}), ref, path.name) for i, f in enumerate(src)]
     return feats, crs
 
 
@@ -140,7 +160,7 @@ def read_features(ref: ReferenceSamples) -> tuple[list[ReferenceFeature], str, s
     if path.suffix.lower() not in VECTOR_SUFFIXES:
         raise InvalidArgument(f"expected a GeoPackage, GeoJSON, shapefile or CSV file, got {path.name}",
                               "reference.path")
-    feats, crs = _read_vector(path, ref)
+    feats, crs = (_read_geojson if path.suffix.lower() in (".geojson", ".json") else _read_vector)(path, ref)
     return feats, crs or ref.crs, path.name
 
 
