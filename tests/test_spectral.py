@@ -103,13 +103,14 @@ def test_is_the_default_segmenter_and_deterministic():
 @pytest.fixture(scope="module")
 def demo_crop(tmp_path_factory):
     from groundsynth.demo.scene import demo_raster
-    from groundsynth.tiling.source import Stretch
+    from groundsynth.tiling.source import Stretch, land_pixels
 
     path = demo_raster(tmp_path_factory.mktemp("demo"))
     with rasterio.open(path) as ds:
         raw = ds.read().astype(np.float32)
     valid = (raw > 0).all(0)
-    stretch = Stretch.from_sample(raw[:, ::4, ::4], valid[::4, ::4])
+    sample, sample_valid = raw[:, ::4, ::4], valid[::4, ::4]
+    stretch = Stretch.from_sample(sample, sample_valid, land=land_pixels(sample, sample_valid, True))
     return raw, stretch.apply(raw), valid, stretch
 
 

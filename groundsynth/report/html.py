@@ -44,6 +44,16 @@ details pre{background:#fff;border:1px solid #ddd;padding:8px;overflow:auto;max-
 """
 
 
+CARDS = {"tiles_real": ("real tiles", 0), "tiles_synthetic": ("synthetic tiles", 0),
+         "grounding_mean": ("grounding (0-100)", 1), "fidelity_miou_mean": ("fidelity mIoU", 3),
+         "redundancy": ("caption redundancy", 4), "composition_js": ("composition JS (bits)", 4),
+         "seg_macro_f1": ("segmenter macro F1", 3), "seg_miou": ("segmenter mIoU", 3),
+         "seg_accuracy": ("segmenter accuracy", 3),
+         "ref_overall_accuracy_test": ("reference OA, test split", 3),
+         "ref_macro_f1_test": ("reference macro F1, test split", 3),
+         "ref_overall_accuracy": ("reference OA", 3), "ref_macro_f1": ("reference macro F1", 3)}
+
+
 def _figure(figsize: tuple[float, float], panels: int = 1):
     """A matplotlib Figure (Agg) with fixed margins (no layout engine: one draw per figure keeps the
     report fast). Imported here, quietly (a system/pip matplotlib mix warns about Axes3D)."""
@@ -259,15 +269,7 @@ def render_html(doc: dict, job_dir: str | Path) -> str:
         parts.append(f"<p class='warn'>{html.escape(str(w))}</p>")
 
     cards = []
-    labels = {"tiles_real": ("real tiles", 0), "tiles_synthetic": ("synthetic tiles", 0),
-              "grounding_mean": ("grounding (0-100)", 1), "fidelity_miou_mean": ("fidelity mIoU", 3),
-              "redundancy": ("caption redundancy", 4), "composition_js": ("composition JS (bits)", 4),
-              "seg_macro_f1": ("segmenter macro F1", 3), "seg_miou": ("segmenter mIoU", 3),
-              "seg_accuracy": ("segmenter accuracy", 3),
-              "ref_overall_accuracy_test": ("reference OA, test split", 3),
-              "ref_macro_f1_test": ("reference macro F1, test split", 3),
-              "ref_overall_accuracy": ("reference OA", 3), "ref_macro_f1": ("reference macro F1", 3)}
-    for k, (label, digits) in labels.items():
+    for k, (label, digits) in CARDS.items():
         if k in summary:
             v = summary[k]
             text = f"{100 * v:.2f} %" if k == "redundancy" else f"{v:.{digits}f}"

@@ -84,7 +84,7 @@ class Spectral(Segmenter):
     params = (
         Param("water_ndwi", "float", 0.1, "Without SWIR1: NDWI above this is Water.", min=-1, max=1),
         Param("tree_ndvi", "float", 0.5, "NDVI at or above this, when dark, is Tree.", min=-1, max=1),
-        Param("tree_brightness", "float", 0.08, "Dense vegetation darker than this mean RGB reflectance is Tree.",
+        Param("tree_brightness", "float", 0.072, "Dense vegetation darker than this mean RGB reflectance is Tree.",
               min=0, max=1),
         Param("crop_ndvi", "float", 0.3, "NDVI at or above this (and not Tree) is Crop.", min=-1, max=1),
         Param("grass_ndvi", "float", 0.3, "NDVI at or above this (and below crop_ndvi) is Grass.", min=-1, max=1),
@@ -108,7 +108,8 @@ class Spectral(Segmenter):
         Param("shrub_max_ndvi", "float", 0.4, "Shrub needs NDVI below this.", min=-1, max=1),
         Param("shrub_min_brightness", "float", 0.078, "Shrub needs brightness at least this (darker is Tree).",
               min=0, max=1),
-        Param("shrub_texture", "float", 0.005, "Shrub needs texture below this (smooth regrowth).", min=0, max=1),
+        Param("shrub_texture", "float", 1.0, "Shrub needs texture below this (1 = no texture condition: a smoothness "
+              "test made Shrub vanish from synthetic textures).", min=0, max=1),
         Param("barren_max_ndwi", "float", -0.02, "Bright low-vegetation pixels are Barren only with NDWI below this "
               "(sea foam is wetter).", min=-1, max=1),
         Param("barren_swir1", "float", 0.12, "With SWIR1: Barren needs SWIR1 reflectance at least this (foam and "
