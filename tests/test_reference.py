@@ -29,6 +29,11 @@ def _lonlat(col, row):
     return TO_WGS84.transform(*px_to_world(col + 0.5, row + 0.5))
 
 
+def _point(col, row):
+    x, y = px_to_world(col, row)
+    return f"POINT ({x!r} {y!r})"
+
+
 def _geojson(path, feats):
     doc = {"type": "FeatureCollection", "features": [
         {"type": "Feature", "geometry": {"type": "Point", "coordinates": list(_lonlat(c, r))},
@@ -82,8 +87,7 @@ def test_csv_points_in_the_raster_crs_and_in_lon_lat(tmp_path):
 
 
 def test_inline_features_and_the_split_filter():
-    feats = [ReferenceFeature("POINT (%r %r)" % px_to_world(5.5, 6.5), "Tree", split="tune"),
-             ReferenceFeature("POINT (%r %r)" % px_to_world(9.5, 1.5), "40", split="test")]
+    feats = [ReferenceFeature(_point(5.5, 6.5), "Tree", split="tune"), ReferenceFeature(_point(9.5, 1.5), "40", split="test")]
     s = _load(ReferenceSamples(features=feats, crs=DEMO_CRS, split="test"))
     assert (s.row.tolist(), s.col.tolist(), s.cls.tolist()) == ([1], [9], [CLASS_NAMES.index("Crop")])
 
