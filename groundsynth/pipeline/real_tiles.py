@@ -133,7 +133,7 @@ def compute_real(w: WorkerJob, task: RealTask) -> list[TileRecord]:
             rec.artefacts["mask"] = f"real/mask/{ids[k]}.tif"
             writes.append((rec.artefacts["mask"], partial(write_mask_tile, mask=mask, transform=t, crs=crs)))
             if not nodata[k]:
-                TILES.put(w.job_id, ids[k], to_uint8(images[k], valids[k]), mask)
+                TILES.put(w.job_key, ids[k], to_uint8(images[k], valids[k]), mask)
         if labels:
             rec.artefacts["labels"] = f"real/labels/{ids[k]}.tif"
             writes.append((rec.artefacts["labels"], partial(write_mask_tile, mask=labels[k], transform=t, crs=crs)))
