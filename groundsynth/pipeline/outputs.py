@@ -114,6 +114,9 @@ def write_report(run: JobRun, t_start: float) -> None:
         "layers": sorted(run.layers.values(), key=lambda d: d["layer"]),
         "grounding_control": control,
     }
+    if run.prep.reference is not None:
+        context["reference"] = {"sample": run.prep.reference, "owner": run.prep.reference_owner,
+                                "cells": run.prep.grid.cells}
     summary = write_report_files(run.dir, run.spec, records, context) or {}
     run.timer.seconds["report"] += time.perf_counter() - t0
     finish_outputs(run, records, summary)
