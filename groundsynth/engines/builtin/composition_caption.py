@@ -9,8 +9,8 @@ Each tile gets `n_captions` captions (5 by default), each with its own focus:
 5. extent: qualitative amounts ("about half of", "a sliver of"), never numbers.
 More than 5 captions cycle through the focuses with fresh wording.
 
-Each caption also carries one or two *details* of the tile, dealt out so that the tile's
-captions share none while there are enough: the number of sizeable patches of a class
+Each caption also carries two *details* of the tile (one when the tile has only one), dealt
+out in turn over the tile's captions (a seeded order): the number of sizeable patches of a class
 ("cropland breaks into seven sizeable patches"), its parcel size ("grassland lies in small
 parcels"), linear features ("a narrow strip of trees runs through the tile"), the
 shoreline (orientation, straight or indented, which side the water lies) and small classes
@@ -101,7 +101,7 @@ class CompositionCaptioner(Captioner):
             return rng.sample(P.EMPTY_CAPTIONS, n)
         facts = _TileFacts(mask, self.p["min_share"], self.p["max_classes"], self.p["trace_share"])
         details = self._details(facts, rng)
-        per = min(MAX_DETAILS, -(-len(details) // n)) if details else 0
+        per = min(MAX_DETAILS, len(details))     # every caption carries up to two details of its tile
         out: list[str] = []
         for k in range(n):
             focus = FOCUSES[k % len(FOCUSES)]
