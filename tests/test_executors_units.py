@@ -308,18 +308,3 @@ def engines():
 
 def test_shipped_errors_are_groundsynth_errors():
     assert issubclass(WorkerLostTooOften, GroundSynthError)
-
-
-def test_a_worker_never_mixes_up_two_jobs_of_the_same_id(source, tmp_path):  # noqa: F811
-    """A long-lived worker (a test session, a bench, a server with two workspaces) that ran job "same" in one
-    workspace runs the next job "same" of another workspace in that one, from its own tiles."""
-    spec = make_spec(source)
-    outs = []
-    with test_engines():
-        for ws in ("a", "b"):
-            journal = Journal(tmp_path / ws / "journal.sqlite")
-            opts = RunOptions(executor="process", workers=1, batch_size=4)
-            assert run_job("same", spec, tmp_path / ws, journal, Events(), lambda: False, opts) == "SUCCEEDED"
-            outs.append(sorted(p.relative_to(tmp_path / ws).as_posix() for p in (tmp_path / ws).rglob("*.tif")))
-            journal.close()
-    assert outs[0] == outs[1] and len(outs[1]) == 12 * 2 + 24 * 3

@@ -147,15 +147,10 @@ def worker_job(ctx: JobContext, timer: StageTimer) -> WorkerJob:
     key = (ctx.job_id, str(ctx.job_dir), threading.get_ident())
     with _jobs_lock:
         job = _jobs.get(key)
-        if job is not None and job.ctx.job_dir == ctx.job_dir:
+        if job is not None:
             _jobs.move_to_end(key)
             job.timer = timer
             return job
-        if job is not None:     # another job of the same id (another workspace): forget the old one and its tiles
-            _jobs.pop(key).close()
-            from groundsynth.pipeline.tile_cache import TILES
-
-            TILES.drop_job(ctx.job_id)
     job = WorkerJob(ctx, timer)
     with _jobs_lock:
         _jobs[key] = job
