@@ -137,7 +137,7 @@ def _register(classes: Sequence[type]) -> None:
             register(cls)
 
 
-_jobs: OrderedDict[tuple[str, int], WorkerJob] = OrderedDict()
+_jobs: OrderedDict[tuple[str, str, int], WorkerJob] = OrderedDict()
 _jobs_lock = threading.Lock()
 
 
