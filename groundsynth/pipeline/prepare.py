@@ -164,7 +164,12 @@ def prepare_job(spec: JobSpec, workspace: str | Path, options: RunOptions | None
     path, source_field = _resolve_source(spec, source_path)
     if spec.label_raster_path:
         check_label_raster(spec.label_raster_path)      # exists, integer codes, CRS, pixels readable
-    with SourceRaster(path, spec.bands, source_field) as src:
+    import rasterio
+
+    # GDAL's block cache capped here as in the workers: the AOI sample touches every block of the AOI,
+    # which GDAL would otherwise keep, up to 5 % of the machine's memory
+    with rasterio.Env(GDAL_CACHEMAX=max(1, options.gdal_cache_mb) << 20), \
+            SourceRaster(path, spec.bands, source_field) as src:
         aoi_px, aoi_crs, raster_crs, Transformer = _aoi_in_pixels(spec, src)
         grid = build_grid(aoi_px, src.width, src.height, spec.tile_size, spec.overlap, max_cells=options.max_tiles)
         if not grid.cells:
