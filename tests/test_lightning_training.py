@@ -55,28 +55,57 @@ def test_segmenter_ddp_on_two_cpu_processes(export_dir, model_config, tmp_path):
     assert "test split" in run.stdout
 
 
-def test_segmenter_resumes_from_its_last_checkpoint(export_dir, model_config, tmp_path):
+def last_checkpoint(out: Path) -> tuple[int, int]:
+    """(epochs processed, global step) recorded in OUT/checkpoints/last.ckpt."""
     import torch
 
+    ckpt = torch.load(out / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    return ckpt["loops"]["fit_loop"]["epoch_progress"]["current"]["processed"], ckpt["global_step"]
+
+
+def test_segmenter_resumes_from_its_last_checkpoint(export_dir, model_config, tmp_path):
     from groundsynth.train.segmenter import SegmenterTrainConfig, train_segmenter
 
-    out = tmp_path / "seg"
-    cfg = SegmenterTrainConfig(str(export_dir), str(out), epochs=2, batch_size=4, patience=10,
+    cfg = SegmenterTrainConfig(str(export_dir), str(tmp_path / "full"), epochs=4, batch_size=4, patience=10,
                                model_config=model_config, device="cpu")
+    full = train_segmenter(cfg, log=lambda s: None)                    # the uninterrupted reference run
+    logged = [float(r["val_macro_f1"]) for r in metrics_rows(tmp_path / "full") if r.get("val_macro_f1")]
+    assert full.val_f1 == pytest.approx(logged) and len(logged) == 4   # this epoch's scores, not the previous'
+    out = tmp_path / "seg"
+    cfg = SegmenterTrainConfig(**{**cfg.__dict__, "out": str(out), "epochs": 2})
     first = train_segmenter(cfg, log=lambda s: None)
-    ckpt = torch.load(out / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
-    epochs = ckpt["loops"]["fit_loop"]["epoch_progress"]["current"]
-    assert epochs["processed"] == 2 and ckpt["global_step"] == 4 and len(first.val_f1) == 2
+    assert last_checkpoint(out) == (2, 4) and len(first.val_f1) == 2   # 8 train tiles / batch 4 = 2 steps
+    assert first.losses == pytest.approx(full.losses[:4], abs=1e-6)    # the weights follow cfg.seed
     resumed = train_segmenter(SegmenterTrainConfig(**{**cfg.__dict__, "epochs": 4, "resume": "last"}),
                               log=lambda s: None)
-    assert len(resumed.val_f1) == 2 and len(resumed.losses) == 4        # only epochs 3 and 4 ran
-    ckpt = torch.load(out / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
-    epochs = ckpt["loops"]["fit_loop"]["epoch_progress"]["current"]
-    assert epochs["processed"] == 4 and ckpt["global_step"] == 8
+    assert len(resumed.val_f1) == 2 and len(resumed.losses) == 4        # only epochs 3 and 4 ran ...
+    # ... exactly as they did without the interruption: same batches, augmentation, RNG, optimiser state
+    assert resumed.losses == pytest.approx(full.losses[4:], abs=1e-6)
+    assert first.val_f1 + resumed.val_f1 == pytest.approx(full.val_f1, abs=1e-6)
+    assert resumed.best_epoch == full.best_epoch
+    assert last_checkpoint(out) == (4, 8)
     assert resumed.test and (out / "model.safetensors").is_file()
     with pytest.raises(InvalidArgument, match="no checkpoint to resume") as err:
         train_segmenter(SegmenterTrainConfig(str(export_dir), str(tmp_path / "new"), resume="last", device="cpu"))
     assert err.value.field == "--resume"
+
+
+def test_last_checkpoint_is_the_last_epoch_even_when_the_metric_did_not_improve(export_dir, model_config, tmp_path):
+    """lr 0 (only the BatchNorm statistics move): val macro-F1 does not beat epoch 1's, so best.ckpt is epoch 1's;
+    last.ckpt must still be the last epoch's (Lightning 2.6's save_last=True rewrote it only in epochs that saved
+    a new best, so `--resume last` went back to the best epoch)."""
+    import torch
+
+    from groundsynth.train.segmenter import SegmenterTrainConfig, train_segmenter
+
+    out = tmp_path / "flat"
+    res = train_segmenter(SegmenterTrainConfig(str(export_dir), str(out), epochs=2, batch_size=4, lr=0.0,
+                                               weight_decay=0.0, patience=10, model_config=model_config,
+                                               device="cpu"), log=lambda s: None)
+    assert len(res.val_f1) == 2 and res.val_f1[0] >= res.val_f1[1] and res.best_epoch == 1
+    best = torch.load(out / "checkpoints" / "best.ckpt", map_location="cpu", weights_only=False)
+    assert best["epoch"] == 0 and res.checkpoint == str(out / "checkpoints" / "best.ckpt")
+    assert last_checkpoint(out) == (2, 4)
 
 
 def test_generator_gets_checkpoints_resume_and_a_csv_log(export_dir, tmp_path):
@@ -84,14 +113,19 @@ def test_generator_gets_checkpoints_resume_and_a_csv_log(export_dir, tmp_path):
 
     from groundsynth.train.generator import GeneratorTrainConfig, train_generator
 
-    out = tmp_path / "gen"
-    cfg = GeneratorTrainConfig(str(export_dir), str(out), epochs=1, batch_size=4, ngf=4, ndf=4, z_dim=4,
+    cfg = GeneratorTrainConfig(str(export_dir), str(tmp_path / "full"), epochs=2, batch_size=4, ngf=4, ndf=4, z_dim=4,
                                spade_hidden=8, device="cpu")
+    full = train_generator(cfg, log=lambda s: None)                    # the uninterrupted reference run
+    out = tmp_path / "gen"
+    cfg = GeneratorTrainConfig(**{**cfg.__dict__, "out": str(out), "epochs": 1})
     first = train_generator(cfg, log=lambda s: None)
     assert len(first.g_losses) == 2 and len(first.recon_l1) == 2
+    assert last_checkpoint(out) == (1, 2 * 2)
     resumed = train_generator(GeneratorTrainConfig(**{**cfg.__dict__, "epochs": 2, "resume": "last"}),
                               log=lambda s: None)
-    assert len(resumed.g_losses) == 2                                   # epoch 2 only
+    assert len(resumed.g_losses) == 2                                   # epoch 2 only, as without the interruption
+    assert resumed.g_losses == pytest.approx(full.g_losses[2:], abs=1e-6)   # (same noise, batches, optimisers)
+    assert resumed.d_losses == pytest.approx(full.d_losses[2:], abs=1e-6)
     ckpt = torch.load(out / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
     assert ckpt["loops"]["fit_loop"]["epoch_progress"]["current"]["processed"] == 2
     assert len(ckpt["optimizer_states"]) == 2 and ckpt["global_step"] == 2 * 4     # 2 optimisers x 2 batches x 2

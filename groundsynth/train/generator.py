@@ -103,7 +103,7 @@ def train_generator(cfg: GeneratorTrainConfig, log: Callable[[str], None] = prin
     from torch.utils.data import DataLoader, TensorDataset
 
     from groundsynth.models.spade import SpadeConfig, one_hot
-    from groundsynth.train.lightning_run import lightning, make_trainer, resume_path
+    from groundsynth.train.lightning_run import epoch_shuffle, lightning, make_trainer, resume_path
 
     lightning()
     from groundsynth.train.gan_task import GeneratorTask
@@ -140,7 +140,7 @@ def train_generator(cfg: GeneratorTrainConfig, log: Callable[[str], None] = prin
             f"{'VGG19' if cfg.vgg19 else 'discriminator feature matching'}, {trainer.num_devices} x "
             f"{type(trainer.accelerator).__name__.replace('Accelerator', '')}, precision {trainer.precision}; "
             f"start: recon L1 {result.recon_l1[0]:.4f}")
-    loader = DataLoader(TensorDataset(images, segs), batch_size=cfg.batch_size, shuffle=True,
+    loader = DataLoader(TensorDataset(images, segs), batch_size=cfg.batch_size, sampler=epoch_shuffle(len(x), cfg.seed),
                         generator=torch.Generator().manual_seed(cfg.seed))
     trainer.fit(task, loader, ckpt_path=resume)
     result.d_losses, result.g_losses, result.perceptual = task.d_losses, task.g_losses, task.p_losses

@@ -15,13 +15,31 @@ def epoch_scores_callback(result: Any):
     from lightning.pytorch.callbacks import Callback
 
     class EpochScores(Callback):
-        """Collects val macro-F1 per epoch and the best epoch into the TrainResult."""
+        """Collects val macro-F1 per epoch of this run and the best epoch (1-based, counted over resumes too:
+        the best is kept in the checkpoints) into the TrainResult. Read in on_validation_end: in
+        on_validation_epoch_end callbacks run before the module's hook logs the epoch's scores, so
+        callback_metrics would still hold the previous epoch's."""
 
-        def on_validation_epoch_end(self, trainer, pl_module) -> None:
+        def __init__(self) -> None:
+            self.best_f1: float | None = None
+
+        @property
+        def state_key(self) -> str:
+            return "EpochScores"
+
+        def on_validation_end(self, trainer, pl_module) -> None:
+            if trainer.sanity_checking:
+                return
             f1 = float(trainer.callback_metrics.get("val_macro_f1", 0.0))
-            if not result.val_f1 or f1 > max(result.val_f1):
-                result.best_epoch = len(result.val_f1) + 1
+            if self.best_f1 is None or f1 > self.best_f1:
+                self.best_f1, result.best_epoch = f1, trainer.current_epoch + 1
             result.val_f1.append(f1)
+
+        def state_dict(self) -> dict[str, Any]:
+            return {"best_f1": self.best_f1, "best_epoch": result.best_epoch}
+
+        def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+            self.best_f1, result.best_epoch = state_dict["best_f1"], state_dict["best_epoch"]
 
     return EpochScores()
 

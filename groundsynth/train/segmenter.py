@@ -101,8 +101,11 @@ def _loader(images: np.ndarray, masks: np.ndarray, batch_size: int, shuffle: boo
         def __getitem__(self, i: int) -> dict[str, Any]:
             return {"image": torch.from_numpy(images[i]), "mask": torch.from_numpy(masks[i].astype(np.int64))}
 
-    return DataLoader(Tiles(), batch_size=batch_size, shuffle=shuffle, num_workers=workers,
-                      generator=torch.Generator().manual_seed(seed), persistent_workers=workers > 0)
+    from groundsynth.train.lightning_run import epoch_shuffle
+
+    return DataLoader(Tiles(), batch_size=batch_size, sampler=epoch_shuffle(len(images), seed) if shuffle else None,
+                      num_workers=workers, generator=torch.Generator().manual_seed(seed),
+                      persistent_workers=workers > 0)
 
 
 def predict(task, images: np.ndarray, batch_size: int) -> list[np.ndarray]:
@@ -164,11 +167,11 @@ def train_segmenter(cfg: SegmenterTrainConfig, log: Callable[[str], None] = prin
     x_val, y_val = ds.arrays(val_rows) if val_rows else (x_train, y_train)
     if not val_rows:
         log("warning: no val rows; early stopping watches the training split")
-    task = build_task(cfg, ds.channels)
     result = TrainResult(out)
     scores = epoch_scores_callback(result)
     trainer, ckpt = make_trainer(out, "segmenter", cfg.device, cfg.devices, cfg.precision, cfg.epochs, cfg.max_steps,
                                  "val_macro_f1", cfg.patience, [scores], cfg.seed)
+    task = build_task(cfg, ds.channels)  # after make_trainer seeded everything: the weights follow cfg.seed
     result.rank = trainer.global_rank
     if trainer.is_global_zero:
         log(f"training {cfg.arch} on {len(train_rows)} tiles ({cfg.selection}, {ds.channels} channels), "
