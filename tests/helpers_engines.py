@@ -67,10 +67,10 @@ class TestPalette(Synthesiser):
     description = "test: a grey level per class plus seeded noise"
     params = (Param("noise", "float", 0.02, "noise amplitude", min=0, max=0.5),)
 
-    def fit(self, images, masks, valids):
-        return {"fitted": len(images)}
+    def fit(self, images, masks, valids, tile_ids=None):
+        return {"fitted": len(images), "tile_ids": list(tile_ids or [])}
 
-    def synthesise(self, masks, seeds, state=None):
+    def synthesise(self, masks, seeds, state=None, source_ids=None):
         # grey levels chosen so that test-bright maps class k back to k
         levels = (np.arange(7, dtype=np.float32) + 0.5) / 7
         out = []

@@ -1,5 +1,7 @@
-"""Synthetic tiles: fit the synthesiser on the AOI's real tiles, then per (real tile, variant):
-condition mask (mask strategy) -> synthesise -> re-segment -> caption, ground -> write, record.
+"""Synthetic tiles: fit the synthesiser on the AOI's train-split real tiles, then per (real tile, variant):
+condition mask (mask strategy) -> synthesise (never copying its source tile) -> re-segment -> caption,
+ground -> write, record. The fitted tile ids go to the journal (meta "synthesis_fit") for the report's
+realism metrics, which compare against tiles that were not fitted.
 
 A synthetic tile lies at its SOURCE tile's footprint. Tiles the journal already
 holds are skipped (resume); everything random derives from (job seed, tile id,
@@ -61,20 +63,37 @@ def _read_real(run: JobRun, rec: TileRecord) -> RealTile:
     return image, valid, mask
 
 
+def fit_sample(real: Sequence[TileRecord], limit: int) -> tuple[list[TileRecord], str]:
+    """The real tiles given to synthesiser.fit: the train split only (evenly sampled down to `limit`), so
+    no validation or test pixel can reach a synthetic training tile; (tiles, warning). An AOI without a
+    train tile falls back to all tiles, with a warning for the report."""
+    train = [r for r in real if r.attributes.get("split") == "train"]
+    warning = ""
+    if not train and real:
+        train = list(real)
+        warning = ("no train-split tile in this job: the synthesiser was fitted on all tiles (validation and "
+                   "test tiles included), so synthetic tiles may carry their pixels; the realism metrics have "
+                   "no held-out tiles")
+    n = len(train)
+    k = min(n, max(1, limit))
+    return ([train[int(i)] for i in np.linspace(0, n - 1, k).round().astype(int)] if n else []), warning
+
+
 def _fit(run: JobRun, real: Sequence[TileRecord]) -> Any:
-    """synthesiser.fit on (a sample of) the valid real tiles, read back from their files; AOI mask stats."""
-    n = len(real)
-    k = min(n, max(1, run.opt.fit_max_tiles))
-    sample = [real[int(i)] for i in np.linspace(0, n - 1, k).round().astype(int)] if n else []
+    """synthesiser.fit on the train-split real tiles (read back from their files), and the AOI mask stats of
+    the mask strategies from the same tiles (no test mask shapes the synthetic training masks either)."""
+    sample, warning = fit_sample(real, run.opt.fit_max_tiles)
     images, masks, valids = [], [], []
     for rec in sample:
         image, valid, mask = _read_real(run, rec)
         images.append(image)
         valids.append(valid)
         masks.append(mask)
+    ids = [r.tile_id for r in sample]
+    run.journal.set_meta(run.job_id, "synthesis_fit", {"tiles": ids, "warning": warning})
     synthesiser = run.engines["synthesise"]
     run.synthesis_state = run.engine_call("synthesise", ["fit"],
-                                          lambda: synthesiser.fit(images, masks, valids))  # type: ignore[attr-defined]
+                                          lambda: synthesiser.fit(images, masks, valids, ids))  # type: ignore[attr-defined]
     with run.timer("mask_strategy"):
         return mask_strategies.AoiStats.from_masks(masks)
 
@@ -104,8 +123,9 @@ def _synthesise(run: JobRun, items: Sequence[tuple[TileRecord, int]], ids: Seque
     seeds = [derive_seed(run.spec.seed, sid, "synthesise") for sid in ids]
     synthesiser, segmenter = run.engines["synthesise"], run.engines["segment"]
     state = run.synthesis_state
+    sources = [rec.tile_id for rec, _v in items]
     raw = run.engine_call("synthesise", ids,
-                          lambda: synthesiser.synthesise(conds, seeds, state))  # type: ignore[attr-defined]
+                          lambda: synthesiser.synthesise(conds, seeds, state, sources))  # type: ignore[attr-defined]
     images = [np.asarray(im, dtype=np.float32).copy() for im in raw]
     for im, valid in zip(images, valids, strict=True):
         im[:, ~valid] = 0

@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from groundsynth.report.realism import realism_html
 from groundsynth.request.classes import CLASS_NAMES, hex_color
 
 THUMB_PX = 128
@@ -152,8 +153,9 @@ def plot_per_class(dists: dict, title: str, ylabel: str, scale: float = 1.0) -> 
     x = np.arange(len(CLASS_NAMES))       # every class on the axis; classes without data stay empty
     idx = [CLASS_NAMES.index(n) for n in names]
     means = np.array([dists[n]["mean"] for n in names]) * scale
-    lo = means - np.array([dists[n]["p10"] for n in names]) * scale
-    hi = np.array([dists[n]["p90"] for n in names]) * scale - means
+    # whiskers from the mean to p10 / p90; a skewed class can have its mean outside [p10, p90]
+    lo = np.maximum(means - np.array([dists[n]["p10"] for n in names]) * scale, 0)
+    hi = np.maximum(np.array([dists[n]["p90"] for n in names]) * scale - means, 0)
     ax.bar(x[idx], means, 0.6, color=[hex_color(i) for i in idx], edgecolor="black", yerr=[lo, hi], capsize=4)
     top = float(np.max(means + hi)) if len(means) else 1.0
     for i, n in zip(idx, names, strict=True):
@@ -313,6 +315,7 @@ def render_html(doc: dict, job_dir: str | Path) -> str:
                      f"{_fmt(lab['accuracy'])} over {lab['tiles']} tiles.</p>"
                      + _table(["class", "F1", "IoU", "label pixels"], rows))
 
+    parts.append(realism_html(doc.get("realism"), _fmt, _table))
     parts.append("<h2>Best and worst tiles</h2>" + thumbnail_strip(job_dir, tiles))
 
     versions = doc.get("versions") or {}

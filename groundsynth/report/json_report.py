@@ -13,6 +13,8 @@ Layout (schema_version 1):
     aggregates      {"all"|"real"|"synthetic": {metric: {n, mean, median, p10, p90, min, max}}}
     set_metrics     redundancy, composition shift, score distributions (ground engine summary)
     label_evaluation  whole-set segmenter vs labels (groundsynth.metrics.segmentation.segmentation_scores) or null
+    realism         synthetic vs held-out real tiles beside real vs held-out (groundsynth.report.realism) or null;
+                    synthetic tile entries carry "realism" (copied shares, speckle)
     summary         the headline numbers (also sent in ReportReady.summary)
 Scores are fractions in 0..1 except grounding (0..100). Undefined values are null.
 """
@@ -31,6 +33,7 @@ from groundsynth import __version__
 from groundsynth.artefacts.records import TileRecord
 from groundsynth.metrics import segmentation
 from groundsynth.metrics import sets as metrics
+from groundsynth.report.realism import realism_headline, realism_section
 from groundsynth.request.classes import CLASS_NAMES
 from groundsynth.request.spec import JobSpec
 
@@ -164,12 +167,17 @@ def build_report(job_dir: Path, spec: JobSpec, records: Sequence[TileRecord], co
         set_metrics = summarise_records(records)
     per_tile_labels: dict[str, dict] = {}
     labels = label_evaluation(job_dir, records, per_tile_labels)
+    per_tile_realism: dict[str, dict] = {}
+    realism = realism_section(job_dir, records, context.get("synthesis_fit"), per_tile_realism,
+                              int(context.get("seed", spec.seed) or 0))
     grid_crs = next((r.crs for r in records if r.crs), "")
     tiles = []
     for r in records:
         entry = tile_entry(r, grid_crs)
         if r.tile_id in per_tile_labels:
             entry["label_metrics"] = per_tile_labels[r.tile_id]
+        if r.tile_id in per_tile_realism:
+            entry["realism"] = per_tile_realism[r.tile_id]
         tiles.append(entry)
     doc = {
         "schema_version": SCHEMA_VERSION,
@@ -192,7 +200,8 @@ def build_report(job_dir: Path, spec: JobSpec, records: Sequence[TileRecord], co
         "aggregates": aggregates(records),
         "set_metrics": set_metrics,
         "label_evaluation": labels,
-        "summary": headline(records, set_metrics, labels),
+        "realism": realism,
+        "summary": {**headline(records, set_metrics, labels), **realism_headline(realism)},
         "reproduce": {
             "how": "JobSpec.from_dict(report['spec']) with the engines and seed above, same package versions; "
                    "or `groundsynth export` to rebuild the training set from this job dir",
