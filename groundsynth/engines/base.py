@@ -17,9 +17,16 @@ Data conventions (shared by all engines):
 Heavy libraries (torch, transformers, open_clip) are imported lazily inside
 the engines that need them, never at module import time. Models that are
 expensive to load are shared across jobs through `groundsynth.models.cache`.
+
+Engines are built on the workers that compute tiles (groundsynth.pipeline.executors): once per job and
+worker process, and their weights once per worker process. Each engine declares what one worker needs
+to run it (`num_cpus`, `num_gpus`, `memory_mb`); the Ray executor turns the job's engines into actor
+options, so several small models share a GPU (0.25 each) and a VLM gets a whole one (1.0). `num_gpus`
+only counts when the job runs on a GPU device.
 """
 from __future__ import annotations
 
+import json
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -110,6 +117,16 @@ class GroundInput:
     mask: np.ndarray               # the tile's mask (real: segmenter output; synthetic: re-segmented)
     captions: list[str]
     cond_mask: np.ndarray | None = None  # synthetic only: the mask the image was generated from
+    # engine_key() of the segmenter that made `mask` from this very image and valid map ("" when the mask
+    # came from elsewhere, e.g. a label raster): a grounder whose reference segmenter has the same key may
+    # use `mask` instead of segmenting the image again (the result is the same).
+    mask_source: str = ""
+
+
+def engine_key(cls: type[Engine], params: dict[str, Any]) -> str:
+    """Identity of an engine with its parsed parameters, e.g. 'segment/spectral:{"smoothing": 5, ...}'.
+    Two engines with the same key give the same output for the same input (engines are deterministic)."""
+    return f"{cls.stage}/{cls.name}:{json.dumps(params, sort_keys=True, default=str)}"
 
 
 class Engine(ABC):
@@ -120,6 +137,10 @@ class Engine(ABC):
     description: ClassVar[str] = ""
     params: ClassVar[Sequence[Param]] = ()
     is_default: ClassVar[bool] = False
+    # What one worker needs to run this engine (Ray actor options; groundsynth.pipeline.executors.resources).
+    num_cpus: ClassVar[float] = 1.0       # CPU cores a batch keeps busy
+    num_gpus: ClassVar[float] = 0.0       # share of one GPU when the job runs on a GPU (0.25: four per GPU)
+    memory_mb: ClassVar[int] = 0          # resident memory it adds to a worker (model weights, buffers)
 
     def __init__(self, params: dict[str, Any] | None = None, ctx: EngineContext | None = None):
         self.p = self.parse_params(params or {})

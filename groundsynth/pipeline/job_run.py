@@ -1,31 +1,40 @@
-"""The state of one running job and the steps every tile batch shares.
+"""The head's side of one running job: what it hands out, and how it records what comes back.
 
-`JobRun` holds what the stages need (prepared job, journal, engines, emit,
-timers, totals) and the shared steps: calling an engine (an unexpected
-exception becomes an error naming the engine and tiles), captioning and
-grounding a batch, filling and recording tile records, reporting progress.
-The stage modules (real_tiles, synthetic_tiles, outputs) work on a JobRun.
+`JobRun` holds the prepared job, the journal (the job's single writer), emit, totals and the job's
+executor. The head computes nothing per tile: it cuts the work into tasks (context.py), lets the
+executor run them on workers (`execute`: bounded in flight, cancellation that drains, a lost batch
+retried), and records each finished batch in order (`record_all`): journal first, then the `tile`
+events, then progress. Timings are the workers' seconds per step, summed.
 """
 from __future__ import annotations
 
-import time
-from collections import defaultdict
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
-import numpy as np
-
 from groundsynth.artefacts.records import TileRecord
-from groundsynth.engines.base import Engine, GroundInput
+from groundsynth.engines.base import Engine
+from groundsynth.models.weights import default_models_dir
+from groundsynth.pipeline.context import (  # noqa: F401 - EngineFailed, StageTimer: re-exported
+    EngineFailed,
+    JobContext,
+    StagePlanRef,
+    StageTimer,
+    Task,
+    TaskResult,
+)
 from groundsynth.pipeline.events import Emit, Progress, TileDone
 from groundsynth.pipeline.prepare import PreparedJob, RunOptions, job_dir
-from groundsynth.request.classes import composition
-from groundsynth.request.errors import GroundSynthError
-from groundsynth.request.seeds import derive_seed
-from groundsynth.tiling.grid import Cell
 from groundsynth.tiling.source import Stretch
+
+
+def extra_engines() -> tuple[type, ...]:
+    """Registered engine classes that do not come with the package (engine modules, tests)."""
+    from groundsynth.engines import engines
+    from groundsynth.request.spec import STAGES
+
+    own = ("groundsynth.engines.builtin.", "groundsynth.engines.neural.")
+    return tuple(cls for stage in STAGES for cls in engines(stage).values() if not cls.__module__.startswith(own))
 
 
 class JobStore(Protocol):
@@ -42,103 +51,77 @@ class JobStore(Protocol):
     def tiles(self, job_id: str, kind: str | None = None) -> list[TileRecord]: ...
 
 
-class StageTimer:
-    """Seconds spent per named step, summed over the job."""
-
-    def __init__(self) -> None:
-        self.seconds: dict[str, float] = defaultdict(float)
-
-    @contextmanager
-    def __call__(self, name: str) -> Iterator[None]:
-        t0 = time.perf_counter()
-        try:
-            yield
-        finally:
-            self.seconds[name] += time.perf_counter() - t0
-
-
-class EngineFailed(GroundSynthError):
-    """An engine raised something other than a GroundSynthError (INTERNAL, names engine and tile)."""
-
-    def __init__(self, message: str, tile_id: str = ""):
-        super().__init__(message)
-        self.tile_id = tile_id
-
-
 class JobRun:
     def __init__(self, job_id: str, prep: PreparedJob, workspace: Path, journal: JobStore, emit: Emit,
-                 cancelled: Callable[[], bool], options: RunOptions):
+                 cancelled: Callable[[], bool], options: RunOptions, executor: Any):
         self.job_id, self.prep, self.spec = job_id, prep, prep.spec
         self.workspace, self.journal, self.emit, self.cancelled, self.opt = workspace, journal, emit, cancelled, options
+        self.executor = executor
         self.dir = job_dir(workspace, job_id)
         self.timer = StageTimer()
         self.since_layers = 0
         self.layers: dict[str, dict[str, str]] = {}
         self.variants = prep.variants
-        self.engines: dict[str, Engine] = {}
+        self.stages = tuple(prep.plans)
         self.stretch: Stretch = prep.stretch
-        self.synthesis_state: Any = None     # what the synthesiser's fit returned
         self.real_total = prep.tile_count
         self.syn_total = prep.tile_count * self.variants   # refined once nodata tiles are known
+        self._ctx: JobContext | None = None
 
-    # ------------------------------------------------------------ engines
-    def engine_call(self, stage: str, tile_ids: Sequence[str], fn: Callable[[], Any]) -> Any:
-        with self.timer(stage):
-            try:
-                return fn()
-            except GroundSynthError:
-                raise
-            except Exception as exc:
-                name = self.prep.plans[stage].cls.name
-                tid = tile_ids[0] if len(tile_ids) == 1 else ""
-                where = f"tile {tile_ids[0]}" if len(tile_ids) == 1 else f"tiles {tile_ids[0]}..{tile_ids[-1]}"
-                raise EngineFailed(f"{stage} engine {name!r} failed on {where}: {type(exc).__name__}: {exc}",
-                                   tid) from exc
+    # ------------------------------------------------------------ what workers get
+    @property
+    def ctx(self) -> JobContext:
+        """The job as a worker needs it (built once the stretch is fixed)."""
+        if self._ctx is None:
+            from groundsynth.pipeline.executors.resources import worker_resources
 
-    def caption_and_ground(self, kind: str, ids: Sequence[str], images: Sequence[np.ndarray],
-                           valids: Sequence[np.ndarray], masks: Sequence[np.ndarray],
-                           conds: Sequence[np.ndarray] | None = None) -> tuple[list[list[str]], list[dict]]:
-        """Captions and scores of a batch of tiles (empty where the stage is not run)."""
-        captions: list[list[str]] = [[] for _ in ids]
-        metrics: list[dict[str, float]] = [{} for _ in ids]
-        if "caption" in self.engines:
-            captioner = self.engines["caption"]
-            seeds = [derive_seed(self.spec.seed, i, "caption") for i in ids]
-            out = self.engine_call("caption", ids, lambda: captioner.caption(images, masks, seeds))  # type: ignore[attr-defined]
-            captions = [[str(c) for c in caps] for caps in out]
-        if "ground" in self.engines:
-            grounder = self.engines["ground"]
-            cond_list: Sequence[np.ndarray | None] = conds if conds is not None else [None] * len(ids)
-            items = [GroundInput(i, kind, im, valid, m, caps, cond)
-                     for i, im, valid, m, caps, cond in zip(ids, images, valids, masks, captions, cond_list, strict=True)]
-            out = self.engine_call("ground", ids, lambda: grounder.ground(items))  # type: ignore[attr-defined]
-            metrics = [{str(n): float(x) for n, x in m.items()} for m in out]
-        return captions, metrics
+            prep, spec = self.prep, self.spec
+            plans = tuple(StagePlanRef(p.stage, p.cls, dict(p.raw_params), dict(p.params)) for p in prep.plans.values())
+            self._ctx = JobContext(
+                job_id=self.job_id, job_dir=str(self.dir), workspace=str(self.workspace),
+                models_dir=default_models_dir(str(self.workspace)), source_path=str(prep.source_path),
+                source_field="upload_id" if spec.upload_id else "raster_path", bands=spec.bands,
+                crs_wkt=prep.crs_wkt, transform=tuple(prep.transform)[:6], has_nir=prep.has_nir,
+                stretch=self.stretch.to_dict(), seed=spec.seed, plans=plans,
+                label_raster_path=spec.label_raster_path or "", min_valid=self.opt.min_valid,
+                device=self.opt.device, mask_strategy=spec.synthesis.mask_strategy,
+                boost_targets=dict(spec.synthesis.boost_targets),
+                tile_cache_bytes=self.opt.tile_cache_mb << 20, gdal_cache_bytes=self.opt.gdal_cache_mb << 20,
+                resources=worker_resources([p.cls for p in prep.plans.values()], self.opt.device),
+                extra_engines=extra_engines())
+        return self._ctx
+
+    def engine_class(self, stage: str) -> type[Engine]:
+        return self.prep.plans[stage].cls
+
+    # ------------------------------------------------------------ running tasks
+    def execute(self, tasks: Sequence[Task], commit: Callable[[Any, TaskResult], None], shared: Any = None) -> bool:
+        """Run tasks on the executor and commit their results in task order; False if cancelled."""
+        from groundsynth.pipeline.executors.base import drive
+
+        def on_result(task: Any, result: TaskResult) -> None:
+            self.timer.add(result.timings)
+            commit(task, result)
+
+        return drive(self.executor, self.ctx, tasks, on_result, self.cancelled, shared=shared,
+                     in_flight=self.opt.in_flight)
+
+    def execute_one(self, task: Task, shared: Any = None) -> TaskResult:
+        """One task (the fit, the set metrics) run to its end: not cancellable half-way."""
+        out: list[TaskResult] = []
+        from groundsynth.pipeline.executors.base import drive
+
+        def keep(_task: Any, result: TaskResult) -> None:
+            self.timer.add(result.timings)
+            out.append(result)
+
+        drive(self.executor, self.ctx, [task], keep, lambda: False, shared=shared)
+        return out[0]
 
     # ------------------------------------------------------------ records
-    def tile_record(self, tile_id: str, kind: str, cell: Cell, variant: int = 0, source: str = "") -> TileRecord:
-        t = cell.transform(self.prep.transform)
-        return TileRecord(tile_id=tile_id, kind=kind, row=cell.row, col=cell.col, variant=variant,
-                          source_tile_id=source, crs=self.prep.crs_wkt, bounds=cell.bounds(self.prep.transform),
-                          geotransform=tuple(t.to_gdal()), width=cell.width, height=cell.height,
-                          col_off=cell.col_off, row_off=cell.row_off,
-                          attributes={**{f"engine_{s}": p.cls.name for s, p in self.prep.plans.items()},
-                                      "split": self.prep.splits[(cell.row, cell.col)]})
-
-    @staticmethod
-    def fill(rec: TileRecord, mask: np.ndarray | None, captions: list[str], metrics: dict[str, float],
-             valid: np.ndarray) -> None:
-        rec.composition = [float(v) for v in composition(mask)] if mask is not None else []
-        rec.captions = captions
-        rec.metrics = metrics
-        rec.attributes["valid_share"] = f"{float(valid.mean()):.4f}"
-
-    def write_all(self, writes: Sequence[Callable[[], None]]) -> None:
-        """Write a batch's files; tiles are recorded only after all their files exist.
-        (Writing with two threads measured no faster on 2 cores: per-file GDAL overhead dominates.)"""
-        with self.timer("write"):
-            for w in writes:
-                w()
+    def record_all(self, result: TaskResult) -> None:
+        for rec in result.records:
+            self.record(rec)
 
     def record(self, rec: TileRecord) -> None:
         if self.journal.record_tile(self.job_id, rec):

@@ -3,7 +3,9 @@
 Layers are rewritten every `layers_every` recorded tiles (at most about ten
 times a job, so big jobs stay linear) and once at the end; each rewrite emits
 LayerReady for every layer. The report comes last: set metrics from the
-grounder's `summarise`, then report.json and report.html (groundsynth.report).
+grounder's `summarise` (run on a worker, where the engines are), then report.json and report.html
+(groundsynth.report). Every output lists tiles sorted by kind, row, col and variant, never in the
+order in which they finished.
 """
 from __future__ import annotations
 
@@ -25,6 +27,15 @@ IMAGE_BANDS = ("red", "green", "blue", "nir")
 IMAGE_COLORINTERP = ("Red", "Green", "Blue", "Undefined")
 
 
+def record_order(rec: TileRecord) -> tuple[int, int, int, int]:
+    """Real tiles first, then synthetic ones; by row, col and variant."""
+    return (0 if rec.kind == "real" else 1, rec.row, rec.col, rec.variant)
+
+
+def sorted_records(run: JobRun) -> list[TileRecord]:
+    return sorted(run.journal.tiles(run.job_id), key=record_order)
+
+
 def maybe_refresh_layers(run: JobRun) -> None:
     # every layers_every tiles, but at most ~10 times per job so that big jobs stay linear
     every = max(run.opt.layers_every, (run.real_total + run.syn_total) // 10)
@@ -44,7 +55,7 @@ def _layer_groups(records: Sequence[TileRecord]) -> dict[str, list[tuple[str, Ti
 
 def write_layers(run: JobRun) -> None:
     run.since_layers = 0
-    records = run.journal.tiles(run.job_id)
+    records = sorted_records(run)
     if not records:
         return
     prep = run.prep
@@ -74,14 +85,14 @@ def write_layers(run: JobRun) -> None:
 
 
 def write_report(run: JobRun, t_start: float) -> None:
+    from groundsynth.pipeline.context import SummaryTask
     from groundsynth.report import write_report as write_report_files
 
-    records = run.journal.tiles(run.job_id)
+    records = sorted_records(run)
     t0 = time.perf_counter()
     set_metrics: dict[str, Any] = {}
-    if "ground" in run.engines:
-        grounder = run.engines["ground"]
-        set_metrics = run.engine_call("ground", ["summary"], lambda: grounder.summarise(records))  # type: ignore[attr-defined]
+    if "ground" in run.stages:
+        set_metrics = run.execute_one(SummaryTask(tuple(records))).value
     context = {
         "job_id": run.job_id,
         "engines": {s: {"name": p.cls.name, "params": p.params} for s, p in run.prep.plans.items()},

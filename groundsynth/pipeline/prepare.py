@@ -33,6 +33,13 @@ class RunOptions:
     min_valid: float = 0.01         # a tile with a smaller share of valid pixels is a nodata tile
     layers_every: int = 64          # rewrite tiles.gpkg and the VRTs every N recorded tiles
     fit_max_tiles: int = 256        # train-split real tiles given to synthesiser.fit / AoiStats (evenly sampled)
+    executor: str = "process"       # inline, process or ray (groundsynth.pipeline.executors); a job's
+                                    # JobSpec.executor, when set, takes precedence
+    workers: int = 0                # worker processes / Ray actors; 0 = one per core (per cluster CPU)
+    ray_address: str = ""           # Ray cluster HOST:PORT; "" = start a local one
+    in_flight: int = 0              # batches handed out and not yet recorded; 0 = two per worker
+    tile_cache_mb: int = 96         # real tiles a worker keeps in memory for fit and synthesis
+    gdal_cache_mb: int = 64         # GDAL block cache cap in every worker
 
 
 @dataclass
@@ -133,6 +140,10 @@ def prepare_job(spec: JobSpec, workspace: str | Path, options: RunOptions | None
     options = options or RunOptions()
     workspace = Path(workspace)
     spec = spec.normalised()
+    if spec.executor:
+        from groundsynth.pipeline.executors import check_executor
+
+        check_executor(spec.executor)
     plans = _plan_engines(spec, workspace)
     path, source_field = _resolve_source(spec, source_path)
     if spec.label_raster_path and not Path(spec.label_raster_path).exists():

@@ -2,11 +2,13 @@
 
     accepted -> (tile, progress)* -> [synthetic (tile, progress)*] -> layer* -> report -> done
 
-Every finished tile is recorded in the journal (the JobStore) and emitted as a
-domain event (groundsynth.pipeline.events). Resumable: tiles already in the
-journal are neither recomputed nor rewritten, and the job's radiometric stretch
-is stored in the journal so a resumed job uses the same one. Everything random
-derives from (spec.seed, tile id, stage).
+This process is the job's head: it prepares the job, hands batches of tiles to the job's executor
+(groundsynth.pipeline.executors: inline, process or ray), records every finished tile in the journal
+(the JobStore, its single writer) and emits it as a domain event (groundsynth.pipeline.events).
+Resumable: tiles already in the journal are neither recomputed nor rewritten, and the job's
+radiometric stretch and synthesis state are stored with the job so a resumed job uses the same
+ones. Everything random derives from (spec.seed, tile id, stage), so every executor writes the same
+bytes.
 
 Layout of <workspace>/jobs/<job_id>/:
     real/image/<tile>.tif            uint8 R,G,B(,NIR), 0 = nodata, job stretch
@@ -15,18 +17,19 @@ Layout of <workspace>/jobs/<job_id>/:
     synthetic/image_v<N>/<tile>.tif  synthetic image at the SOURCE tile's footprint
     synthetic/mask_v<N>/<tile>.tif   the segmenter's prediction on the synthetic image
     synthetic/cond_mask_v<N>/<tile>.tif  the mask the image was generated from
+    synthesis_state.pkl              what the synthesiser's fit returned (+ AOI mask statistics)
     <layer>.vrt                      mosaic per layer kind (real_image, real_mask, synthetic_image_v1, ...)
     tiles.gpkg                       layer "tiles": one polygon per tile with its attributes
     report.json (+ report.html)      written by groundsynth.report
 """
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-from groundsynth.engines.base import EngineContext
-from groundsynth.models.weights import default_models_dir
+from groundsynth.artefacts.atomic import remove_temp_files
 from groundsynth.pipeline.events import Accepted, Done, Emit
 from groundsynth.pipeline.job_run import JobRun, JobStore
 from groundsynth.pipeline.outputs import write_layers, write_report
@@ -35,7 +38,9 @@ from groundsynth.pipeline.real_tiles import run_real
 from groundsynth.pipeline.synthetic_tiles import run_synthetic
 from groundsynth.request.errors import GroundSynthError
 from groundsynth.request.spec import JobSpec
-from groundsynth.tiling.source import SourceRaster, Stretch
+from groundsynth.tiling.source import Stretch
+
+log = logging.getLogger("groundsynth.pipeline")
 
 
 def run_job(job_id: str, spec: JobSpec, workspace: str | Path, journal: JobStore, emit: Emit,
@@ -44,19 +49,24 @@ def run_job(job_id: str, spec: JobSpec, workspace: str | Path, journal: JobStore
     """Run or resume a job; returns "SUCCEEDED" or "CANCELLED", raises GroundSynthError on failure.
 
     The journal row is created if missing, set RUNNING, and set to the final
-    state (FAILED with the message when an error escapes).
+    state (FAILED with the message when an error escapes). The executor is the job's
+    `spec.executor` if set, else `options.executor`.
     """
+    from groundsynth.pipeline.executors import get_executor
+
     options = options or RunOptions()
     workspace = Path(workspace).resolve()
     t_start = time.perf_counter()
+    run = None
     try:
         prep = prepare_job(spec, workspace, options, source_path)
-        run = JobRun(job_id, prep, workspace, journal, emit, cancelled, options)
+        executor = get_executor(prep.spec.executor or options.executor, options.workers, options.ray_address)
+        run = JobRun(job_id, prep, workspace, journal, emit, cancelled, options, executor)
         _setup(run)
-        with SourceRaster(prep.source_path, prep.spec.bands) as src:
-            finished = run_real(run, src)
+        finished = run_real(run)
         if finished:
             finished = run_synthetic(run)
+        _sweep(run)
         write_layers(run)
         if not finished:
             return _finish(run, "CANCELLED", t_start)
@@ -67,15 +77,20 @@ def run_job(job_id: str, spec: JobSpec, workspace: str | Path, journal: JobStore
             msg = exc.message if isinstance(exc, GroundSynthError) else f"internal error: {type(exc).__name__}: {exc}"
             journal.set_state(job_id, "FAILED", msg)
         raise
+    finally:
+        if run is not None:
+            run.executor.release(job_id)
 
 
 def _setup(run: JobRun) -> None:
-    """Create or reopen the job's journal row, fix its stretch, emit Accepted, build the engines."""
+    """Create or reopen the job's journal row, fix its stretch, emit Accepted. (Engines are built by
+    the workers, on their first batch.)"""
     j, job_id, prep = run.journal, run.job_id, run.prep
     if j.get_job(job_id) is None:
         j.create_job(job_id, run.spec, str(run.dir))
     j.set_state(job_id, "RUNNING")
     run.dir.mkdir(parents=True, exist_ok=True)
+    _sweep(run)
     stored = j.get_meta(job_id, "stretch")
     if stored is None:
         j.set_meta(job_id, "stretch", prep.stretch.to_dict())
@@ -87,13 +102,13 @@ def _setup(run: JobRun) -> None:
     j.set_totals(job_id, run.real_total, run.syn_total)
     run.emit(Accepted(job_id=job_id, tile_count=run.real_total, skipped_tiles=prep.skipped_tiles,
                       output_dir=str(run.dir), spec=run.spec))
-    ctx = EngineContext(seed=run.spec.seed, device=run.opt.device, workspace=str(run.workspace),
-                        models_dir=default_models_dir(str(run.workspace)), has_nir=prep.has_nir,
-                        extra={"stretch": run.stretch.to_dict(), "label_raster_path": run.spec.label_raster_path or "",
-                               "job_id": job_id})
-    for stage, plan in prep.plans.items():
-        with run.timer(f"load_{stage}"):
-            run.engines[stage] = plan.cls(dict(plan.raw_params), ctx)
+
+
+def _sweep(run: JobRun) -> None:
+    """Temp files a killed worker (or head) left behind; nothing of this job is being written now."""
+    n = remove_temp_files(run.dir)
+    if n:
+        log.info("job %s: removed %d temp file(s) left by an interrupted write", run.job_id, n)
 
 
 def _finish(run: JobRun, state: str, t_start: float) -> str:

@@ -3,30 +3,42 @@ condition mask (mask strategy) -> synthesise (never copying its source tile) -> 
 ground -> write, record. The fitted tile ids go to the journal (meta "synthesis_fit") for the report's
 realism metrics, which compare against tiles that were not fitted.
 
-A synthetic tile lies at its SOURCE tile's footprint. Tiles the journal already
-holds are skipped (resume); everything random derives from (job seed, tile id,
-stage), so a resumed job writes the same bytes.
+The fit is a barrier with shippable state: it runs once per job as one task on a worker, which writes
+what it returns (with the AOI's mask statistics) to `synthesis_state.pkl` in the job directory; the
+journal meta `synthesis_state` records its digest, so a resumed job reuses it and never fits again.
+The executor broadcasts it to the workers (a file they load once per process, or ray.put). A
+synthetic tile lies at its SOURCE tile's footprint. Tiles the journal already holds are skipped
+(resume); everything random derives from (job seed, tile id, stage), so a resumed or retried batch
+writes the same bytes.
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import logging
+from collections.abc import Sequence
 from functools import partial
 from typing import Any
 
 import numpy as np
 
 from groundsynth.artefacts.records import TileRecord, synthetic_tile_id
-from groundsynth.artefacts.tiles import read_image_tile, read_mask_tile, write_image_tile, write_mask_tile
+from groundsynth.artefacts.tiles import from_uint8, read_image_tile, read_mask_tile, write_image_tile, write_mask_tile
 from groundsynth.engines import mask_strategies
 from groundsynth.engines.base import TileInput
+from groundsynth.pipeline.context import FitTask, SourceTile, StateFile, SyntheticTask, TaskResult
 from groundsynth.pipeline.job_run import JobRun
 from groundsynth.pipeline.outputs import maybe_refresh_layers
+from groundsynth.pipeline.state_file import STATE_NAME, load_state, resolve, write_state
+from groundsynth.pipeline.tile_cache import TILES
+from groundsynth.pipeline.worker_job import WorkerJob
 from groundsynth.request.classes import NODATA
+from groundsynth.request.errors import GroundSynthError
 from groundsynth.request.seeds import derive_seed
-from groundsynth.tiling.grid import Cell
 
-RealTile = tuple[np.ndarray, np.ndarray, np.ndarray]      # image, valid, mask
+log = logging.getLogger("groundsynth.pipeline")
+META_KEY = "synthesis_state"
 
+
+# ---------------------------------------------------------------- head
 
 def run_synthetic(run: JobRun) -> bool:
     """Synthesise the variants not yet in the journal; False if cancelled."""
@@ -36,31 +48,25 @@ def run_synthetic(run: JobRun) -> bool:
     run.syn_total = len(real) * run.variants
     run.journal.set_totals(run.job_id, run.real_total, run.syn_total)
     done = run.journal.tile_ids(run.job_id, "synthetic")
-    pending = [(r, v) for r in real for v in range(1, run.variants + 1)
+    pending = [(SourceTile.of(r), v) for r in real for v in range(1, run.variants + 1)
                if synthetic_tile_id(r.row, r.col, v) not in done]
     if not pending:
         return True
-    n_done = run.syn_total - len(pending)
-    stats = _fit(run, real)
+    shared = synthesis_state(run, real)
     bs = max(1, run.opt.batch_size)
-    for i in range(0, len(pending), bs):
-        if run.cancelled():
-            return False
-        _synthetic_batch(run, pending[i:i + bs], stats)
-        n_done += len(pending[i:i + bs])
-        run.progress("synthesise", n_done, run.syn_total)
+    tasks = [SyntheticTask(tuple(pending[i:i + bs])) for i in range(0, len(pending), bs)]
+    n_done = [run.syn_total - len(pending)]
+
+    def commit(task: SyntheticTask, result: TaskResult) -> None:
+        run.record_all(result)
+        n_done[0] += len(task.items)
+        run.progress("synthesise", n_done[0], run.syn_total)
         for stage in ("caption", "ground"):
-            if stage in run.engines:
-                run.progress(stage, run.real_total + n_done, run.real_total + run.syn_total)
+            if stage in run.stages:
+                run.progress(stage, run.real_total + n_done[0], run.real_total + run.syn_total)
         maybe_refresh_layers(run)
-    return True
 
-
-def _read_real(run: JobRun, rec: TileRecord) -> RealTile:
-    with run.timer("read"):
-        image, valid = read_image_tile(run.dir / rec.artefacts["image"])
-        mask = read_mask_tile(run.dir / rec.artefacts["mask"])
-    return image, valid, mask
+    return run.execute(tasks, commit, shared)
 
 
 def fit_sample(real: Sequence[TileRecord], limit: int) -> tuple[list[TileRecord], str]:
@@ -79,83 +85,119 @@ def fit_sample(real: Sequence[TileRecord], limit: int) -> tuple[list[TileRecord]
     return ([train[int(i)] for i in np.linspace(0, n - 1, k).round().astype(int)] if n else []), warning
 
 
-def _fit(run: JobRun, real: Sequence[TileRecord]) -> Any:
-    """synthesiser.fit on the train-split real tiles (read back from their files), and the AOI mask stats of
-    the mask strategies from the same tiles (no test mask shapes the synthetic training masks either)."""
-    sample, warning = fit_sample(real, run.opt.fit_max_tiles)
+def synthesis_state(run: JobRun, real: Sequence[TileRecord]) -> Any:
+    """The job's synthesis state as the executor ships it: the stored one on resume, else fit it now."""
+    path = str(run.dir / STATE_NAME)
+    stored = run.journal.get_meta(run.job_id, META_KEY)
+    sf = None
+    if stored and stored.get("path") == STATE_NAME:
+        sf = StateFile(path, stored["sha256"])
+        try:
+            load_state(sf)
+        except GroundSynthError as exc:
+            log.warning("job %s: %s; fitting again", run.job_id, exc.message)
+            sf = None
+    if sf is None:
+        sample, warning = fit_sample(real, run.opt.fit_max_tiles)
+        run.journal.set_meta(run.job_id, "synthesis_fit", {"tiles": [r.tile_id for r in sample], "warning": warning})
+        result = run.execute_one(FitTask(tuple(SourceTile.of(r) for r in sample), path))
+        sf = result.value
+        run.journal.set_meta(run.job_id, META_KEY, {"path": STATE_NAME, "sha256": sf.sha256,
+                                                    "engine": run.prep.plans["synthesise"].cls.name,
+                                                    "fit_tiles": len(sample)})
+    return run.executor.share(sf, partial(load_state, sf))
+
+
+# ---------------------------------------------------------------- worker
+
+def real_tile(w: WorkerJob, t: SourceTile, with_image: bool) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
+    """(image float32 or None, valid, mask) of a finished real tile: from this worker's memory when it made
+    the tile, else read from its files (the same values)."""
+    cached = TILES.get(w.job_id, t.tile_id)
+    if cached is not None:
+        data, mask = cached
+        if with_image:
+            image, valid = from_uint8(data)
+            return image, valid, mask
+        return None, data.any(axis=0), mask
+    with w.timer("read"):
+        image, valid = read_image_tile(f"{w.ctx.job_dir}/{t.image}")
+        mask = read_mask_tile(f"{w.ctx.job_dir}/{t.mask}")
+    return image, valid, mask
+
+
+def compute_fit(w: WorkerJob, task: FitTask) -> StateFile:
     images, masks, valids = [], [], []
-    for rec in sample:
-        image, valid, mask = _read_real(run, rec)
+    for t in task.sample:
+        image, valid, mask = real_tile(w, t, with_image=True)
         images.append(image)
         valids.append(valid)
         masks.append(mask)
-    ids = [r.tile_id for r in sample]
-    run.journal.set_meta(run.job_id, "synthesis_fit", {"tiles": ids, "warning": warning})
-    synthesiser = run.engines["synthesise"]
-    run.synthesis_state = run.engine_call("synthesise", ["fit"],
-                                          lambda: synthesiser.fit(images, masks, valids, ids))  # type: ignore[attr-defined]
-    with run.timer("mask_strategy"):
-        return mask_strategies.AoiStats.from_masks(masks)
+    synthesiser = w.engines["synthesise"]
+    ids = [t.tile_id for t in task.sample]
+    state = w.engine_call("synthesise", ["fit"],
+                          lambda: synthesiser.fit(images, masks, valids, ids))  # type: ignore[attr-defined]
+    with w.timer("mask_strategy"):
+        stats = mask_strategies.AoiStats.from_masks(masks)
+    with w.timer("write"):
+        return write_state(task.state_path, {"state": state, "stats": stats})
 
 
-def _condition(run: JobRun, real_mask: np.ndarray, stats: Any, syn_id: str) -> np.ndarray:
-    with run.timer("mask_strategy"):
-        cond = mask_strategies.condition_mask(run.spec.synthesis.mask_strategy, real_mask,
-                                              dict(run.spec.synthesis.boost_targets), stats,
-                                              derive_seed(run.spec.seed, syn_id, "mask"))
+def _condition(w: WorkerJob, real_mask: np.ndarray, stats: Any, syn_id: str) -> np.ndarray:
+    with w.timer("mask_strategy"):
+        cond = mask_strategies.condition_mask(w.ctx.mask_strategy, real_mask, dict(w.ctx.boost_targets), stats,
+                                              derive_seed(w.ctx.seed, syn_id, "mask"))
     cond = np.asarray(cond, dtype=np.uint8).copy()
     cond[real_mask == NODATA] = NODATA
     return cond
 
 
-def _synthesise(run: JobRun, items: Sequence[tuple[TileRecord, int]], ids: Sequence[str], stats: Any
+def _synthesise(w: WorkerJob, task: SyntheticTask, ids: Sequence[str], payload: dict[str, Any]
                 ) -> tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray], list[np.ndarray]]:
     """(images, valids, conds, masks) of a batch: condition, synthesise, re-segment."""
     conds, valids = [], []
-    cache: dict[str, RealTile] = {}
-    for (rec, _v), sid in zip(items, ids, strict=True):
-        if rec.tile_id not in cache:
-            cache[rec.tile_id] = _read_real(run, rec)
-        _, valid, mask = cache[rec.tile_id]
-        cond = _condition(run, mask, stats, sid)
+    for (src, _v), sid in zip(task.items, ids, strict=True):
+        _, valid, mask = real_tile(w, src, with_image=False)
+        cond = _condition(w, mask, payload["stats"], sid)
         conds.append(cond)
         valids.append(valid & (cond != NODATA))
-    seeds = [derive_seed(run.spec.seed, sid, "synthesise") for sid in ids]
-    synthesiser, segmenter = run.engines["synthesise"], run.engines["segment"]
-    state = run.synthesis_state
-    sources = [rec.tile_id for rec, _v in items]
-    raw = run.engine_call("synthesise", ids,
-                          lambda: synthesiser.synthesise(conds, seeds, state, sources))  # type: ignore[attr-defined]
+    seeds = [derive_seed(w.ctx.seed, sid, "synthesise") for sid in ids]
+    synthesiser, segmenter = w.engines["synthesise"], w.engines["segment"]
+    state = payload["state"]
+    sources = [src.tile_id for src, _v in task.items]
+    raw = w.engine_call("synthesise", ids,
+                        lambda: synthesiser.synthesise(conds, seeds, state, sources))  # type: ignore[attr-defined]
     images = [np.asarray(im, dtype=np.float32).copy() for im in raw]
     for im, valid in zip(images, valids, strict=True):
         im[:, ~valid] = 0
     tiles = [TileInput(sid, im, valid, None, "synthetic") for sid, im, valid in zip(ids, images, valids, strict=True)]
-    out = run.engine_call("segment", ids, lambda: segmenter.segment(tiles))  # type: ignore[attr-defined]
+    out = w.engine_call("segment", ids, lambda: segmenter.segment(tiles))  # type: ignore[attr-defined]
     masks = [np.asarray(m, dtype=np.uint8).copy() for m in out]
     for m, valid in zip(masks, valids, strict=True):
         m[~valid] = NODATA
     return images, valids, conds, masks
 
 
-def _synthetic_batch(run: JobRun, items: Sequence[tuple[TileRecord, int]], stats: Any) -> None:
-    ids = [synthetic_tile_id(r.row, r.col, v) for r, v in items]
-    images, valids, conds, masks = _synthesise(run, items, ids, stats)
-    captions, metrics = run.caption_and_ground("synthetic", ids, images, valids, masks, conds)
-    crs = run.prep.crs_wkt
+def compute_synthetic(w: WorkerJob, task: SyntheticTask, shared: Any) -> list[TileRecord]:
+    ids = [synthetic_tile_id(t.cell.row, t.cell.col, v) for t, v in task.items]
+    images, valids, conds, masks = _synthesise(w, task, ids, resolve(shared))
+    captions, metrics = w.caption_and_ground("synthetic", ids, images, valids, masks, conds,
+                                             mask_sources=[w.segment_key] * len(ids))
+    crs = w.ctx.crs_wkt
     recs: list[TileRecord] = []
-    writes: list[Callable[[], None]] = []
-    for k, ((rec, v), sid) in enumerate(zip(items, ids, strict=True)):
-        cell = Cell(rec.row, rec.col, rec.col_off, rec.row_off, rec.width, rec.height)
-        out_rec = run.tile_record(sid, "synthetic", cell, v, rec.tile_id)
-        t = cell.transform(run.prep.transform)
-        name = f"{rec.tile_id}.tif"
+    writes = []
+    for k, ((src, v), sid) in enumerate(zip(task.items, ids, strict=True)):
+        cell = src.cell
+        out_rec = w.tile_record(sid, "synthetic", cell, src.split, v, src.tile_id)
+        t = cell.transform(w.transform)
+        name = f"{src.tile_id}.tif"
         out_rec.artefacts = {"image": f"synthetic/image_v{v}/{name}", "mask": f"synthetic/mask_v{v}/{name}",
                              "cond_mask": f"synthetic/cond_mask_v{v}/{name}"}
-        writes += [partial(write_image_tile, run.dir / out_rec.artefacts["image"], images[k], valids[k], t, crs),
-                   partial(write_mask_tile, run.dir / out_rec.artefacts["mask"], masks[k], t, crs),
-                   partial(write_mask_tile, run.dir / out_rec.artefacts["cond_mask"], conds[k], t, crs)]
-        run.fill(out_rec, masks[k], captions[k], metrics[k], valids[k])
+        writes += [(out_rec.artefacts["image"], partial(write_image_tile, image=images[k], valid=valids[k],
+                                                        transform=t, crs=crs)),
+                   (out_rec.artefacts["mask"], partial(write_mask_tile, mask=masks[k], transform=t, crs=crs)),
+                   (out_rec.artefacts["cond_mask"], partial(write_mask_tile, mask=conds[k], transform=t, crs=crs))]
+        w.fill(out_rec, masks[k], captions[k], metrics[k], valids[k])
         recs.append(out_rec)
-    run.write_all(writes)
-    for out_rec in recs:
-        run.record(out_rec)
+    w.write_all(writes)
+    return recs

@@ -20,6 +20,7 @@ from groundsynth.request.errors import InvalidArgument
 STAGES: tuple[str, ...] = ("segment", "synthesise", "caption", "ground")   # in pipeline order
 MASK_STRATEGIES = ("real", "boost", "layout")
 MIN_TILE, MAX_TILE, DEFAULT_TILE = 32, 2048, 256
+EXECUTOR_NAMES = ("inline", "process", "ray")   # groundsynth.pipeline.executors; "" = the backend's default
 
 
 @dataclass
@@ -76,6 +77,7 @@ class JobSpec:
     label_raster_path: str | None = None
     name: str = ""
     split: SplitOptions = field(default_factory=SplitOptions)
+    executor: str = ""         # where the tile work runs: inline, process or ray; "" = the backend's default
 
     # ---------------------------------------------------------------- helpers
     def stage(self, name: str) -> StageConfig | None:
@@ -149,6 +151,10 @@ class JobSpec:
         syn.boost_targets = targets
         s.synthesis = syn
         s.split = _normalised_split(s.split)
+        s.executor = (s.executor or "").strip()
+        if s.executor and s.executor not in EXECUTOR_NAMES:
+            raise InvalidArgument(f"expected one of {', '.join(EXECUTOR_NAMES)} (or empty: the backend's default), "
+                                  f"got {s.executor!r}", "executor")
         return s
 
     # ---------------------------------------------------------------- JSON

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from groundsynth.request.errors import FailedPrecondition, InvalidArgument
+from groundsynth.request.spec import EXECUTOR_NAMES
 
 MiB = 1024 * 1024
 GiB = 1024 * MiB
@@ -43,7 +44,7 @@ class ServerConfig:
     tls_cert: Path | None = None           # PEM certificate chain; with tls_key enables TLS
     tls_key: Path | None = None            # PEM private key
     max_tiles_per_job: int = 5000          # real tiles; larger jobs are RESOURCE_EXHAUSTED
-    max_concurrent_jobs: int = 2           # jobs running at once (worker threads)
+    max_concurrent_jobs: int = 2           # jobs running at once (their heads; tile work runs on the executor)
     max_queued_jobs: int = 16              # jobs waiting beyond the running ones; more is RESOURCE_EXHAUSTED
     max_message_bytes: int = 64 * MiB      # gRPC send/receive limit, server and client
     max_upload_bytes: int = 2 * GiB        # one UploadRaster
@@ -52,6 +53,10 @@ class ServerConfig:
     device: str = "auto"                   # device for neural engines: "auto", "cpu", "cuda", "cuda:1"...
     batch_size: int = 8                    # tiles per engine call
     shutdown_grace_s: float = 10.0         # on SIGTERM: how long running jobs get to stop cleanly
+    executor: str = "process"              # where jobs' tile work runs: inline, process or ray (a job's
+                                           # JobSpec.executor wins); docs/scale-out.md
+    executor_workers: int = 0              # worker processes / Ray actors shared by all jobs; 0 = one per core
+    ray_address: str = ""                  # Ray cluster HOST:PORT for executor ray; "" = a local one
 
     # ---------------------------------------------------------------- derived
     @property
@@ -119,6 +124,11 @@ class ServerConfig:
                      "workers", "batch_size"):
             if getattr(self, name) < 1:
                 raise InvalidArgument(f"expected a positive integer, got {getattr(self, name)}", name)
+        if self.executor not in EXECUTOR_NAMES:
+            raise InvalidArgument(f"expected one of {', '.join(EXECUTOR_NAMES)}, got {self.executor!r}", "executor")
+        if self.executor_workers < 0:
+            raise InvalidArgument(f"expected 0 (one per core) or a positive integer, got {self.executor_workers}",
+                                  "executor_workers")
         if self.max_queued_jobs < 0:
             raise InvalidArgument(f"expected an integer >= 0, got {self.max_queued_jobs}", "max_queued_jobs")
         if self.max_message_bytes < 2 * MiB:
@@ -148,7 +158,7 @@ class ServerConfig:
 
 _FIELDS = {f.name: f for f in dataclasses.fields(ServerConfig)}
 _INT_FIELDS = {"max_tiles_per_job", "max_concurrent_jobs", "max_queued_jobs", "max_message_bytes",
-               "max_upload_bytes", "workers", "batch_size"}
+               "max_upload_bytes", "workers", "batch_size", "executor_workers"}
 
 
 def _coerce(key: str, value: Any, base_dir: Path | None) -> Any:
@@ -179,9 +189,13 @@ def _coerce(key: str, value: Any, base_dir: Path | None) -> Any:
                 not all(isinstance(v, str) and v for v in value):
             raise InvalidArgument(f"expected a list of module names, got {value!r}", key)
         return list(value)
-    if key in ("address", "device"):
+    if key in ("address", "device", "executor"):
         if not isinstance(value, str) or not value:
             raise InvalidArgument(f"expected text, got {value!r}", key)
+        return value
+    if key == "ray_address":
+        if not isinstance(value, str):
+            raise InvalidArgument(f"expected HOST:PORT text, got {value!r}", key)
         return value
     return value
 

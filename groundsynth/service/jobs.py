@@ -5,8 +5,10 @@
   the tile and queue limits), so bad input fails the Submit call itself with
   the right status code. It then records the job in the journal (QUEUED),
   emits the `accepted` event and queues the job.
-- `max_concurrent_jobs` worker threads run queued jobs with
-  `pipeline.run_job`. Every event the pipeline emits is numbered and stored by
+- `max_concurrent_jobs` threads run queued jobs with `pipeline.run_job`: each is a job's head (it
+  hands out batches, records them, emits events), the tile work itself runs on the configured
+  executor (`executor`: a pool of worker processes by default, or Ray), shared by all running jobs;
+  a job's `JobSpec.executor` picks another one. Every event the pipeline emits is numbered and stored by
   the EventLog; `layer` and `report` events are also kept in the journal's job
   meta, so GetJob can list them after a restart.
 - A job error (GroundSynthError) becomes a `failed` event with its status code
@@ -196,7 +198,8 @@ class JobManager:
         from groundsynth.pipeline.prepare import RunOptions
 
         return RunOptions(max_tiles=self.config.max_tiles_per_job, batch_size=self.config.batch_size,
-                          device=self.config.device)
+                          device=self.config.device, executor=self.config.executor,
+                          workers=self.config.executor_workers, ray_address=self.config.ray_address)
 
     def _check_capacity(self) -> None:
         limit = self.config.max_concurrent_jobs + self.config.max_queued_jobs

@@ -243,6 +243,7 @@ def _check_raster(path: Path, field: str) -> None:
 def capabilities(config: ServerConfig) -> Any:
     from groundsynth.engines import default_engine, engines
     from groundsynth.models.weights import default_models_dir
+    from groundsynth.pipeline.executors import available_executors
     from groundsynth.request.classes import CLASS_NAMES, hex_color
     from groundsynth.request.spec import MASK_STRATEGIES, STAGES
 
@@ -252,7 +253,9 @@ def capabilities(config: ServerConfig) -> Any:
         api_version=API_VERSION, server_version=__version__, mask_strategies=list(MASK_STRATEGIES),
         classes=[pb.ClassInfo(index=i, name=n, color=hex_color(i)) for i, n in enumerate(CLASS_NAMES)],
         limits=pb.Limits(max_tiles_per_job=config.max_tiles_per_job, max_concurrent_jobs=config.max_concurrent_jobs,
-                         max_message_bytes=config.max_message_bytes, max_upload_bytes=config.max_upload_bytes))
+                         max_message_bytes=config.max_message_bytes, max_upload_bytes=config.max_upload_bytes,
+                         default_executor=config.executor),
+        executors=available_executors())
     for stage in STAGES:
         found = engines(stage)
         default = default_engine(stage) if found else None

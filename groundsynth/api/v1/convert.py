@@ -51,6 +51,7 @@ def spec_from_proto(m: Any) -> JobSpec:
         label_raster_path=m.label_raster_path or None,
         name=m.name,
         split=SplitOptions(m.split.train, m.split.val, m.split.test, m.split.block_tiles),
+        executor=m.executor,
     )
 
 
@@ -65,6 +66,7 @@ def spec_to_proto(spec: JobSpec) -> Any:
         stages=[pb.StageConfig(stage=s.stage, engine=s.engine, params=s.params) for s in spec.stages],
         split=pb.SplitOptions(train=spec.split.train, val=spec.split.val, test=spec.split.test,
                               block_tiles=spec.split.block_tiles),
+        executor=spec.executor or "",
     )
     if spec.raster_path:
         m.raster_path = spec.raster_path

@@ -25,6 +25,11 @@ segmenter (`reference_segmenter`, default "spectral"), and:
 
 A tile with no valid pixel gets only {"valid_share": 0.0}.
 
+Work done once: when an item's `mask_source` (groundsynth.engines.base.GroundInput) is the
+engine_key of the reference segmenter with its default parameters, i.e. the pipeline's segmenter
+is that same engine with the same parameters and made `mask` from this very image, `mask` is used
+as the re-segmentation instead of segmenting the image again (the result is identical).
+
 `summarise_records` (also `CompositionGrounder.summarise`) computes the set
 metrics: caption redundancy (all / real / synthetic; None for a group without
 captions), the real-vs-synthetic
@@ -39,7 +44,7 @@ from typing import Any
 import numpy as np
 
 from groundsynth.engines import register
-from groundsynth.engines.base import EngineContext, Grounder, GroundInput, Param, TileInput
+from groundsynth.engines.base import EngineContext, Grounder, GroundInput, Param, TileInput, engine_key
 from groundsynth.metrics import segmentation
 from groundsynth.metrics import sets as metrics
 from groundsynth.metrics.claims import enrichment, parse_claims, region_mask
@@ -142,9 +147,15 @@ class CompositionGrounder(Grounder):
             self._check(it, i)
         if not items:
             return []
-        tiles = [TileInput(it.tile_id, np.asarray(it.image, dtype=np.float32), np.asarray(it.valid, dtype=bool),
-                           kind=it.kind) for it in items]
-        resegs = self.reference().segment(tiles)
+        ref = self.reference()
+        key = engine_key(type(ref), ref.p)
+        resegs: list[np.ndarray | None] = [np.asarray(it.mask) if it.mask_source == key else None for it in items]
+        todo = [i for i, r in enumerate(resegs) if r is None]
+        if todo:
+            tiles = [TileInput(items[i].tile_id, np.asarray(items[i].image, dtype=np.float32),
+                               np.asarray(items[i].valid, dtype=bool), kind=items[i].kind) for i in todo]
+            for i, r in zip(todo, ref.segment(tiles), strict=True):
+                resegs[i] = r
         return [self._ground_one(it, np.asarray(r)) for it, r in zip(items, resegs, strict=True)]
 
     def _check(self, it: GroundInput, i: int) -> None:

@@ -209,6 +209,8 @@ def _hf_preprocess(path: Path, model):
 @register
 class ClipGrounder(Grounder):
     name = "clip"
+    num_gpus = 0.25             # Ray actor share of a GPU when run on one: a CLIP ViT-B fits four to a GPU
+    memory_mb = 1536
     description = ("CLIPScore (100 * max(cos, 0)) of each caption against its tile with a local CLIP "
                    "(OpenAI .pt, open_clip checkpoint or Hugging Face directory), plus real-vs-synthetic "
                    "separability (silhouette of image embeddings).")

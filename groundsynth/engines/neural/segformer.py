@@ -26,6 +26,8 @@ from groundsynth.request.errors import FailedPrecondition
 @register
 class SegformerSegmenter(WeightsEngine, Segmenter):
     name = "segformer"
+    num_gpus = 0.25             # Ray actor share of a GPU when run on one: a SegFormer-b0..b2 fits four to a GPU
+    memory_mb = 1024
     description = ("SegFormer (transformers) from local weights; 7 classes, RGB-NIR or RGB input. "
                    "Train one with `groundsynth train segmenter`.")
     params = (

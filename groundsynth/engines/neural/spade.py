@@ -52,6 +52,8 @@ def load_spade(path: Path, device: str, dtype_name: str):
 @register
 class SpadeSynthesiser(WeightsEngine, Synthesiser):
     name = "spade"
+    num_gpus = 0.25             # Ray actor share of a GPU when run on one: a SPADE generator fits four to a GPU
+    memory_mb = 1536
     description = ("SPADE conditional generator (the original work's design) with a noise input so variants "
                    "differ; 4-band or 3-band output. Train one with `groundsynth train generator`.")
     params = (

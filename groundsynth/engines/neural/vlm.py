@@ -182,6 +182,8 @@ def load_vlm(path: Path, mode: str, device: str, dtype_name: str) -> LoadedModel
 @register
 class VlmCaptioner(WeightsEngine, Captioner):
     name = "vlm"
+    num_gpus = 1.0             # Ray actor share of a GPU when run on one: a VLM takes a whole GPU
+    memory_mb = 16384
     description = ("Captions from a local vision-language model (vision/hybrid) or text LLM (text), "
                    "the original work's three prompt modes; greedy, batched, percentages forbidden by default.")
     params = (

@@ -1,0 +1,108 @@
+"""The worker's entry point: `run_task(ctx, task, shared)` computes one task of a job and returns its result.
+
+Every executor calls it: the inline executor in the head's own thread, the process executor in its
+pool processes, the Ray executor in its actors. It builds the job's engines on first use (once per job
+and process; weights once per process, groundsynth.models.cache), caps GDAL's block cache while it
+runs, and never raises: an exception comes back as `TaskResult.failure`, so that the head can tell
+a failed batch (the job fails, naming engine and tiles) from a lost worker (the batch is retried).
+
+`init_worker` prepares a pool process (ignore Ctrl-C, which the head handles; leave when the head is
+gone, after the task in progress).
+"""
+from __future__ import annotations
+
+import logging
+import os
+import pickle
+import signal
+import threading
+import time
+
+from groundsynth.pipeline.context import (
+    FitTask,
+    JobContext,
+    RealTask,
+    StageTimer,
+    SummaryTask,
+    SyntheticTask,
+    Task,
+    TaskFailure,
+    TaskResult,
+)
+from groundsynth.pipeline.tile_cache import TILES
+
+log = logging.getLogger("groundsynth.worker")
+_busy = threading.Event()
+
+
+def run_task(ctx: JobContext, task: Task, shared: object = None) -> TaskResult:
+    import rasterio
+
+    from groundsynth.pipeline.real_tiles import compute_real
+    from groundsynth.pipeline.synthetic_tiles import compute_fit, compute_synthetic
+    from groundsynth.pipeline.worker_job import worker_job
+
+    timer = StageTimer()
+    result = TaskResult()
+    _busy.set()
+    try:
+        TILES.resize(max(TILES.max_bytes, ctx.tile_cache_bytes))
+        with rasterio.Env(GDAL_CACHEMAX=ctx.gdal_cache_bytes):
+            w = worker_job(ctx, timer)
+            if isinstance(task, RealTask):
+                result.records = compute_real(w, task)
+            elif isinstance(task, SyntheticTask):
+                result.records = compute_synthetic(w, task, shared)
+            elif isinstance(task, FitTask):
+                result.value = compute_fit(w, task)
+            elif isinstance(task, SummaryTask):
+                grounder = w.engines["ground"]
+                result.value = w.engine_call("ground", ["summary"],
+                                             lambda: grounder.summarise(list(task.records)))  # type: ignore[attr-defined]
+            else:
+                raise TypeError(f"unknown task {type(task).__name__}")
+    except Exception as exc:  # noqa: BLE001 - carried back to the head, which raises it
+        result = TaskResult(failure=_portable(exc))
+    finally:
+        _busy.clear()
+    result.timings = dict(timer.seconds)
+    return result
+
+
+def _portable(exc: BaseException) -> TaskFailure:
+    failure = TaskFailure.of(exc)
+    try:
+        pickle.dumps(failure)
+    except Exception:  # noqa: BLE001 - an exception that does not pickle: keep its text
+        failure = TaskFailure.of(RuntimeError(f"{type(exc).__name__}: {exc}"))
+    return failure
+
+
+def init_worker(head_pid: int, threads: int = 1) -> None:
+    """Initializer of a pool process: Ctrl-C is the head's business; limit math threads to this worker's
+    share of the cores; exit once the head process is gone (after the task in progress)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(var, str(max(1, threads)))
+    parent = os.getppid()
+
+    def watch() -> None:
+        while True:
+            time.sleep(0.5)
+            if os.getppid() != parent or not _alive(head_pid):
+                deadline = time.monotonic() + 60
+                while _busy.is_set() and time.monotonic() < deadline:
+                    time.sleep(0.05)
+                os._exit(0)
+
+    threading.Thread(target=watch, name="head-watch", daemon=True).start()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
