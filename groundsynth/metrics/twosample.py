@@ -12,7 +12,8 @@ Features (`FEATURES`, 24 per patch, from the uint8 values / 255):
 Classifier: linear discriminant (features standardised on the training folds, pooled
 covariance shrunk towards the identity by `SHRINK`, equal priors). Cross-validated
 `FOLDS`-fold, grouped by tile (every patch of a tile, and of a source tile's variants, lies in
-one fold), repeated `REPEATS` times with different fold assignments. The score is the
+one fold; a group name found in both sets is one group, so a tile present in both is never on
+both sides of a split), repeated `REPEATS` times with different fold assignments. The score is the
 balanced accuracy (mean of the two recalls), so 0.5 = indistinguishable whatever the sizes.
 """
 from __future__ import annotations
@@ -53,7 +54,7 @@ def patch_features(p: np.ndarray) -> np.ndarray:
     lap = 4 * b[:, 1:-1, 1:-1] - b[:, :-2, 1:-1] - b[:, 2:, 1:-1] - b[:, 1:-1, :-2] - b[:, 1:-1, 2:]
     from numpy.lib.stride_tricks import sliding_window_view
 
-    win = sliding_window_view(b, (3, 3), axis=(1, 2))
+    win = sliding_window_view(b, (3, 3), axis=(1, 2))  # type: ignore[call-overload]
     local = win.std(axis=(-2, -1)).mean(axis=(1, 2))
     has_nir = p.shape[1] == 4
     num = x[:, 3] - x[:, 0] if has_nir else x[:, 1] - x[:, 0]
@@ -128,5 +129,6 @@ def two_sample_accuracy(pa: np.ndarray, ma: np.ndarray, ga: Sequence[str], pb: n
         return None
     x = np.concatenate([patch_features(pa[ka]), patch_features(pb[kb])])
     y = np.r_[np.zeros(int(ka.sum()), int), np.ones(int(kb.sum()), int)]
-    groups = [f"a:{g}" for g, k in zip(ga, ka, strict=True) if k] + [f"b:{g}" for g, k in zip(gb, kb, strict=True) if k]
+    # one group name = one fold on both sides: a tile in both sets (a copy) is never trained on while tested
+    groups = [g for g, k in zip(ga, ka, strict=True) if k] + [g for g, k in zip(gb, kb, strict=True) if k]
     return grouped_cv_accuracy(x, y, groups, seed)

@@ -119,9 +119,9 @@ def _copies_and_diversity(job_dir: Path, synth: Sequence[TileRecord], S: TileSet
         variants[src].append(i)
         if per_tile is not None:
             per_tile.setdefault(r.tile_id, {}).update(copied_from_source=a, copied_from_held_out=b)
-    pairs = [copies.variant_distance([S.images[i] for i in idx], np.logical_and.reduce([S.valid(i) for i in idx]))
+    dists = [copies.variant_distance([S.images[i] for i in idx], np.logical_and.reduce([S.valid(i) for i in idx]))
              for idx in variants.values() if len(idx) > 1]
-    pairs = [p for p in pairs if p is not None]
+    pairs = [p for p in dists if p is not None]
     return {"copied_from_source": {"mean": float(np.mean(from_src)), "max": float(np.max(from_src))},
             "copied_from_held_out": {"mean": float(np.mean(from_held)), "max": float(np.max(from_held))},
             "variant_distance": float(np.mean(pairs)) if pairs else None,

@@ -170,16 +170,16 @@ def draw(lv: Level, tg: Target, rng: np.random.Generator, exclude: int) -> np.nd
     for key in keys:
         k, m = int(key) // 256, int(key) % 256
         where = np.flatnonzero((tg.label == k) & (tg.mode == m))
-        pool = _usable(lv.by_mode.get((k, m)), lv.hw, exclude)
+        pool = usable_sources(lv.by_mode.get((k, m)), lv.hw, exclude)
         if pool is None:
-            pool = _usable(lv.by_class.get(k), lv.hw, exclude)
+            pool = usable_sources(lv.by_class.get(k), lv.hw, exclude)
         if pool is None:
             raise KeyError(k)
         out[where] = pool[rng.integers(0, pool.size, where.size)]
     return out
 
 
-def _usable(idx: np.ndarray | None, hw: int, exclude: int) -> np.ndarray | None:
+def usable_sources(idx: np.ndarray | None, hw: int, exclude: int) -> np.ndarray | None:
     if idx is None or idx.size == 0:
         return None
     if exclude >= 0:
@@ -187,8 +187,11 @@ def _usable(idx: np.ndarray | None, hw: int, exclude: int) -> np.ndarray | None:
     return idx if idx.size else None
 
 
-def vote(lv: Level, tg: Target, nnf: np.ndarray, best: np.ndarray, radius: int, sharp: bool = False) -> np.ndarray:
-    """(C, H, W): every pixel = weighted mean of the source pixels that the patches covering it copy.
+def vote(lv: Level, tg: Target, nnf: np.ndarray, best: np.ndarray, radius: int, sharp: bool = False,
+         other: float = 1e-3) -> np.ndarray:
+    """(C, H, W): every pixel = weighted mean of the source pixels that the patches covering it copy; a source
+    pixel of another class than the target pixel weighs `other` times as much (1 = plain vote; small: they
+    count only where no own-class source covers the pixel, so no colour bleeds over a class edge).
     `sharp`: every pixel takes the source pixel of the covering patch that matched best (real values, no
     blur), except across seams (where neighbouring pixels come from different source places), which are
     feathered with the weighted mean over about a pixel, as a real image has no 1-px steps."""
@@ -203,11 +206,12 @@ def vote(lv: Level, tg: Target, nnf: np.ndarray, best: np.ndarray, radius: int, 
     weight = np.where(finite, np.exp(-expo), 0.0).astype(np.float32).reshape(H, W)
     grid = nnf.reshape(H, W)
     cgrid = best.reshape(H, W)
+    labels = tg.label.reshape(H, W)
     acc = np.zeros((C, H, W), np.float32)
     wsum = np.zeros((H, W), np.float32)
     pick = np.zeros((C, H, W), np.float32)
     src = np.zeros((H, W), np.int64)
-    low = np.full((H, W), np.inf, np.float32)
+    low = np.full((H, W), 2 * INF, np.float32)      # above INF: a pixel no same-class source covers still takes one
     for oy, ox in sorted(((a, b) for a in range(-radius, radius + 1) for b in range(-radius, radius + 1)),
                          key=lambda o: abs(o[0]) + abs(o[1])):
         # pixel x takes, from the patch centred at p = x - o, the source pixel q(p) + o
@@ -216,11 +220,12 @@ def vote(lv: Level, tg: Target, nnf: np.ndarray, best: np.ndarray, radius: int, 
         ps = (slice(max(-oy, 0), H - max(oy, 0)), slice(max(-ox, 0), W - max(ox, 0)))
         q = grid[ps] + oy * lv.w + ox
         val = np.take(lv.pix, q, axis=1).astype(np.float32)
-        w = weight[ps]
+        same = np.take(lv.label, q) == labels[ys, xs]
+        w = weight[ps] * np.where(same, np.float32(1), np.float32(other))
         acc[:, ys, xs] += w[None] * val
         wsum[ys, xs] += w
         if sharp:
-            better = cgrid[ps] < low[ys, xs]
+            better = (np.where(same, cgrid[ps], INF) if other < 1 else cgrid[ps]) < low[ys, xs]
             low[ys, xs] = np.where(better, cgrid[ps], low[ys, xs])
             pick[:, ys, xs] = np.where(better[None], val, pick[:, ys, xs])
             src[ys, xs] = np.where(better, q, src[ys, xs])

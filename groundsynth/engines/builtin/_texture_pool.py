@@ -93,7 +93,7 @@ def down_labels(lab: np.ndarray) -> np.ndarray:
 
 
 def pyramid(img: np.ndarray, lab: np.ndarray, mode: np.ndarray, n: int) -> list[tuple[np.ndarray, ...]]:
-    out = [(img, lab, mode)]
+    out: list[tuple[np.ndarray, ...]] = [(img, lab, mode)]
     for _ in range(n - 1):
         img, lab, mode = down_image(img), down_labels(lab), mode[::2, ::2]
         out.append((img, lab, mode))
@@ -108,7 +108,7 @@ def patch_matrix(img: np.ndarray, r: int) -> np.ndarray:
 
     C, H, W = img.shape
     pad = np.pad(img, ((0, 0), (r, r), (r, r)), mode="edge")
-    win = sliding_window_view(pad, (2 * r + 1, 2 * r + 1), axis=(1, 2))      # (C, H, W, p, p)
+    win = sliding_window_view(pad, (2 * r + 1, 2 * r + 1), axis=(1, 2))  # type: ignore[call-overload]  # (C, H, W, p, p)
     return np.ascontiguousarray(win.transpose(1, 2, 0, 3, 4)).reshape(H * W, -1)
 
 
@@ -142,8 +142,9 @@ def guide(lab: np.ndarray, weight: float) -> np.ndarray:
 def fit_basis(samples: np.ndarray, classes: np.ndarray) -> LevelBasis:
     """PCA of patch vectors; each axis scaled so that the mean within-class variance over axes is 1."""
     mean = samples.mean(axis=0)
-    _, _, vt = np.linalg.svd(samples - mean, full_matrices=False)
-    basis = vt[:PCA_DIMS].T
+    x = (samples - mean).astype(np.float64)
+    evals, evecs = np.linalg.eigh(x.T @ x)          # the covariance's eigenvectors: PCA without an n x D SVD
+    basis = evecs[:, np.argsort(evals)[::-1][:PCA_DIMS]]
     proj = (samples - mean) @ basis
     within = [proj[classes == k].var(axis=0).sum() for k in np.unique(classes) if (classes == k).sum() > 10]
     scale = np.sqrt(max(float(np.mean(within)) if within else 1.0, 1e-8))
@@ -182,8 +183,8 @@ def mode_maps(imgs: np.ndarray, labs: np.ndarray, max_modes: int, rng: np.random
     modes = np.zeros(labs.shape, np.uint8)
     shares: dict[int, np.ndarray] = {}
     for k in range(NUM_CLASSES):
-        cols = [local_class_colour(imgs[t], labs[t], k) if (labs[t] == k).any() else None for t in range(T)]
-        pix = [cols[t][:, labs[t] == k].T for t in range(T) if cols[t] is not None]
+        cols = {t: local_class_colour(imgs[t], labs[t], k) for t in range(T) if (labs[t] == k).any()}
+        pix = [c[:, labs[t] == k].T for t, c in cols.items()]
         if not pix:
             continue
         allpix = np.concatenate(pix)
@@ -191,11 +192,9 @@ def mode_maps(imgs: np.ndarray, labs: np.ndarray, max_modes: int, rng: np.random
         sample = allpix[rng.choice(len(allpix), min(len(allpix), 8000), replace=False)]
         centres = kmeans(sample, m, rng) if m > 1 else sample.mean(0, keepdims=True)
         counts = np.zeros(len(centres))
-        for t in range(T):
-            if cols[t] is None:
-                continue
+        for t, c in cols.items():
             sel = labs[t] == k
-            lab = ((cols[t][:, sel].T[:, None] - centres[None]) ** 2).sum(-1).argmin(1)
+            lab = ((c[:, sel].T[:, None] - centres[None]) ** 2).sum(-1).argmin(1)
             modes[t][sel] = lab
             counts += np.bincount(lab, minlength=len(centres))
         shares[k] = counts / counts.sum()

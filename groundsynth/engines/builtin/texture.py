@@ -61,6 +61,9 @@ class Texture(Synthesiser):
               "match does not continue the pixel's (larger = bigger real pieces, fewer seams)", 0.0, 100.0),
         Param("occurrence", "float", 1.0, "cost of copying a source block more than once (spreads the copies "
               "over the pool: no repeated motifs)", 0.0, 100.0),
+        Param("other_class_vote", "float", 0.001, "weight, in the vote, of a copied pixel whose source class is not "
+              "the target pixel's (1 = plain texture-optimisation vote; small = no colour bleeds over class edges)",
+              0.0, 1.0),
         Param("sharp", "bool", True, "the last vote takes each pixel from the best-matching patch covering it "
               "(real pixel values) instead of the weighted mean of all (smoother)"),
         Param("exemplar_raster", "path", "", "optional raster (same bands and radiometry as the job's) whose "
@@ -173,16 +176,18 @@ class Texture(Synthesiser):
             lv = lvs[li]
             search.usage = None                 # per level (its blocks)
             _, lab, mode = pyr[li]
+            lab = _level_labels(lab, lv, st, exclude)
             tg = pm.Target(lab.shape[0], lab.shape[1], lab.ravel(), mode.ravel(), tp.guide(lab, st.guide_weight))
             if nnf is None:
                 nnf = pm.draw(lv, tg, rng, exclude)
                 best = np.zeros(nnf.size, np.float32)
             else:
+                assert img is not None
                 h, w = pyr[li + 1][1].shape
                 nnf = pm.upsample(lv, lvs[li + 1], nnf, tg.H, tg.W, h, w)
                 tg.feat = np.concatenate([tp.appearance(_up(img), st.bases[li], r), tg.guide], axis=1)
                 best = self._repair(lv, tg, nnf, rng, search)
-            img = pm.vote(lv, tg, nnf, best, r)
+            img = pm.vote(lv, tg, nnf, best, r, other=self.p["other_class_vote"])
             iters = max(1, self.p["iterations"] // 2 ** (st.levels - 1 - li))
             for it in range(iters):
                 search.usage = pm.occurrences(lv, nnf, search.block)
@@ -192,7 +197,8 @@ class Texture(Synthesiser):
                 pm.propagate(lv, tg, nnf, best, steps, search)
                 radii = tuple(x for x in (max(lv.h, lv.w) // 4, 8, 2) if x >= 1)
                 pm.random_search(lv, tg, nnf, best, rng, radii, 1, search)
-                img = pm.vote(lv, tg, nnf, best, r, sharp=li == 0 and it == iters - 1 and self.p["sharp"])
+                img = pm.vote(lv, tg, nnf, best, r, sharp=li == 0 and it == iters - 1 and self.p["sharp"],
+                              other=self.p["other_class_vote"])
         assert img is not None
         return img
 
@@ -206,6 +212,21 @@ class Texture(Synthesiser):
             nnf[bad] = pm.draw(lv, tg, rng, search.exclude)[bad]
             best = pm.cost(lv, tg, nnf, search, nnf)
         return best
+
+
+def _level_labels(lab: np.ndarray, lv: pm.Level, st: tp.TextureState, exclude: int) -> np.ndarray:
+    """The target labels at one pyramid level, a class without a usable source patch AT THIS LEVEL (a thin
+    class that the coarse levels' majority vote or patch erosion lost) replaced by the class nearest in mean
+    colour that has one; the finest level always has every class (_full_labels checked that)."""
+    have = [k for k, idx in lv.by_class.items() if pm.usable_sources(idx, lv.hw, exclude) is not None]
+    missing = [int(k) for k in np.unique(lab) if k not in have]
+    if not missing or not have:
+        return lab
+    lab = lab.copy()
+    for k in missing:
+        d = [float(np.nansum((st.class_means[j] - st.class_means[k]) ** 2)) for j in have]
+        lab[lab == k] = have[int(np.argmin(d))]
+    return lab
 
 
 def _up(img: np.ndarray) -> np.ndarray:
