@@ -188,7 +188,7 @@ def usable_sources(idx: np.ndarray | None, hw: int, exclude: int) -> np.ndarray 
 
 
 def vote(lv: Level, tg: Target, nnf: np.ndarray, best: np.ndarray, radius: int, sharp: bool = False,
-         other: float = 1e-3) -> np.ndarray:
+         other: float = 1.0) -> np.ndarray:
     """(C, H, W): every pixel = weighted mean of the source pixels that the patches covering it copy; a source
     pixel of another class than the target pixel weighs `other` times as much (1 = plain vote; small: they
     count only where no own-class source covers the pixel, so no colour bleeds over a class edge).

@@ -6,7 +6,7 @@ whose every patch looks like a patch of A with the same labels around it. Solved
 optimisation (Kwatra et al. 2005), coarse to fine over `levels` pyramid levels: E-step =
 PatchMatch nearest-neighbour search (Barnes et al. 2009) over the whole pool, M-step = a
 weighted vote of the overlapping matched patches. Vectorised numpy (_patchmatch,
-_texture_pool); see docs/engines-builtin.md.
+_texture_pool); see docs/synthesis.md.
 
 - Appearance modes: every connected region of the mask asks for one appearance mode of its
   class (k-means of the AOI's local class colours: green vs bare crop, sea vs estuary), drawn
@@ -61,7 +61,7 @@ class Texture(Synthesiser):
               "match does not continue the pixel's (larger = bigger real pieces, fewer seams)", 0.0, 100.0),
         Param("occurrence", "float", 1.0, "cost of copying a source block more than once (spreads the copies "
               "over the pool: no repeated motifs)", 0.0, 100.0),
-        Param("other_class_vote", "float", 0.001, "weight, in the vote, of a copied pixel whose source class is not "
+        Param("other_class_vote", "float", 1.0, "weight, in the vote, of a copied pixel whose source class is not "
               "the target pixel's (1 = plain texture-optimisation vote; small = no colour bleeds over class edges)",
               0.0, 1.0),
         Param("sharp", "bool", True, "the last vote takes each pixel from the best-matching patch covering it "
