@@ -95,6 +95,7 @@ def test_texture_job_on_rgb_tiles_with_boost_reports_realism_against_held_out_ti
         assert per_tile and all(t["copied_from_source"] == 0 and "speckle" in t for t in per_tile)
         page = (job / "report.html").read_text()
         assert "Realism of synthetic tiles" in page and "real vs held-out" in page and "layout agreement" in page
+        assert "spread ratio real" in page
         water = np.mean([r.composition[6] for r in syn])
         assert water > 0.2                                               # boost asked for 30 % Water
     finally:

@@ -261,7 +261,7 @@ def render_html(doc: dict, job_dir: str | Path) -> str:
 
     cards = []
     labels = {"tiles_real": ("real tiles", 0), "tiles_synthetic": ("synthetic tiles", 0),
-              "grounding_mean": ("grounding (0-100)", 1), "fidelity_miou_mean": ("fidelity mIoU", 3),
+              "grounding_mean": ("grounding (0-100)", 1), "fidelity_miou_mean": ("layout agreement (fidelity mIoU)", 3),
               "redundancy": ("caption redundancy", 4), "composition_js": ("composition JS (bits)", 4),
               "seg_macro_f1": ("segmenter macro F1", 3), "seg_miou": ("segmenter mIoU", 3),
               "seg_accuracy": ("segmenter accuracy", 3)}
@@ -315,8 +315,7 @@ def render_html(doc: dict, job_dir: str | Path) -> str:
                      f"{_fmt(lab['accuracy'])} over {lab['tiles']} tiles.</p>"
                      + _table(["class", "F1", "IoU", "label pixels"], rows))
 
-    parts.append(realism_html(doc.get("realism"), _fmt, _table))
-    parts.append("<h2>Best and worst tiles</h2>" + thumbnail_strip(job_dir, tiles))
+    parts += [realism_html(doc.get("realism"), _fmt, _table), "<h2>Best and worst tiles</h2>" + thumbnail_strip(job_dir, tiles)]
 
     versions = doc.get("versions") or {}
     parts.append("<h2>Reproduce</h2><p>" + html.escape((doc.get("reproduce") or {}).get("how", "")) + "</p>")

@@ -161,7 +161,9 @@ def realism_html(section: dict | None, fmt, table) -> str:
              f"({html.escape(section['held_out_split'])} split, never given to the synthesiser's fit); the "
              f"reference column is {n['reference']} real tiles (the synthetic tiles' sources) against the same "
              "held-out tiles: the scale every number is read on.</p>")
-    per = [(name, c["w1"], (real["per_class"].get(name) or {}).get("w1"), c["spread_ratio"], c["pixels_a"])
+    per = [(name, c["w1"], (real["per_class"].get(name) or {}).get("w1"), c["spread_ratio"],
+            (real["per_class"].get(name) or {}).get("spread_ratio"), c["pixels_a"])
            for name, c in syn["per_class"].items()]
     return (head + intro + table(["metric", "synthetic vs held-out", "real vs held-out", "ratio", "target"], rows)
-            + "<h3>Per class</h3>" + table(["class", "W1 synthetic", "W1 real", "spread ratio", "pixels"], per))
+            + "<h3>Per class</h3>" + table(["class", "W1 synthetic", "W1 real", "spread ratio synthetic",
+                                            "spread ratio real", "synthetic pixels"], per))
