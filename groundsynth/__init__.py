@@ -5,4 +5,4 @@ with the service (gRPC server, jobs, journal) and the API (contract, client) aro
 docs/architecture.md.
 """
 __version__ = "0.1.0"
-API_VERSION = "1.0"
+API_VERSION = "1.1"

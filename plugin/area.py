@@ -44,7 +44,7 @@ def crs_text(crs: QgsCoordinateReferenceSystem) -> str:
     """'EPSG:<code>' when the CRS has one, else its WKT."""
     if crs.authid().upper().startswith("EPSG:"):
         return crs.authid()
-    return crs.toWkt(QgsCoordinateReferenceSystem.WKT_PREFERRED)
+    return crs.toWkt(QgsCoordinateReferenceSystem.WktVariant.WKT_PREFERRED)
 
 
 def _need_crs(crs: QgsCoordinateReferenceSystem, what: str) -> None:
@@ -62,7 +62,7 @@ def from_rectangle(rect: QgsRectangle, crs: QgsCoordinateReferenceSystem) -> Are
 def from_features(layer: QgsVectorLayer, selected_only: bool = True) -> Area:
     if layer is None or not layer.isValid():
         raise AreaError("choose a polygon layer for the area of interest")
-    if layer.geometryType() != QgsWkbTypes.PolygonGeometry:
+    if layer.geometryType() != QgsWkbTypes.GeometryType.PolygonGeometry:
         raise AreaError(f"layer {layer.name()!r} is not a polygon layer")
     _need_crs(layer.crs(), f"polygon layer {layer.name()!r}")
     if selected_only:

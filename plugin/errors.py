@@ -6,8 +6,6 @@ message: `user_message(exc)` turns plugin errors and gRPC errors into
 """
 from __future__ import annotations
 
-import grpc
-
 
 class PluginError(Exception):
     """An error with a title for the message bar."""
@@ -43,7 +41,7 @@ class BadToken(PluginError):
     title = "Bad token"
 
 
-def _grpc_details(exc: grpc.RpcError) -> tuple[grpc.StatusCode | None, str]:
+def _grpc_details(exc) -> tuple[object, str]:
     code = exc.code() if hasattr(exc, "code") else None
     details = exc.details() if hasattr(exc, "details") else str(exc)
     return code, details or ""
@@ -53,36 +51,46 @@ def user_message(exc: BaseException, address: str = "") -> tuple[str, str]:
     """(title, text) for the message bar, for any error the plugin meets."""
     if isinstance(exc, PluginError):
         return exc.title, exc.text
-    if isinstance(exc, grpc.RpcError):
-        code, details = _grpc_details(exc)
-        where = f" at {address}" if address else ""
-        if code == grpc.StatusCode.UNAVAILABLE:
-            return (BackendNotRunning.title,
-                    f"no GroundSynth backend answers{where}; start it from the dock (Start) "
-                    f"or check the address. ({details})")
-        if code == grpc.StatusCode.UNAUTHENTICATED:
-            return (BadToken.title,
-                    f"the backend{where} refused the token; it must equal <workspace>/token of that backend "
-                    f"({details})")
-        if code == grpc.StatusCode.INVALID_ARGUMENT:
-            field = details.split(":", 1)[0]
-            if field.startswith("aoi") or "area" in details.lower():
-                return AreaError.title, details
-            if field.startswith("bands"):
-                return BandMappingError.title, details
-            return "Invalid input", details
-        if code == grpc.StatusCode.PERMISSION_DENIED:
-            return ("Raster not allowed",
-                    f"{details}; the backend reads rasters only under its workspace and its allowed roots: "
-                    "start it with --allow-root <folder> (dock: Serve arguments)")
-        if code == grpc.StatusCode.FAILED_PRECONDITION:
-            return "Backend cannot run this", details
-        if code == grpc.StatusCode.RESOURCE_EXHAUSTED:
-            return "Backend limit reached", details
-        if code == grpc.StatusCode.DEADLINE_EXCEEDED:
-            return "Backend timeout", f"the backend{where} did not answer in time ({details})"
-        if code == grpc.StatusCode.CANCELLED:
-            return "Cancelled", details or "the call was cancelled"
-        name = code.name if code is not None else "ERROR"
-        return f"Backend error ({name})", details
+    try:
+        import grpc
+    except ImportError:         # the plugin's own dependencies are missing (plugin/deps.py)
+        grpc = None
+    if grpc is not None and isinstance(exc, grpc.RpcError):
+        return _grpc_message(grpc, exc, address)
     return "GroundSynth error", f"{type(exc).__name__}: {exc}"
+
+
+def _grpc_message(grpc, exc, address: str) -> tuple[str, str]:
+    code, details = _grpc_details(exc)
+    where = f" at {address}" if address else ""
+    if code == grpc.StatusCode.UNAVAILABLE:
+        return (BackendNotRunning.title,
+                f"no GroundSynth backend answers{where}; start it from the dock (Start) "
+                f"or check the address. ({details})")
+    if code == grpc.StatusCode.UNAUTHENTICATED:
+        return (BadToken.title,
+                f"the backend{where} refused the token; it must equal <workspace>/token of that backend "
+                f"({details})")
+    if code == grpc.StatusCode.INVALID_ARGUMENT:
+        field = details.split(":", 1)[0]
+        if field.startswith("aoi") or "area" in details.lower():
+            return AreaError.title, details
+        if field.startswith("bands"):
+            return BandMappingError.title, details
+        return "Invalid input", details
+    if code == grpc.StatusCode.PERMISSION_DENIED:
+        return ("Raster not allowed",
+                f"{details}; the backend reads rasters only under its workspace and its allowed roots: "
+                "a backend started from the dock allows the folders of the chosen raster and label layers "
+                "(Stop and Start it again after choosing a raster elsewhere); start any other backend "
+                "with --allow-root <folder>")
+    if code == grpc.StatusCode.FAILED_PRECONDITION:
+        return "Backend cannot run this", details
+    if code == grpc.StatusCode.RESOURCE_EXHAUSTED:
+        return "Backend limit reached", details
+    if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+        return "Backend timeout", f"the backend{where} did not answer in time ({details})"
+    if code == grpc.StatusCode.CANCELLED:
+        return "Cancelled", details or "the call was cancelled"
+    name = code.name if code is not None else "ERROR"
+    return f"Backend error ({name})", details

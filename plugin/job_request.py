@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .backend_api import STAGES, pb
+from .connection.api import STAGES, pb
 from .errors import AreaError, BandMappingError, InputError
 
 
@@ -20,7 +20,7 @@ class StageChoice:
 
 @dataclass
 class JobRequest:
-    raster_path: str
+    raster_path: str = ""                              # set by the Input panel (or Processing)
     # 1-based band of each role. nir: 0 = backend default, -1 = no NIR band.
     red: int = 1
     green: int = 2
@@ -41,7 +41,7 @@ class JobRequest:
     boost_targets: dict[str, float] = field(default_factory=dict)
     name: str = ""
 
-    def check(self) -> "JobRequest":
+    def check(self) -> JobRequest:
         """Raise a PluginError naming the problem; return self when fine."""
         if not self.raster_path:
             raise InputError("choose a raster layer (a file-based raster the backend can read)")

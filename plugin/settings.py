@@ -1,4 +1,13 @@
-"""Plugin settings kept in QgsSettings under groundsynth/."""
+"""Plugin settings kept in QgsSettings under groundsynth/, and the plugin's data folder.
+
+The data folder is `<QGIS profile folder>/groundsynth/` (QgsApplication.qgisSettingsDirPath(),
+e.g. ~/.local/share/QGIS/QGIS3/profiles/default/groundsynth on Linux). It holds:
+    venv/          the managed backend environment ("Set up backend")
+    python-deps/   grpcio and protobuf for QGIS's Python, when QGIS has none ("Install")
+    workspace/     the default backend workspace (jobs, uploads, token)
+    cache/         job files fetched from a backend on another machine
+    setup.log      the log of the last set-up or install
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
@@ -6,31 +15,35 @@ from pathlib import Path
 
 from qgis.core import QgsApplication, QgsSettings
 
-from .backend_process import default_python
-
 PREFIX = "groundsynth/"
+BACKEND_MODES = ("managed", "python", "remote")   # managed environment, an existing Python, a remote address
+
+
+def data_dir() -> Path:
+    return Path(QgsApplication.qgisSettingsDirPath()) / "groundsynth"
 
 
 def default_workspace() -> str:
-    return str(Path(QgsApplication.qgisSettingsDirPath()) / "groundsynth" / "workspace")
+    return str(data_dir() / "workspace")
 
 
 def default_cache() -> str:
-    return str(Path(QgsApplication.qgisSettingsDirPath()) / "groundsynth" / "cache")
+    return str(data_dir() / "cache")
 
 
 @dataclass
 class PluginSettings:
     address: str = "127.0.0.1:50051"
     workspace: str = ""          # the backend's workspace (token is read from <workspace>/token)
-    python: str = ""             # interpreter that runs `-m backend serve`
+    backend_mode: str = "managed"   # one of BACKEND_MODES
+    python: str = ""             # an existing interpreter that runs `-m groundsynth serve` (mode "python")
     cache_dir: str = ""          # where artefacts of a remote backend are fetched to
     score: str = "grounding"     # score that colours the tile grid
     tile_size: int = 256
     fetch_artefacts: bool = False   # always download job files (FetchArtefact), even if the job dir is visible
 
     @classmethod
-    def load(cls) -> "PluginSettings":
+    def load(cls) -> PluginSettings:
         s = QgsSettings()
         out = cls()
         for f in fields(cls):
@@ -41,8 +54,9 @@ class PluginSettings:
                 value = str(value).lower() in ("true", "1")
             setattr(out, f.name, type(getattr(out, f.name))(value))
         out.workspace = out.workspace or default_workspace()
-        out.python = out.python or default_python()
         out.cache_dir = out.cache_dir or default_cache()
+        if out.backend_mode not in BACKEND_MODES:
+            out.backend_mode = "managed"
         return out
 
     def save(self) -> None:

@@ -4,10 +4,16 @@
     python scripts/package_plugin.py --link PLUGINS_DIR    # build, then symlink it as PLUGINS_DIR/groundsynth_plugin
 
 The zip holds one top-level folder `groundsynth_plugin/` with metadata.txt,
-LICENSE, the plugin code (plugin/, its sub-packages and icon) and the plugin's
-own generated copy of the groundsynth.v1 contract (plugin/connection/_generated),
-so the installed plugin works without the repository and without the backend
-package. QGIS's Python needs grpcio and protobuf (docs/plugin.md).
+LICENSE, the plugin code (plugin/, its sub-packages and icon), the plugin's own
+generated copy of the groundsynth.v1 contract (plugin/connection/_generated,
+made with the oldest grpcio-tools at hand: scripts/gen_proto.py), the docs
+(help/: docs/plugin.md and its screenshot, opened by Help) and wheels/: a wheel
+of the backend package built from this checkout, which "Set up backend"
+installs into the plugin's managed environment. So the installed plugin works
+without the repository.
+
+    python scripts/package_plugin.py [--no-fetch-tools]    # --no-fetch-tools: never pip-install the old
+                                                           # grpcio-tools into build/ (offline builds)
 """
 from __future__ import annotations
 
@@ -15,7 +21,9 @@ import argparse
 import configparser
 import os
 import shutil
+import subprocess
 import sys
+import tempfile
 import zipfile
 from pathlib import Path
 
@@ -31,17 +39,47 @@ def version() -> str:
     return cp["general"]["version"]
 
 
-def ensure_generated() -> None:
+def ensure_generated(fetch_tools: bool = False) -> None:
+    """Generate the gRPC code if stale; with `fetch_tools`, first get the old grpcio-tools for the plugin's copy."""
     sys.path.insert(0, str(ROOT / "scripts"))
     import gen_proto  # noqa: E402
 
-    if gen_proto.stale():
+    fresh = False
+    if fetch_tools and not (gen_proto.plugin_tools_dir() / "grpc_tools").is_dir():
+        try:
+            gen_proto.fetch_plugin_tools()
+            fresh = True
+        except (OSError, subprocess.CalledProcessError) as exc:
+            print(f"[package] no grpcio-tools {gen_proto.PLUGIN_TOOLS_VERSION} ({exc}); the plugin's gRPC code "
+                  "is generated with the current grpcio-tools", file=sys.stderr)
+    if fresh or gen_proto.stale():
         gen_proto.generate()
 
 
-def build(stage_root: Path) -> Path:
+def build_wheel(dest: Path) -> Path:
+    """A wheel of the backend package (with its generated gRPC code) from a clean copy of the sources."""
+    dest.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        src = Path(tmp) / "src"
+        src.mkdir()
+        for name in ("pyproject.toml", "README.md", "LICENSE"):
+            shutil.copy2(ROOT / name, src / name)
+        shutil.copytree(ROOT / "groundsynth", src / "groundsynth",
+                        ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info"))
+        out = Path(tmp) / "wheel"
+        subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
+                        "--no-index", "--wheel-dir", str(out), str(src)], check=True)
+        wheels = list(out.glob("groundsynth-*.whl"))
+        if len(wheels) != 1:
+            raise SystemExit(f"expected one groundsynth wheel, got {wheels}")
+        target = dest / wheels[0].name
+        shutil.copy2(wheels[0], target)
+    return target
+
+
+def build(stage_root: Path, fetch_tools: bool = False) -> Path:
     """Assemble <stage_root>/groundsynth_plugin and return it."""
-    ensure_generated()
+    ensure_generated(fetch_tools)
     dest = stage_root / NAME
     if dest.exists():
         shutil.rmtree(dest)
@@ -53,9 +91,12 @@ def build(stage_root: Path) -> Path:
             shutil.copy2(f, target)
     shutil.copy2(ROOT / "metadata.txt", dest / "metadata.txt")
     shutil.copy2(ROOT / "LICENSE", dest / "LICENSE")
-    doc = ROOT / "docs" / "plugin.md"
-    if doc.exists():
-        shutil.copy2(doc, dest / "README.md")
+    (dest / "help").mkdir()
+    for doc in ("plugin.md", "screenshot.png"):
+        shutil.copy2(ROOT / "docs" / doc, dest / "help" / doc)
+    shutil.copy2(ROOT / "docs" / "plugin.md", dest / "README.md")
+    build_wheel(dest / "wheels")
+    shutil.copy2(ROOT / "constraints.txt", dest / "wheels" / "constraints.txt")   # pins of what the pins pull in
     return dest
 
 
@@ -87,8 +128,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default=str(ROOT / "dist"), help="folder for the zip (default dist/)")
     ap.add_argument("--build-dir", default=str(ROOT / "build" / "plugin"), help="staging folder")
     ap.add_argument("--link", metavar="PLUGINS_DIR", help="symlink the built plugin into this QGIS plugins folder")
+    ap.add_argument("--no-fetch-tools", action="store_true",
+                    help="do not pip-install the old grpcio-tools (the plugin's gRPC code then needs newer grpcio)")
     args = ap.parse_args(argv)
-    folder = build(Path(args.build_dir))
+    folder = build(Path(args.build_dir), fetch_tools=not args.no_fetch_tools)
     if args.link:
         target = link(folder, Path(os.path.expanduser(args.link)))
         print(f"linked {target} -> {folder}")

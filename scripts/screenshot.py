@@ -107,7 +107,7 @@ def main(argv=None) -> int:
     ap.add_argument("--tile-size", type=int, default=256)
     ap.add_argument("--variants", type=int, default=1)
     ap.add_argument("--workspace", help="backend workspace (default: a temporary folder)")
-    ap.add_argument("--serve-arg", action="append", default=[], help="extra argument for `backend serve`")
+    ap.add_argument("--serve-arg", action="append", default=[], help="extra argument for `groundsynth serve`")
     ap.add_argument("--engines", default="", help="override engines, e.g. 'segment=spectral; caption=composition'")
     ap.add_argument("--keep", action="store_true", help="keep the temporary workspace")
     ap.add_argument("--timeout", type=float, default=900)
@@ -139,11 +139,12 @@ def main(argv=None) -> int:
         iface = Iface(canvas, bar)
         layer = QgsRasterLayer(str(raster), "Sentinel-2 demo (R,G,B,NIR)", "gdal")
         QgsProject.instance().addMapLayer(layer)
-        from plugin import styling
+        from plugin.layers import styling
         styling.style_image(layer)
         canvas.setDestinationCrs(layer.crs())
-        settings = PluginSettings(address=address, workspace=str(workspace), python=sys.executable,
-                                  cache_dir=str(tmp / "cache"), score="grounding", tile_size=args.tile_size)
+        settings = PluginSettings(address=address, workspace=str(workspace), backend_mode="python",
+                                  python=sys.executable, cache_dir=str(tmp / "cache"), score="grounding",
+                                  tile_size=args.tile_size)
         report = ReportPanel()
         dock = GroundSynthDock(iface, settings=settings, report_panel=report)
         dock.resize(460, 900)
@@ -159,17 +160,17 @@ def main(argv=None) -> int:
             engines = [e for e in st.engines if e.available and not e.name.startswith("test-")]
             pick = next((e for e in engines if e.is_default), engines[0] if engines else None)
             if pick is None:
-                dock.stage_rows[st.stage].check.setChecked(False)
+                dock.stages_panel.stage_rows[st.stage].check.setChecked(False)
                 continue
-            dock.set_engine(st.stage, pick.name)
+            dock.stages_panel.set_engine(st.stage, pick.name)
             chosen[st.stage] = pick.name
         from plugin.job_request import parse_engines
 
         for stage, name in parse_engines(args.engines).items():
-            dock.set_engine(stage, name)
+            dock.stages_panel.set_engine(stage, name)
             chosen[stage] = name
         print("engines:", chosen)
-        dock.raster_combo.setLayer(layer)
+        dock.input_panel.raster_combo.setLayer(layer)
         # an AOI of tiles x tiles whole tiles near the centre, on the backend's tile grid (raster origin)
         e = layer.extent()
         px = layer.rasterUnitsPerPixelX()
@@ -180,20 +181,20 @@ def main(argv=None) -> int:
         x0, y1 = e.xMinimum() + col0 * step, e.yMaximum() - row0 * step
         inset = px / 2     # half a pixel inside, so no neighbouring tile is touched
         rect = QgsRectangle(x0 + inset, y1 - side + inset, x0 + side - inset, y1 - inset)
-        dock.set_drawn_rectangle(rect, layer.crs())
-        dock.tile_size.setValue(args.tile_size)
-        dock.variants.setValue(args.variants)
+        dock.area_panel.set_drawn_rectangle(rect, layer.crs())
+        dock.area_panel.tile_size.setValue(args.tile_size)
+        dock.synthesis_panel.variants.setValue(args.variants)
         done = []
         dock.job_finished.connect(lambda job, state: done.append(state))
         t0 = time.monotonic()
         if dock.run_job() is None:
-            raise SystemExit(f"the dock refused to run: {dock.log_view.toPlainText()[-2000:]}")
+            raise SystemExit(f"the dock refused to run: {dock.run_panel.log_view.toPlainText()[-2000:]}")
         while not done and time.monotonic() - t0 < args.timeout:
             app.processEvents()
             time.sleep(0.02)
         print(f"job {dock.job_id}: {done[0] if done else 'TIMEOUT'} in {time.monotonic() - t0:.1f} s")
         if not done or done[0] != "SUCCEEDED":
-            print(dock.log_view.toPlainText()[-3000:])
+            print(dock.run_panel.log_view.toPlainText()[-3000:])
             return 1
         for _ in range(20):
             app.processEvents()
@@ -216,16 +217,15 @@ def main(argv=None) -> int:
             app.processEvents()
         panels.append(("Report panel", report.grab().toImage().scaled(panel, panel, Qt.KeepAspectRatio,
                                                                      Qt.SmoothTransformation)))
-        body = dock.widget().widget()              # the scroll area's content: every section, unclipped
-        body.resize(460, body.sizeHint().height())
-        for _ in range(10):
-            app.processEvents()
-        dock_img = body.grab().toImage()
         margin, header, legend_h = 16, 34, 60
         grid_w = 2 * panel + 3 * margin
         grid_h = 2 * (header + panel) + 2 * margin + legend_h
-        if dock_img.height() > grid_h:
-            dock_img = dock_img.scaledToHeight(grid_h, Qt.SmoothTransformation)
+        # the real dock as it docks: its narrowest width, the map's height, the "Input and area" tab open
+        dock.tabs.setCurrentIndex(1)
+        dock.resize(max(dock.minimumWidth(), 480), grid_h)
+        for _ in range(10):
+            app.processEvents()
+        dock_img = dock.grab().toImage()
         width = grid_w + dock_img.width() + margin
         height = max(grid_h, dock_img.height()) + 2 * margin
         out = QImage(width, height, QImage.Format_ARGB32)

@@ -107,3 +107,26 @@ class FakeClient:
 
     def close(self):
         pass
+
+
+def bar_messages(iface, level) -> list[str]:
+    """'Title:full text' of every message the plugin put in the message bar at `level` (the full text is what
+    "Details" shows), plus what was pushed as plain messages."""
+    from plugin.messages import DETAILS_PROPERTY
+
+    bar = iface.messageBar()
+    out = [f"{i.title()}:{i.property(DETAILS_PROPERTY) or i.text()}" for i in bar.items() if i.level() == level]
+    return out + list(bar.get_messages(level))
+
+
+def clear_bar(iface) -> None:
+    iface.messageBar().clear_messages()
+    iface.messageBar().clearWidgets()
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

@@ -93,6 +93,24 @@ def test_drive_commits_the_tasks_before_a_failure_and_none_after():
     assert ex.running == []                                 # drained before raising
 
 
+def test_drive_waits_for_tasks_in_flight_when_recording_fails():
+    """A full disk while the head records a batch: no task may still run (and write files) once drive
+    has raised, so the service's sweep of unrecorded files sees them all."""
+    class InOrder(FakeExecutor):                             # tasks finish in submission order
+        def wait(self, handles, timeout):
+            return [handles[0]]
+
+    ex = InOrder()
+
+    def record(task, res):
+        if res.value == 2:
+            raise OSError(28, "No space left on device")
+
+    with pytest.raises(OSError, match="No space"):
+        drive(ex, None, list(range(10)), record, lambda: False)
+    assert ex.running == [] and len(ex.submitted) > 3
+
+
 def test_drive_cancel_stops_submitting_and_drains():
     ex = FakeExecutor()
     committed: list[int] = []

@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import os
 import socket
+import sys
+from pathlib import Path
 
-from qgis.core import QgsApplication, QgsProject, QgsRasterLayer, QgsSettings
+from qgis.core import Qgis, QgsApplication, QgsProject, QgsRasterLayer, QgsSettings
 
-from plugin import async_call, classFactory
-from plugin.backend_api import BackendClient, state_name
-from tests.plugin_fixtures import sample_raster
+from plugin import classFactory
+from plugin.connection.api import BackendClient, state_name
+from plugin.tasks import async_call
+from tests.plugin_fixtures import bar_messages, clear_bar, sample_raster
 from tests.server_fixture import start_server
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def free_port() -> int:
@@ -31,7 +36,9 @@ def pid_alive(pid: int) -> bool:
         return False
 
 
-def test_plugin_starts_a_backend_and_unload_leaves_nothing_behind(qgis_iface, qgis_new_project, qtbot, tmp_path):
+def test_plugin_starts_a_backend_and_unload_leaves_nothing_behind(qgis_iface, qgis_new_project, qtbot, tmp_path,
+                                                                  monkeypatch):
+    QgsSettings().remove("groundsynth")      # a failed earlier run may have saved other settings
     workspace = tmp_path / "ws"
     raster = sample_raster(workspace / "data", size=256)
     plugin = classFactory(qgis_iface)
@@ -39,32 +46,37 @@ def test_plugin_starts_a_backend_and_unload_leaves_nothing_behind(qgis_iface, qg
     try:
         assert QgsApplication.processingRegistry().providerById("groundsynth") is not None
         dock = plugin.dock
-        dock.address.setText(f"127.0.0.1:{free_port()}")
-        dock.workspace.setFilePath(str(workspace))
-        dock.extra_args.setText("--engine-module tests.server_engines --quiet")
-        dock.start_button.click()
+        dock.backend_panel.address.setText(f"127.0.0.1:{free_port()}")
+        dock.backend_panel.workspace.setFilePath(str(workspace))
+        # an existing Python that has the backend (the managed environment: test_plugin_zip_install.py);
+        # the test engines come from this checkout
+        dock.backend_panel.mode.setCurrentIndex(dock.backend_panel.mode.findData("python"))
+        dock.backend_panel.python.setText(sys.executable)
+        monkeypatch.setenv("PYTHONPATH", str(ROOT))
+        dock.backend_panel.extra_args.setText("--engine-module tests.server_engines --quiet")
+        dock.backend_panel.start_button.click()
         assert plugin.backend.is_running()
         pid = int(plugin.backend.process.processId())
-        dock.health_timer.setInterval(300)
-        qtbot.waitUntil(lambda: dock.health == "up", timeout=40000)
+        dock.backend_panel.health_timer.setInterval(300)
+        qtbot.waitUntil(lambda: dock.backend_panel.health == "up", timeout=40000)
         qtbot.waitUntil(lambda: dock.capabilities is not None, timeout=10000)
-        assert dock.token.text() == (workspace / "token").read_text().strip()
-        assert not dock.start_button.isEnabled() and dock.stop_button.isEnabled()
+        assert dock.backend_panel.token.text() == (workspace / "token").read_text().strip()
+        assert not dock.backend_panel.start_button.isEnabled() and dock.backend_panel.stop_button.isEnabled()
 
         layer = QgsRasterLayer(str(raster), "s2", "gdal")
         QgsProject.instance().addMapLayer(layer)
-        dock.raster_combo.setLayer(layer)
-        dock.set_drawn_rectangle(layer.extent(), layer.crs())
-        dock.tile_size.setValue(32)
-        dock.set_engine("segment", "test-bright", {"sleep": "0.2"})    # 64 tiles: ~13 s
+        dock.input_panel.raster_combo.setLayer(layer)
+        dock.area_panel.set_drawn_rectangle(layer.extent(), layer.crs())
+        dock.area_panel.tile_size.setValue(32)
+        dock.stages_panel.set_engine("segment", "test-bright", {"sleep": "0.2"})    # 64 tiles: ~13 s
         for stage in ("synthesise", "caption", "ground"):
-            dock.set_engine(stage, {"synthesise": "test-palette", "caption": "test-count",
+            dock.stages_panel.set_engine(stage, {"synthesise": "test-palette", "caption": "test-count",
                                     "ground": "test-agree"}[stage], enabled=False)
         task = dock.run_job()
         assert task is not None
         qtbot.waitUntil(lambda: dock.job_id != "", timeout=20000)
         job_id = dock.job_id
-        address = dock.address.text()
+        address = dock.backend_panel.address.text()
         assert QgsApplication.taskManager().countActiveTasks() == 1
     finally:
         plugin.unload()
@@ -87,3 +99,83 @@ def test_plugin_starts_a_backend_and_unload_leaves_nothing_behind(qgis_iface, qg
             assert state_name(c.get_job(job_id).state) == "CANCELLED"
     finally:
         srv.kill()
+
+
+def _dock_with_python(plugin, python: str, workspace: Path):
+    dock = plugin.dock
+    bp = dock.backend_panel
+    bp.mode.setCurrentIndex(bp.mode.findData("python"))
+    bp.python.setText(python)
+    bp.address.setText(f"127.0.0.1:{free_port()}")
+    bp.workspace.setFilePath(str(workspace))
+    return dock, bp
+
+
+def test_rasters_the_user_picks_are_allowed_and_others_are_named(qgis_iface, qgis_new_project, qtbot, tmp_path,
+                                                                 monkeypatch):
+    """Start from the dock: the chosen raster's folder (outside the workspace) becomes an allowed root,
+    shown in the dock; a raster elsewhere chosen afterwards is refused before sending, naming what to do."""
+    QgsSettings().remove("groundsynth")
+    monkeypatch.setenv("PYTHONPATH", str(ROOT))
+    raster = sample_raster(tmp_path / "rasters" / "a", size=128)
+    other = sample_raster(tmp_path / "rasters" / "b", size=128, name="other.tif")
+    plugin = classFactory(qgis_iface)
+    plugin.initGui()
+    try:
+        dock, bp = _dock_with_python(plugin, sys.executable, tmp_path / "ws")
+        layer = QgsRasterLayer(str(raster), "a", "gdal")
+        QgsProject.instance().addMapLayer(layer)
+        dock.input_panel.raster_combo.setLayer(layer)
+        assert str(raster.parent) in bp.roots_label.text() and "when started here" in bp.roots_label.text()
+        bp.extra_args.setText("--engine-module tests.server_engines --quiet")
+        bp.start_button.click()
+        bp.health_timer.setInterval(300)
+        qtbot.waitUntil(lambda: bp.health == "up", timeout=40000)
+        qtbot.waitUntil(lambda: dock.capabilities is not None, timeout=10000)
+        assert dock.backend.allowed_roots == [str(raster.parent)] and bp.roots_label.text() == str(raster.parent)
+        dock.area_panel.set_drawn_rectangle(layer.extent(), layer.crs())
+        dock.area_panel.tile_size.setValue(64)
+        dock.stages_panel.set_engine("segment", "test-bright")
+        for stage in ("synthesise", "caption", "ground"):
+            dock.stages_panel.stage_rows[stage].check.setChecked(False)
+        with qtbot.waitSignal(dock.job_finished, timeout=30000) as finished:
+            dock.run_job()
+        assert finished.args[1] == "SUCCEEDED", bar_messages(qgis_iface, Qgis.MessageLevel.Critical)
+        second = QgsRasterLayer(str(other), "b", "gdal")
+        QgsProject.instance().addMapLayer(second)
+        dock.input_panel.raster_combo.setLayer(second)
+        dock.area_panel.set_drawn_rectangle(second.extent(), second.crs())
+        assert dock.run_job() is None
+        msgs = bar_messages(qgis_iface, Qgis.MessageLevel.Critical)
+        assert any(m.startswith("Raster not allowed:") and str(other) in m and "press Stop, then Start" in m
+                   for m in msgs), msgs
+    finally:
+        plugin.unload()
+        QgsSettings().remove("groundsynth")
+
+
+def test_a_backend_that_cannot_start_says_why(qgis_iface, qgis_new_project, qtbot, tmp_path, monkeypatch):
+    """The issue's first failure: an interpreter without the backend package. The message bar says so."""
+    QgsSettings().remove("groundsynth")
+    monkeypatch.delenv("PYTHONPATH", raising=False)
+    clear_bar(qgis_iface)
+    plugin = classFactory(qgis_iface)
+    plugin.initGui()
+    try:
+        dock, bp = _dock_with_python(plugin, "/usr/bin/python3", tmp_path / "ws")   # Debian's: no groundsynth
+        bp.start_button.click()
+        qtbot.waitUntil(lambda: any(m.startswith("Backend did not start:")
+                                    for m in bar_messages(qgis_iface, Qgis.MessageLevel.Critical)), timeout=20000)
+        msg = next(m for m in bar_messages(qgis_iface, Qgis.MessageLevel.Critical)
+                   if m.startswith("Backend did not start:"))
+        assert "No module named groundsynth" in msg
+        # the managed environment, not set up: Start says to set it up
+        clear_bar(qgis_iface)
+        bp.mode.setCurrentIndex(bp.mode.findData("managed"))
+        if not bp.python_for_start():
+            bp.start_button.click()
+            assert any(m.startswith("Backend not set up:") and "Set up backend" in m
+                       for m in bar_messages(qgis_iface, Qgis.MessageLevel.Critical))
+    finally:
+        plugin.unload()
+        QgsSettings().remove("groundsynth")

@@ -23,7 +23,7 @@ def server(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def provider(qgis_processing):
-    from plugin.processing_provider import GroundSynthProvider
+    from plugin.processing.provider import GroundSynthProvider
 
     p = GroundSynthProvider()
     QgsApplication.processingRegistry().addProvider(p)
@@ -133,3 +133,17 @@ def test_nir_left_empty_means_the_backend_default_not_rgb_only(server, provider,
     del params["NIR"]
     req = alg.build_request(params, QgsProcessingContext(), QgsProcessingFeedback())
     assert req.nir == 0 and req.to_proto().bands.nir == 0
+
+
+def test_bands_left_out_default_to_red_green_blue_as_qgis_process_needs(server, provider, tmp_path):
+    """`qgis_process run groundsynth:runjob -- INPUT=...` without RED/GREEN/BLUE (the documented example)."""
+    from qgis.core import QgsProcessingContext, QgsProcessingFeedback
+
+    alg = QgsApplication.processingRegistry().createAlgorithmById("groundsynth:runjob")
+    params = base_params(server, tmp_path)
+    for key in ("RED", "GREEN", "BLUE", "NIR"):
+        del params[key]
+    ok, msg = alg.checkParameterValues(params, QgsProcessingContext())
+    assert ok, msg
+    req = alg.build_request(params, QgsProcessingContext(), QgsProcessingFeedback())
+    assert (req.red, req.green, req.blue, req.nir) == (1, 2, 3, 0)

@@ -121,6 +121,8 @@ def test_config_defaults_are_safe(tmp_path):
     assert cfg.roots() == [tmp_path.resolve()]
     assert (cfg.max_tiles_per_job, cfg.max_concurrent_jobs, cfg.max_message_bytes) == (5000, 2, 64 * 2**20)
     assert cfg.token_path == tmp_path / "token"
+    assert not cfg.reflection and cfg.rpc_limits() == {"streams": 8, "uploads": 2, "calls": 6}
+    assert (cfg.upload_idle_timeout_s, cfg.upload_total_timeout_s) == (60.0, 3600.0)
 
 
 def test_config_toml_then_flags(tmp_path):
@@ -146,6 +148,11 @@ def test_config_toml_then_flags(tmp_path):
     (dict(max_tiles_per_job="many"), "max_tiles_per_job", InvalidArgument),
     (dict(allowed_roots=["/no/such/dir"]), "allowed_roots", InvalidArgument),
     (dict(bogus=1), "bogus", InvalidArgument),
+    (dict(workers=8, max_streams=6, max_uploads=1), "workers", InvalidArgument),    # < 2 slots for unary calls
+    (dict(max_uploads=0), "max_uploads", InvalidArgument),
+    (dict(upload_idle_timeout_s=0), "upload_idle_timeout_s", InvalidArgument),
+    (dict(upload_total_timeout_s=float("inf")), "upload_total_timeout_s", InvalidArgument),
+    (dict(reflection="yes"), "reflection", InvalidArgument),
 ])
 def test_config_errors_name_the_setting(tmp_path, overrides, field, error):
     with pytest.raises(error) as err:

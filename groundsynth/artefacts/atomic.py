@@ -1,7 +1,9 @@
 """Atomic file output: write to a temp file in the same folder, then rename.
 
 No half-written file is ever visible under its final name: readers see either
-the old file or the complete new one.
+the old file or the complete new one. A write that fails because the disk is
+full (ENOSPC/EDQUOT, or GDAL's "no space"/"free disk space" errors) raises
+DiskFull naming the file; its temp file is removed like on any failure.
 
 Durability: by default each file is fsynced before its rename. Writers of many small files (the
 pipeline's tile batches) pass `sync=False` and call `sync_files` once for the whole batch, before
@@ -11,10 +13,29 @@ is on disk before the journal says so.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+
+from groundsynth.request.errors import DiskFull
+
+_FULL_ERRNOS = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
+_FULL_TEXTS = ("no space left on device", "disk quota exceeded", "free disk space", "database or disk is full")
+
+
+def looks_like_disk_full(exc: BaseException) -> bool:
+    """Is `exc` (or what it was raised from) "no space left" from the OS, GDAL or SQLite?"""
+    seen = 0
+    e: BaseException | None = exc
+    while e is not None and seen < 5:
+        if isinstance(e, DiskFull) or (isinstance(e, OSError) and e.errno in _FULL_ERRNOS):
+            return True
+        if any(t in str(e).lower() for t in _FULL_TEXTS):
+            return True
+        e, seen = e.__cause__ or e.__context__, seen + 1
+    return False
 
 
 @contextlib.contextmanager
@@ -32,11 +53,16 @@ def atomic_path(final: str | os.PathLike, suffix: str | None = None, sync: bool 
     os.unlink(tmp)   # let the writer create it (GDAL refuses some existing empty files)
     tmp_path = Path(tmp)
     try:
-        yield tmp_path
-        if sync:
-            with open(tmp_path, "rb+") as fh:
-                os.fsync(fh.fileno())
-        os.replace(tmp_path, final)
+        try:
+            yield tmp_path
+            if sync:
+                with open(tmp_path, "rb+") as fh:
+                    os.fsync(fh.fileno())
+            os.replace(tmp_path, final)
+        except Exception as exc:
+            if not isinstance(exc, DiskFull) and looks_like_disk_full(exc):
+                raise DiskFull(f"disk full: no space left to write {final}", "workspace") from None
+            raise
     finally:
         for leftover in (tmp_path, Path(str(tmp_path) + ".aux.xml")):
             with contextlib.suppress(FileNotFoundError):

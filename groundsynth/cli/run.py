@@ -48,13 +48,14 @@ def _pairs(items: list[str], field: str) -> list[tuple[str, str]]:
 
 def add_job_arguments(p: argparse.ArgumentParser) -> None:
     """The job-defining flags (shared with `demo` and usable by `submit`)."""
-    p.add_argument("--aoi", help="bbox MINX,MINY,MAXX,MAXY in --aoi-crs (default: the raster CRS); write --aoi=-75.5,... when it starts with a minus")
+    p.add_argument("--aoi", help="bbox MINX,MINY,MAXX,MAXY in --aoi-crs (default: the raster CRS), e.g. --aoi -75.7,37.6,-75.6,37.7")
     p.add_argument("--polygon", help="AOI as a WKT POLYGON/MULTIPOLYGON in --aoi-crs (instead of --aoi)")
     p.add_argument("--aoi-crs", default="", help="CRS of the AOI, e.g. EPSG:4326 (default: the raster CRS)")
     p.add_argument("--stages", default="", help="comma-separated stages (default: segment,synthesise,caption,ground)")
     p.add_argument("--engine", action="append", default=[], metavar="STAGE=NAME", help="engine for a stage")
     p.add_argument("--param", action="append", default=[], metavar="STAGE.NAME=VALUE", help="engine parameter")
-    p.add_argument("--variants", type=int, default=-1, help="synthetic variants per real tile (default 1)")
+    p.add_argument("--variants", type=int, default=None, help="synthetic variants per real tile, 0..16 "
+                                                              "(default 1 with the synthesise stage)")
     p.add_argument("--mask-strategy", default="real", help="real, boost or layout")
     p.add_argument("--boost", action="append", default=[], metavar="CLASS=SHARE", help="boost target, e.g. Shrub=0.3")
     p.add_argument("--label-raster", default=None, help="ESA WorldCover label raster (any CRS)")
@@ -101,13 +102,16 @@ def spec_from_args(args: argparse.Namespace, raster: str) -> JobSpec:
             raise InvalidArgument(f"expected STAGE.NAME=VALUE for a stage among --stages, got {key!r}",
                                   "stages.params")
         stages[stage].params[pname] = value
+    if args.variants is not None and args.variants < 0:
+        raise InvalidArgument(f"expected 0..16 variants, got {args.variants}", "synthesis.variants")
     boost: dict[str, float] = {}
     for cls, share in _pairs(args.boost, "synthesis.boost_targets"):
         boost[cls] = _floats(share, 1, "synthesis.boost_targets")[0]
     return JobSpec(aoi=aoi, raster_path=str(Path(raster).resolve()),
                    bands=BandMapping(bands[0], bands[1], bands[2], bands[3] if len(bands) == 4 else -1),
                    tile_size=args.tile_size, overlap=args.overlap, stages=list(stages.values()),
-                   synthesis=SynthesisOptions(variants=args.variants, mask_strategy=args.mask_strategy,
+                   synthesis=SynthesisOptions(variants=-1 if args.variants is None else args.variants,
+                                              mask_strategy=args.mask_strategy,
                                               boost_targets=boost),
                    seed=args.seed,
                    label_raster_path=str(Path(args.label_raster).resolve()) if args.label_raster else None,

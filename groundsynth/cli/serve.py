@@ -40,7 +40,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-queued-jobs", type=int, help="jobs waiting beyond the running ones (default 16)")
     p.add_argument("--max-message-bytes", type=int, help=f"gRPC message limit (default {64 * MiB})")
     p.add_argument("--max-upload-bytes", type=int, help="largest UploadRaster in bytes (default 2 GiB)")
-    p.add_argument("--workers", type=int, help="RPC threads (default 16; each open stream holds one)")
+    p.add_argument("--workers", type=int, help="RPC slots for GroundSynth calls (default 16): max-streams + "
+                                               "max-uploads + the rest for unary calls; Health has its own")
+    p.add_argument("--max-streams", type=int, help="Submit/Watch/FetchArtefact streams open at once (default 8)")
+    p.add_argument("--max-uploads", type=int, help="UploadRaster calls at once (default 2)")
+    p.add_argument("--upload-idle-timeout-s", type=float, help="end an upload idle this long (default 60)")
+    p.add_argument("--upload-total-timeout-s", type=float, help="end an upload still going after this (default 3600)")
+    p.add_argument("--reflection", action="store_const", const=True, default=None,
+                   help="serve gRPC reflection (off by default; needs the token like every call)")
     p.add_argument("--device", help="device for neural engines: auto, cpu, cuda, mps (default auto)")
     p.add_argument("--batch-size", type=int, help="tiles per engine call (default 8)")
     p.add_argument("--executor", choices=("inline", "process", "ray"),
@@ -59,7 +66,8 @@ def run(args: argparse.Namespace) -> int:
     overrides = {k: getattr(args, k) for k in (
         "address", "workspace", "allowed_roots", "tls_cert", "tls_key", "engine_modules", "max_tiles_per_job",
         "max_concurrent_jobs", "max_queued_jobs", "max_message_bytes", "max_upload_bytes", "workers", "device",
-        "batch_size", "executor", "executor_workers", "ray_address")}
+        "batch_size", "max_streams", "max_uploads", "upload_idle_timeout_s", "upload_total_timeout_s", "reflection",
+        "executor", "executor_workers", "ray_address")}
     config = ServerConfig.load(args.config, **overrides)
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -27,6 +27,7 @@ only counts when the job runs on a GPU device.
 from __future__ import annotations
 
 import json
+import math
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -62,6 +63,8 @@ class Param:
                 out: Any = int(value) if not isinstance(value, str) else int(value.strip())
             elif self.type == "float":
                 out = float(value)
+                if not math.isfinite(out):
+                    raise InvalidArgument(f"expected a finite number, got {value!r}", field)
             elif self.type == "bool":
                 if isinstance(value, bool):
                     out = value
@@ -157,6 +160,12 @@ class Engine(ABC):
                 raise InvalidArgument(f"unknown parameter {key!r}; this engine takes: {names}", f"{prefix}.{key}")
         return {name: (p.parse(raw[name], f"{prefix}.{name}") if name in raw else p.default)
                 for name, p in known.items()}
+
+    @classmethod
+    def job_params(cls, spec: Any) -> dict[str, Any]:
+        """This engine's parsed parameters in a job (its stage's params in `spec`), for `check_job`."""
+        st = spec.stage(cls.stage) if spec is not None else None
+        return cls.parse_params(dict(st.params) if st else {}, field_prefix=f"stages[{cls.stage}].params")
 
     @classmethod
     def check_job(cls, spec: Any) -> None:

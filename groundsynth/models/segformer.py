@@ -39,7 +39,7 @@ def load_segformer(path: Path, device: str, dtype_name: str):
         import torch
         from transformers import SegformerForSemanticSegmentation
 
-        model = SegformerForSemanticSegmentation.from_pretrained(str(path), local_files_only=True)
+        model = SegformerForSemanticSegmentation.from_pretrained(str(path), local_files_only=True)  # nosec B615 # local files only (local_files_only=True): nothing is downloaded
         model.eval().to(device=device, dtype=getattr(torch, dtype_name))
         return model
 

@@ -58,7 +58,7 @@ def hf_cache_snapshot(repo_id: str) -> Path | None:
     try:
         from huggingface_hub import snapshot_download
 
-        return Path(snapshot_download(repo_id, local_files_only=True, cache_dir=cache_dir))
+        return Path(snapshot_download(repo_id, local_files_only=True, cache_dir=cache_dir))  # nosec B615 # local files only (local_files_only=True): nothing is downloaded
     except Exception:   # not cached / hub library missing: treat as a missing path
         return None
 

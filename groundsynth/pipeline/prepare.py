@@ -18,9 +18,10 @@ from affine import Affine
 from groundsynth.engines import get_engine
 from groundsynth.engines.base import Engine
 from groundsynth.models.weights import default_models_dir
-from groundsynth.request.errors import FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted
+from groundsynth.request.errors import FailedPrecondition, InvalidArgument, ResourceExhausted
 from groundsynth.request.spec import JobSpec
 from groundsynth.tiling.grid import Grid, aoi_shape, build_grid, parse_crs, reproject_geometry, to_pixel_space
+from groundsynth.tiling.labels import check_label_raster
 from groundsynth.tiling.source import SourceRaster, Stretch
 from groundsynth.tiling.splits import assign_splits
 
@@ -146,8 +147,8 @@ def prepare_job(spec: JobSpec, workspace: str | Path, options: RunOptions | None
         check_executor(spec.executor)
     plans = _plan_engines(spec, workspace)
     path, source_field = _resolve_source(spec, source_path)
-    if spec.label_raster_path and not Path(spec.label_raster_path).exists():
-        raise NotFound(f"no such label raster: {spec.label_raster_path}", "label_raster_path")
+    if spec.label_raster_path:
+        check_label_raster(spec.label_raster_path)      # exists, integer codes, CRS, pixels readable
     with SourceRaster(path, spec.bands, source_field) as src:
         aoi_px, aoi_crs, raster_crs, Transformer = _aoi_in_pixels(spec, src)
         grid = build_grid(aoi_px, src.width, src.height, spec.tile_size, spec.overlap, max_cells=options.max_tiles)

@@ -48,7 +48,7 @@ def load_state(sf: StateFile) -> Any:
     if hashlib.sha256(data).hexdigest() != sf.sha256:
         raise FailedPrecondition(f"the synthesis state {sf.path} does not match its recorded digest",
                                  "synthesis_state")
-    payload = pickle.loads(data)  # noqa: S301 - the backend's own file, digest checked against the journal
+    payload = pickle.loads(data)  # nosec B301 - the backend's own file in the job folder, digest checked against the journal
     _remember(sf, payload)
     return payload
 

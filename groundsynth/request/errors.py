@@ -45,3 +45,12 @@ class Unauthenticated(GroundSynthError):
 class Cancelled(GroundSynthError):
     """Raised inside a job when its cancel flag is set."""
     code = grpc.StatusCode.CANCELLED
+
+
+class DiskFull(ResourceExhausted):
+    """No space left on the device a file or the journal is written to (ENOSPC, EDQUOT, SQLITE_FULL)."""
+
+
+class DeadlineExceeded(GroundSynthError):
+    """A server-side deadline passed (e.g. an upload idle for too long)."""
+    code = grpc.StatusCode.DEADLINE_EXCEEDED

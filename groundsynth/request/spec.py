@@ -20,6 +20,15 @@ from groundsynth.request.errors import InvalidArgument
 STAGES: tuple[str, ...] = ("segment", "synthesise", "caption", "ground")   # in pipeline order
 MASK_STRATEGIES = ("real", "boost", "layout")
 MIN_TILE, MAX_TILE, DEFAULT_TILE = 32, 2048, 256
+# Size limits of the spec's text fields (a job's spec is stored, listed and streamed back): INVALID_ARGUMENT beyond
+MAX_NAME_CHARS = 200
+MAX_PATH_CHARS = 4096
+MAX_WKT_CHARS = 1024 * 1024
+MAX_CRS_CHARS = 64 * 1024
+MAX_PARAMS_PER_STAGE = 64
+MAX_PARAM_NAME_CHARS = 64
+MAX_PARAM_VALUE_CHARS = 4096
+MAX_ENGINE_CHARS = 64
 EXECUTOR_NAMES = ("inline", "process", "ray")   # groundsynth.pipeline.executors; "" = the backend's default
 
 
@@ -89,6 +98,7 @@ class JobSpec:
     def normalised(self) -> JobSpec:
         """A copy with defaults filled in; raises InvalidArgument naming the bad field."""
         s = dataclasses.replace(self)
+        _check_sizes(s)
         if bool(s.raster_path) == bool(s.upload_id):
             raise InvalidArgument("give exactly one of raster_path or upload_id", "source")
         if s.tile_size == 0:
@@ -123,6 +133,9 @@ class JobSpec:
         s.stages = sorted((StageConfig(st.stage, st.engine, dict(st.params)) for st in stages),
                           key=lambda st: STAGES.index(st.stage))
         syn = dataclasses.replace(s.synthesis, boost_targets=dict(s.synthesis.boost_targets))
+        if syn.variants < -1:
+            raise InvalidArgument(f"expected 0..16 variants (or -1 for the default), got {syn.variants}",
+                                  "synthesis.variants")
         if syn.variants < 0:
             syn.variants = 1 if "synthesise" in seen else 0
         if syn.variants > 0 and "synthesise" not in seen:
@@ -185,6 +198,33 @@ class JobSpec:
     @classmethod
     def from_json(cls, text: str) -> JobSpec:
         return cls.from_dict(json.loads(text))
+
+
+def _too_long(value: str | None, limit: int, field: str) -> None:
+    if value is not None and len(value) > limit:
+        raise InvalidArgument(f"expected at most {limit} characters, got {len(value)}", field)
+
+
+def _check_sizes(s: JobSpec) -> None:
+    """Bounded text fields (module constants), checked before anything else looks at them."""
+    _too_long(s.name, MAX_NAME_CHARS, "name")
+    _too_long(s.raster_path, MAX_PATH_CHARS, "raster_path")
+    _too_long(s.upload_id, MAX_PATH_CHARS, "upload_id")
+    _too_long(s.label_raster_path, MAX_PATH_CHARS, "label_raster_path")
+    if s.aoi is not None:
+        _too_long(s.aoi.polygon_wkt, MAX_WKT_CHARS, "aoi.polygon_wkt")
+        _too_long(s.aoi.crs, MAX_CRS_CHARS, "aoi.crs")
+    for i, st in enumerate(s.stages):
+        _too_long(st.stage, MAX_ENGINE_CHARS, f"stages[{i}].stage")
+        _too_long(st.engine, MAX_ENGINE_CHARS, f"stages[{i}].engine")
+        if len(st.params) > MAX_PARAMS_PER_STAGE:
+            raise InvalidArgument(f"expected at most {MAX_PARAMS_PER_STAGE} parameters, got {len(st.params)}",
+                                  f"stages[{i}].params")
+        for key, value in st.params.items():
+            _too_long(str(key), MAX_PARAM_NAME_CHARS, f"stages[{i}].params")
+            _too_long(str(value), MAX_PARAM_VALUE_CHARS, f"stages[{i}].params.{str(key)[:MAX_PARAM_NAME_CHARS]}")
+    if len(s.synthesis.boost_targets) > 64:
+        raise InvalidArgument("expected at most one target per class", "synthesis.boost_targets")
 
 
 def _normalised_split(split: SplitOptions) -> SplitOptions:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
+import math
 import os
 import tomllib
 from collections.abc import Mapping
@@ -48,7 +49,12 @@ class ServerConfig:
     max_queued_jobs: int = 16              # jobs waiting beyond the running ones; more is RESOURCE_EXHAUSTED
     max_message_bytes: int = 64 * MiB      # gRPC send/receive limit, server and client
     max_upload_bytes: int = 2 * GiB        # one UploadRaster
-    workers: int = 16                      # threads serving RPCs (streams hold one each)
+    workers: int = 16                      # RPC slots for GroundSynth calls: max_streams + max_uploads + unary
+    max_streams: int = 8                   # Submit/Watch/FetchArtefact streams open at once (of `workers`)
+    max_uploads: int = 2                   # UploadRaster calls at once (of `workers`)
+    upload_idle_timeout_s: float = 60.0    # an upload with no message for this long ends DEADLINE_EXCEEDED
+    upload_total_timeout_s: float = 3600.0  # an upload still going after this long ends DEADLINE_EXCEEDED
+    reflection: bool = False               # serve gRPC reflection (needs the token too)
     engine_modules: list[str] = field(default_factory=list)   # extra modules imported so their @register runs
     device: str = "auto"                   # device for neural engines: "auto", "cpu", "cuda", "cuda:1"...
     batch_size: int = 8                    # tiles per engine call
@@ -78,6 +84,20 @@ class ServerConfig:
     @property
     def tls(self) -> bool:
         return self.tls_cert is not None and self.tls_key is not None
+
+    @property
+    def max_calls(self) -> int:
+        """Slots for the unary calls (GetJob, ListJobs, Cancel, DeleteJob, Capabilities)."""
+        return self.workers - self.max_streams - self.max_uploads
+
+    def rpc_limits(self) -> dict[str, int]:
+        """Slots per RPC class (service.interceptors.RpcLimiter)."""
+        from groundsynth.service.interceptors import REFLECTION_SLOTS
+
+        limits = {"streams": self.max_streams, "uploads": self.max_uploads, "calls": self.max_calls}
+        if self.reflection:
+            limits["reflection"] = REFLECTION_SLOTS
+        return limits
 
     def roots(self) -> list[Path]:
         """The workspace and the allowed roots, resolved (symlinks followed)."""
@@ -121,7 +141,7 @@ class ServerConfig:
         """Check every setting; raise InvalidArgument / FailedPrecondition naming the setting."""
         host, _port = split_address(self.address)
         for name in ("max_tiles_per_job", "max_concurrent_jobs", "max_message_bytes", "max_upload_bytes",
-                     "workers", "batch_size"):
+                     "workers", "batch_size", "max_streams", "max_uploads"):
             if getattr(self, name) < 1:
                 raise InvalidArgument(f"expected a positive integer, got {getattr(self, name)}", name)
         if self.executor not in EXECUTOR_NAMES:
@@ -136,6 +156,12 @@ class ServerConfig:
                                   f"got {self.max_message_bytes}", "max_message_bytes")
         if self.workers < 4:
             raise InvalidArgument(f"expected at least 4 RPC threads, got {self.workers}", "workers")
+        if self.max_calls < 2:
+            raise InvalidArgument(f"expected workers ({self.workers}) >= max_streams ({self.max_streams}) + "
+                                  f"max_uploads ({self.max_uploads}) + 2 (slots for the unary calls)", "workers")
+        for name in ("upload_idle_timeout_s", "upload_total_timeout_s"):
+            if getattr(self, name) <= 0:
+                raise InvalidArgument(f"expected seconds > 0, got {getattr(self, name)}", name)
         if (self.tls_cert is None) != (self.tls_key is None):
             raise InvalidArgument("give both tls_cert and tls_key, or neither", "tls_cert" if self.tls_key else "tls_key")
         for name in ("tls_cert", "tls_key"):
@@ -158,7 +184,8 @@ class ServerConfig:
 
 _FIELDS = {f.name: f for f in dataclasses.fields(ServerConfig)}
 _INT_FIELDS = {"max_tiles_per_job", "max_concurrent_jobs", "max_queued_jobs", "max_message_bytes",
-               "max_upload_bytes", "workers", "batch_size", "executor_workers"}
+               "max_upload_bytes", "workers", "batch_size", "max_streams", "max_uploads", "executor_workers"}
+_SECONDS_FIELDS = {"shutdown_grace_s", "upload_idle_timeout_s", "upload_total_timeout_s"}
 
 
 def _coerce(key: str, value: Any, base_dir: Path | None) -> Any:
@@ -174,10 +201,14 @@ def _coerce(key: str, value: Any, base_dir: Path | None) -> Any:
         if isinstance(value, bool) or not isinstance(value, int):
             raise InvalidArgument(f"expected an integer, got {value!r}", key)
         return value
-    if key == "shutdown_grace_s":
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+    if key in _SECONDS_FIELDS:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
             raise InvalidArgument(f"expected seconds >= 0, got {value!r}", key)
         return float(value)
+    if key == "reflection":
+        if not isinstance(value, bool):
+            raise InvalidArgument(f"expected true or false, got {value!r}", key)
+        return value
     if key in ("workspace", "tls_cert", "tls_key"):
         return as_path(value)
     if key == "allowed_roots":

@@ -5,6 +5,10 @@ Every event of a job (groundsynth.v1.JobEvent) gets the next `seq` of that job
 `job_events` table of the journal's sqlite file (own connection, WAL mode), so
 Watch can replay a job's history after a restart. Live Submit/Watch streams
 wait on one threading.Condition that `append` notifies.
+
+Thread safety: the connection is used only under `_lock`, and every query's
+rows are read (fetchall) before the lock is released, so no statement stays
+open between calls. SQLITE_FULL is DiskFull ("disk full", naming the workspace).
 """
 from __future__ import annotations
 
@@ -16,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from groundsynth.api.v1.contract import pb
+from groundsynth.service.storage import broken_database, is_disk_full, sqlite_disk_full
 
 TERMINAL_KINDS = ("done", "failed")
 EVENT_KINDS = ("accepted", "progress", "tile", "layer", "report", "failed", "done")
@@ -37,10 +42,15 @@ class EventLog:
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
-        self._db = sqlite3.connect(str(self.path), check_same_thread=False, timeout=30, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA busy_timeout=30000")
-        self._db.execute(_SCHEMA)
+        try:
+            self._db = sqlite3.connect(str(self.path), check_same_thread=False, timeout=30, isolation_level=None)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA busy_timeout=30000")
+            self._db.execute(_SCHEMA)
+        except sqlite3.Error as exc:
+            if is_disk_full(exc):
+                raise sqlite_disk_full(self.path) from None
+            raise broken_database(self.path, exc) from None
         self._lock = threading.Lock()            # guards the connection and _last
         self._cond = threading.Condition()       # notified on every append
         self._last: dict[str, int] = {}
@@ -55,8 +65,13 @@ class EventLog:
             seq = self._last_seq_locked(job_id) + 1
             event = pb.JobEvent(job_id=job_id, seq=seq, time=time.time())
             getattr(event, kind).CopyFrom(msg)
-            self._db.execute("INSERT INTO job_events (job_id, seq, time, kind, data) VALUES (?, ?, ?, ?, ?)",
-                             (job_id, seq, event.time, kind, event.SerializeToString()))
+            try:
+                self._db.execute("INSERT INTO job_events (job_id, seq, time, kind, data) VALUES (?, ?, ?, ?, ?)",
+                                 (job_id, seq, event.time, kind, event.SerializeToString()))
+            except sqlite3.Error as exc:
+                if is_disk_full(exc):
+                    raise sqlite_disk_full(self.path) from None
+                raise
             self._last[job_id] = seq
         with self._cond:
             self._cond.notify_all()
@@ -64,8 +79,8 @@ class EventLog:
 
     def _last_seq_locked(self, job_id: str) -> int:
         if job_id not in self._last:
-            row = self._db.execute("SELECT MAX(seq) FROM job_events WHERE job_id = ?", (job_id,)).fetchone()
-            self._last[job_id] = int(row[0] or 0)
+            rows = self._db.execute("SELECT MAX(seq) FROM job_events WHERE job_id = ?", (job_id,)).fetchall()
+            self._last[job_id] = int(rows[0][0] or 0) if rows else 0
         return self._last[job_id]
 
     # ---------------------------------------------------------------- reading
@@ -88,9 +103,9 @@ class EventLog:
 
     def last_kind(self, job_id: str) -> str | None:
         with self._lock:
-            row = self._db.execute("SELECT kind FROM job_events WHERE job_id = ? ORDER BY seq DESC LIMIT 1",
-                                   (job_id,)).fetchone()
-        return row[0] if row else None
+            rows = self._db.execute("SELECT kind FROM job_events WHERE job_id = ? ORDER BY seq DESC LIMIT 1",
+                                    (job_id,)).fetchall()
+        return rows[0][0] if rows else None
 
     def follow(self, job_id: str, after_seq: int = 0, *, finished: Callable[[], bool],
                active: Callable[[], bool] = lambda: True, poll_s: float = 0.5) -> Iterator[Any]:

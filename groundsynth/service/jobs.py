@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import logging
 import queue
-import re
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,11 +44,11 @@ from groundsynth.request.errors import (
 from groundsynth.request.spec import JobSpec
 from groundsynth.service.config import ServerConfig
 from groundsynth.service.event_log import EventLog
+from groundsynth.service.job_checks import check_job_files, source_file, upload_file
 from groundsynth.service.journal import FINAL_STATES, JobRow, Journal
-from groundsynth.service.security import resolve_source
+from groundsynth.service.storage import disk_full_error, is_disk_full, sweep_unrecorded
 
 log = logging.getLogger("groundsynth.jobs")
-UPLOAD_ID_RE = re.compile(r"^[0-9a-f]{32}$")
 
 
 class _ShutdownInterrupt(BaseException):
@@ -78,6 +77,9 @@ class JobManager:
     # ---------------------------------------------------------------- lifecycle
     def start(self) -> list[str]:
         """Start the workers and re-queue interrupted jobs; returns the resumed job ids."""
+        from groundsynth.service.storage import sweep_deleted
+
+        sweep_deleted(self.config.workspace)         # job folders a DeleteJob cut short (crash) go now
         self.journal.mark_interrupted()
         resumed = []
         for row in sorted(self.journal.list_jobs(), key=lambda r: r.created):
@@ -144,11 +146,44 @@ class JobManager:
             raise InvalidArgument(f"expected 0 (all) or a positive number, got {limit}", "limit")
         return [self.to_info(row) for row in self.journal.list_jobs(limit)]
 
+    def list_page(self, limit: int = 0, page_token: str = "") -> Any:
+        """A ListJobsResponse: one bounded page of abbreviated entries (service.listing)."""
+        from groundsynth.service.listing import list_page
+
+        return list_page(self.journal, limit, page_token, self.config.max_message_bytes)
+
+    def check_after_seq(self, job_id: str, after_seq: int) -> None:
+        last = self.events.last_seq(job_id)
+        if after_seq > last:
+            raise InvalidArgument(f"expected 0..{last} (the job's last event seq), got {after_seq}", "after_seq")
+
+    def delete(self, job_id: str) -> tuple[int, int]:
+        """Remove a finished job's directory, journal rows and events; (files removed, bytes freed)."""
+        from groundsynth.service.storage import remove_job_dir
+
+        row = self.get(job_id)
+        with self._lock:
+            if job_id in self._active or row.state not in FINAL_STATES:
+                raise FailedPrecondition(f"job {job_id} is {row.state}; only a finished job (SUCCEEDED, FAILED, "
+                                         "CANCELLED) can be deleted: cancel it first, then delete it", "job_id")
+            tomb = remove_job_dir(self.config.workspace, job_id, row.output_dir)
+            try:
+                self.journal.delete_job(job_id)
+            except BaseException:
+                if tomb:
+                    tomb.restore()         # rows kept (e.g. disk full): so are the files
+                raise
+            self.events.delete(job_id)
+        files, size = tomb.finish() if tomb else (0, 0)
+        log.info("job %s deleted (%d files, %d bytes)", job_id, files, size)
+        return files, size
+
     def to_info(self, row: JobRow) -> Any:
         info = pb.JobInfo(job_id=row.job_id, state=pb.JobState.Value(row.state), spec=spec_to_proto(row.spec),
                           tiles_total=row.tiles_total, tiles_done=row.tiles_done,
                           synthetic_total=row.synthetic_total, synthetic_done=row.synthetic_done,
-                          created=row.created, updated=row.updated, error=row.error, output_dir=row.output_dir)
+                          created=row.created, updated=row.updated, error=row.error, output_dir=row.output_dir,
+                          name=row.spec.name)
         for layer in self.journal.get_meta(row.job_id, "layers", []):
             info.layers.add(layer=layer["layer"], path=layer["path"], format=layer["format"])
         report = self.journal.get_meta(row.job_id, "report")
@@ -165,11 +200,9 @@ class JobManager:
         if self._stopping.is_set():
             raise FailedPrecondition("the server is shutting down; submit again after it restarts", "server")
         spec = spec.normalised()
-        if spec.label_raster_path:
-            # record the checked, resolved path: the pipeline opens exactly what was checked (no symlink swap)
-            spec.label_raster_path = str(resolve_source(spec.label_raster_path, self.config.roots(),
-                                                        "label_raster_path"))
-        source = self._source_path(spec)
+        # every file the job opens is checked (allowed roots, VRT members, no network); the spec records the
+        # checked, resolved paths, so the pipeline opens exactly what was checked (no symlink swap)
+        spec, source = check_job_files(spec, self.config)
         with self._lock:
             self._check_capacity()
         options = self.run_options()
@@ -210,24 +243,11 @@ class JobManager:
                 f"{self.config.max_queued_jobs}); retry when one has finished", "jobs")
 
     def _source_path(self, spec: JobSpec) -> Path:
-        roots = self.config.roots()
-        if spec.label_raster_path:
-            resolve_source(spec.label_raster_path, roots, "label_raster_path")
-        if spec.raster_path:
-            return resolve_source(spec.raster_path, roots, "raster_path")
-        return self.upload_path(spec.upload_id or "")
+        return source_file(self.config, spec, blocks=False)
 
     def upload_path(self, upload_id: str) -> Path:
-        """The file of an upload id (see server.UploadRaster)."""
-        if not UPLOAD_ID_RE.match(upload_id):
-            raise InvalidArgument(f"expected an id returned by UploadRaster (32 hex digits), got {upload_id!r}",
-                                  "upload_id")
-        folder = Path(self.config.uploads_dir) / upload_id
-        files = [p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")] \
-            if folder.is_dir() else []
-        if len(files) != 1:
-            raise NotFound(f"unknown upload {upload_id!r}; upload the raster with UploadRaster first", "upload_id")
-        return files[0]
+        """The file of an upload id (see service.uploads)."""
+        return upload_file(self.config, upload_id)
 
     # ---------------------------------------------------------------- cancel
     def cancel(self, job_id: str) -> Any:
@@ -251,8 +271,26 @@ class JobManager:
                                                    synthetic_tiles=row.synthetic_done, output_dir=row.output_dir))
 
     def _fail(self, job_id: str, code: int, message: str, tile_id: str = "") -> None:
-        self.events.append(job_id, "failed", pb.Failed(code=code, message=message, tile_id=tile_id))
-        self.journal.set_state(job_id, "FAILED", error=message)
+        """Record a job's failure (event + state); a failure to record it (disk full) is logged, never raised:
+        the job then stays RUNNING in the journal and is resumed at the next start."""
+        try:
+            self.events.append(job_id, "failed", pb.Failed(code=code, message=message, tile_id=tile_id))
+            self.journal.set_state(job_id, "FAILED", error=message)
+        except Exception:  # noqa: BLE001 - the worker must survive
+            log.exception("job %s: could not record its failure (%s)", job_id, message)
+
+    def _disk_full(self, job_id: str, exc: BaseException) -> None:
+        """No space left: remove the tile files the journal does not list (written before the record that
+        failed), then fail the job RESOURCE_EXHAUSTED "disk full" naming the workspace."""
+        err = disk_full_error(self.config.workspace, exc)
+        try:
+            row = self.get(job_id)
+            recorded = [p for rec in self.journal.tiles(job_id) for p in rec.artefacts.values()]
+            removed = sweep_unrecorded(row.output_dir, recorded)
+            log.warning("job %s: %s; removed %d unrecorded file(s)", job_id, err.message, len(removed))
+        except Exception:  # noqa: BLE001
+            log.exception("job %s: disk full, and the clean-up failed", job_id)
+        self._fail(job_id, err.code.value[0], err.message)
 
     # ---------------------------------------------------------------- workers
     def _worker(self) -> None:
@@ -300,11 +338,15 @@ class JobManager:
         except GroundSynthError as exc:
             if self._stopping.is_set():
                 return self._interrupted(job_id)
+            if is_disk_full(exc):
+                return self._disk_full(job_id, exc)
             log.warning("job %s failed: %s", job_id, exc.message)
             self._fail(job_id, exc.code.value[0], exc.message, getattr(exc, "tile_id", "") or "")
         except Exception as exc:  # noqa: BLE001 - a job must never take the server down
             if self._stopping.is_set():
                 return self._interrupted(job_id)
+            if is_disk_full(exc):
+                return self._disk_full(job_id, exc)
             log.exception("job %s: internal error", job_id)
             self._fail(job_id, pb_code_internal(), f"internal error: {type(exc).__name__}: {exc}")
 

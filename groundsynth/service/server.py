@@ -3,9 +3,12 @@
 `GroundSynthServer(config).start()` binds the address (TLS when a certificate
 and key are configured), writes the token file, resumes interrupted jobs and
 serves until `stop()`. Every call to GroundSynth needs the metadata
-`authorization: Bearer <token>`; Health and reflection are open. Errors are
-GroundSynthError subclasses mapped to their gRPC status codes; an unexpected
-exception in a handler is reported as INTERNAL and never stops the server.
+`authorization: Bearer <token>`; only Health is open; reflection is off unless
+`config.reflection` (then it needs the token too). RPCs are limited per class
+(service.interceptors): the thread pool holds every class's slots plus
+HEALTH_THREADS, so Health always answers. Errors are GroundSynthError
+subclasses mapped to their gRPC status codes; an unexpected exception in a
+handler is reported as INTERNAL and never stops the server.
 """
 from __future__ import annotations
 
@@ -13,9 +16,7 @@ import functools
 import importlib
 import logging
 import os
-import shutil
 import sys
-import uuid
 from collections.abc import Callable, Iterator
 from concurrent import futures
 from pathlib import Path
@@ -26,61 +27,21 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from groundsynth import API_VERSION, __version__
-from groundsynth.api.v1.auth import bearer_token, check_token, create_token
+from groundsynth.api.v1.auth import create_token
 from groundsynth.api.v1.contract import pb, rpc
 from groundsynth.api.v1.convert import spec_from_proto
-from groundsynth.artefacts.atomic import atomic_path
-from groundsynth.request.errors import (
-    GroundSynthError,
-    InvalidArgument,
-    NotFound,
-    PermissionDenied,
-    ResourceExhausted,
-    Unauthenticated,
-)
+from groundsynth.request.errors import GroundSynthError, InvalidArgument, NotFound
 from groundsynth.service.config import MiB, ServerConfig
 from groundsynth.service.event_log import EventLog
+from groundsynth.service.interceptors import HEALTH_THREADS, AuthInterceptor, RpcLimiter
 from groundsynth.service.jobs import JobManager
 from groundsynth.service.journal import Journal
-from groundsynth.service.security import safe_filename, safe_join
+from groundsynth.service.security import safe_join
+from groundsynth.service.uploads import receive_upload
 
 log = logging.getLogger("groundsynth.server")
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["GroundSynth"].full_name
 CHUNK_BYTES = 1 * MiB
-_OPEN_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
-
-
-# ------------------------------------------------------------------ auth
-
-class AuthInterceptor(grpc.ServerInterceptor):
-    """Refuses calls without the right bearer token (UNAUTHENTICATED); Health and reflection are open."""
-
-    def __init__(self, token: str):
-        self._token = token
-
-    def intercept_service(self, continuation, handler_call_details):
-        if handler_call_details.method.startswith(_OPEN_PREFIXES):
-            return continuation(handler_call_details)
-        try:
-            check_token(bearer_token(handler_call_details.invocation_metadata), self._token)
-        except Unauthenticated as exc:
-            handler = continuation(handler_call_details)
-            return _refusing(handler, exc.message) if handler is not None else None
-        return continuation(handler_call_details)
-
-
-def _refusing(handler: grpc.RpcMethodHandler, message: str) -> grpc.RpcMethodHandler:
-    def refuse(_request, context):
-        context.abort(grpc.StatusCode.UNAUTHENTICATED, message)
-
-    args = (refuse, handler.request_deserializer, handler.response_serializer)
-    if handler.request_streaming and handler.response_streaming:
-        return grpc.stream_stream_rpc_method_handler(*args)
-    if handler.request_streaming:
-        return grpc.stream_unary_rpc_method_handler(*args)
-    if handler.response_streaming:
-        return grpc.unary_stream_rpc_method_handler(*args)
-    return grpc.unary_unary_rpc_method_handler(*args)
 
 
 # ------------------------------------------------------------------ error mapping
@@ -133,6 +94,7 @@ class GroundSynthServicer(rpc.GroundSynthServicer):
     @streaming
     def Watch(self, request, context) -> Iterator[Any]:
         self.manager.get(request.job_id)
+        self.manager.check_after_seq(request.job_id, request.after_seq)
         yield from self._follow(request.job_id, request.after_seq, context)
 
     def _follow(self, job_id: str, after_seq: int, context) -> Iterator[Any]:
@@ -149,7 +111,12 @@ class GroundSynthServicer(rpc.GroundSynthServicer):
 
     @unary
     def ListJobs(self, request, context):
-        return pb.ListJobsResponse(jobs=self.manager.list(request.limit))
+        return self.manager.list_page(request.limit, request.page_token)
+
+    @unary
+    def DeleteJob(self, request, context):
+        files, size = self.manager.delete(request.job_id)
+        return pb.DeleteJobResponse(job_id=request.job_id, files_removed=files, bytes_freed=size)
 
     # ---------------------------------------------------------------- capabilities
     @unary
@@ -178,66 +145,7 @@ class GroundSynthServicer(rpc.GroundSynthServicer):
 
     @unary
     def UploadRaster(self, request_iterator, context):
-        chunks = iter(request_iterator)
-        first = next(chunks, None)
-        if first is None or first.WhichOneof("part") != "header":
-            raise InvalidArgument("the first message must hold `header` (filename, total_size)", "header")
-        name = safe_filename(first.header.filename, "header.filename")
-        total = first.header.total_size
-        limit = self.config.max_upload_bytes
-        if total <= 0:
-            raise InvalidArgument(f"expected the byte count that follows (> 0), got {total}", "header.total_size")
-        if total > limit:
-            raise ResourceExhausted(f"{total} bytes is over this server's upload limit of {limit} bytes",
-                                    "header.total_size")
-        upload_id = uuid.uuid4().hex
-        folder = Path(self.config.uploads_dir) / upload_id
-        received = 0
-        try:
-            with atomic_path(folder / name) as tmp:
-                with open(tmp, "wb") as out:
-                    for chunk in chunks:
-                        if chunk.WhichOneof("part") != "data":
-                            raise InvalidArgument("expected only `data` after the header", "data")
-                        received += len(chunk.data)
-                        if received > total:
-                            raise InvalidArgument(f"received more than header.total_size ({total}) bytes", "data")
-                        out.write(chunk.data)
-                    if not context.is_active():
-                        raise InvalidArgument("the client went away mid-upload", "data")
-                if received != total:
-                    raise InvalidArgument(f"received {received} bytes, expected header.total_size = {total}",
-                                          "data")
-                _check_raster(tmp, "data")
-        except BaseException:
-            shutil.rmtree(folder, ignore_errors=True)
-            raise
-        log.info("upload %s: %s, %d bytes", upload_id, name, received)
-        return pb.UploadResponse(upload_id=upload_id, size=received)
-
-
-# GDAL drivers whose files only describe where to read pixels from (other files, servers)
-_REFERENCING_DRIVERS = {"VRT", "GTI", "WMS", "WMTS", "STACIT", "STACTA", "PLMOSAIC", "DAAS", "EEDA", "EEDAI",
-                        "OGCAPI", "NGW", "MRF", "ESRIC"}
-
-
-def _check_raster(path: Path, field: str) -> None:
-    import rasterio
-    from rasterio.errors import RasterioIOError
-
-    folder = Path(os.path.realpath(path)).parent
-    try:
-        with rasterio.open(path) as ds:
-            if ds.count < 1 or ds.width < 1 or ds.height < 1:
-                raise InvalidArgument("expected a raster with at least one band", field)
-            # A VRT (or a WMS/tile-index description) reads other files or URLs: uploaded, it would let a
-            # client read whatever the server can open, past the allowed roots. Only self-contained rasters.
-            outside = [f for f in ds.files if Path(os.path.realpath(f)).parent != folder]
-            if ds.driver.upper() in _REFERENCING_DRIVERS or outside:
-                raise PermissionDenied(f"a {ds.driver} raster that reads other files or URLs cannot be uploaded; "
-                                       "expected a self-contained raster file (e.g. a GeoTIFF)", field)
-    except RasterioIOError:
-        raise InvalidArgument("expected a raster file GDAL can read (e.g. a GeoTIFF)", field) from None
+        return receive_upload(request_iterator, context, self.config)
 
 
 def capabilities(config: ServerConfig) -> Any:
@@ -320,14 +228,19 @@ class GroundSynthServer:
         options = [("grpc.max_receive_message_length", cfg.max_message_bytes),
                    ("grpc.max_send_message_length", cfg.max_message_bytes),
                    ("grpc.so_reuseport", 0)]
-        server = grpc.server(futures.ThreadPoolExecutor(max_workers=cfg.workers, thread_name_prefix="rpc"),
-                             interceptors=[AuthInterceptor(self.token)], options=options,
-                             maximum_concurrent_rpcs=cfg.workers)
+        limits = cfg.rpc_limits()
+        self.limiter = RpcLimiter(limits)
+        threads = sum(limits.values()) + HEALTH_THREADS
+        # calls beyond the threads wait in a bounded queue (a burst of quick calls), beyond it RESOURCE_EXHAUSTED
+        server = grpc.server(futures.ThreadPoolExecutor(max_workers=threads, thread_name_prefix="rpc"),
+                             interceptors=[AuthInterceptor(self.token), self.limiter], options=options,
+                             maximum_concurrent_rpcs=4 * threads)
         rpc.add_GroundSynthServicer_to_server(GroundSynthServicer(cfg, self.manager), server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
-        reflection.enable_server_reflection(
-            (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
-            server)
+        if cfg.reflection:
+            reflection.enable_server_reflection(
+                (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
+                server)
         if cfg.tls_key is not None and cfg.tls_cert is not None:
             creds = grpc.ssl_server_credentials([(Path(cfg.tls_key).read_bytes(), Path(cfg.tls_cert).read_bytes())])
             self.port = server.add_secure_port(cfg.address, creds)

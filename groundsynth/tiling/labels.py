@@ -24,6 +24,31 @@ from groundsynth.request.errors import InvalidArgument, NotFound
 FIELD = "label_raster_path"
 
 
+def check_label_raster(path: str | os.PathLike) -> None:
+    """At Submit: the label raster exists, is a raster of integer codes with a CRS, and its pixels read."""
+    import rasterio
+    from rasterio.errors import RasterioIOError
+
+    from groundsynth.tiling.source import check_blocks_readable
+
+    path = os.fspath(path or "")
+    if not os.path.exists(path):
+        raise NotFound(f"no such label raster: {path}", FIELD)
+    try:
+        src = rasterio.open(path)
+    except RasterioIOError:
+        raise InvalidArgument(f"expected a raster file GDAL can read (an ESA WorldCover GeoTIFF), got {path!r}",
+                              FIELD) from None
+    with src:
+        if src.count < 1:
+            raise InvalidArgument(f"{path!r} has no bands", FIELD)
+        if not np.issubdtype(np.dtype(src.dtypes[0]), np.integer):
+            raise InvalidArgument(f"expected integer WorldCover codes, got {src.dtypes[0]} values in {path!r}", FIELD)
+        if src.crs is None:
+            raise InvalidArgument(f"{path!r} has no CRS; the labels cannot be placed on the tile grid", FIELD)
+        check_blocks_readable(src, os.path.basename(path), FIELD)
+
+
 def read_labels(path: str | os.PathLike, dst_crs: Any, dst_transform: Any, shape: tuple[int, int]) -> np.ndarray:
     """uint8 class mask of `shape` (H, W) on the grid (dst_crs, dst_transform); 255 = nodata."""
     import rasterio

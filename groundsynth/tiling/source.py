@@ -7,6 +7,10 @@
   comparable between tiles.
 (Tile GeoTIFFs the pipeline writes are in groundsynth.artefacts.tiles.)
 
+Broken files: `check_blocks_readable` reads the first and the last pixel block of every band (a truncated
+file fails there) when a SourceRaster opens, and pixel read errors become InvalidArgument naming the field,
+never a traceback.
+
 Validity: a pixel is invalid where it lies outside the raster, where any mapped
 band equals the declared nodata value, is NaN/infinite, or is masked by the dataset's mask, or —
 when the raster declares no nodata value — where all mapped bands are 0 (the
@@ -45,8 +49,10 @@ class SourceRaster:
             self.ds = rasterio.open(self.path)
         except rasterio.errors.RasterioIOError as exc:
             raise InvalidArgument(f"cannot open {self.path} as a raster ({exc})", field_name) from None
+        self.field_name = field_name
         try:
             self._setup(bands, field_name)
+            check_blocks_readable(self.ds, self.path.name, field_name)
         except Exception:
             self.ds.close()
             raise
@@ -130,7 +136,10 @@ class SourceRaster:
         if c1 <= c0 or r1 <= r0:
             return data, valid
         win = Window(c0, r0, c1 - c0, r1 - r0)
-        part = self.ds.read(self.indexes, window=win)
+        try:
+            part = self.ds.read(self.indexes, window=win)
+        except rasterio.errors.RasterioIOError as exc:
+            raise _unreadable(self.path.name, exc, self.field_name) from None
         ys, xs = slice(r0 - row_off, r1 - row_off), slice(c0 - col_off, c1 - col_off)
         data[:, ys, xs] = part
         valid[ys, xs] = self._valid(part, win)
@@ -144,9 +153,32 @@ class SourceRaster:
         scale = max(1.0, max(w, h) / max_px)
         shape = (max(1, round(h / scale)), max(1, round(w / scale)))
         win = Window(c0, r0, w, h)
-        data = self.ds.read(self.indexes, window=win, out_shape=(len(self.indexes), *shape),
-                            resampling=Resampling.nearest).astype(np.float32)
+        try:
+            data = self.ds.read(self.indexes, window=win, out_shape=(len(self.indexes), *shape),
+                                resampling=Resampling.nearest).astype(np.float32)
+        except rasterio.errors.RasterioIOError as exc:
+            raise _unreadable(self.path.name, exc, self.field_name) from None
         return data, self._valid(data, win, shape)
+
+
+def _unreadable(name: str, exc: Exception, field_name: str) -> InvalidArgument:
+    cause = exc.__cause__ or exc.__context__ or exc          # rasterio chains GDAL's own message
+    detail = (str(cause).strip().splitlines() or [type(cause).__name__])[0][:200]
+    return InvalidArgument(f"the pixels of {name} cannot be read ({detail}); the file looks truncated or "
+                           "corrupt: copy it again", field_name)
+
+
+def check_blocks_readable(ds: Any, name: str, field_name: str) -> None:
+    """Read the first and the last block of every band of an open dataset; InvalidArgument if one fails."""
+    try:
+        for b in range(1, ds.count + 1):
+            bh, bw = ds.block_shapes[b - 1]
+            bh, bw = max(1, min(bh, ds.height)), max(1, min(bw, ds.width))
+            last_r, last_c = (ds.height - 1) // bh, (ds.width - 1) // bw
+            for r, c in {(0, 0), (last_r, last_c)}:
+                ds.read(b, window=Window(c * bw, r * bh, min(bw, ds.width - c * bw), min(bh, ds.height - r * bh)))
+    except rasterio.errors.RasterioIOError as exc:
+        raise _unreadable(name, exc, field_name) from None
 
 
 # ---------------------------------------------------------------- stretch

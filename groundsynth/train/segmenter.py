@@ -96,7 +96,7 @@ def init_from(path: Path, channels: int, labels: dict, log: Callable[[str], None
     from groundsynth.models.weights import check_hf_dir, load_or_fail, require
 
     require(check_hf_dir(path))
-    src = load_or_fail(path, "SegFormer --init", lambda: SegformerForSemanticSegmentation.from_pretrained(
+    src = load_or_fail(path, "SegFormer --init", lambda: SegformerForSemanticSegmentation.from_pretrained(  # nosec B615 # local files only (local_files_only=True): nothing is downloaded
         str(path), local_files_only=True))
     conf = copy.deepcopy(src.config)
     conf.num_channels = channels

@@ -165,8 +165,26 @@ class GroundSynthClient:
     def get_job(self, job_id: str) -> Any:
         return self._unary(self.stub.GetJob, pb.GetJobRequest(job_id=job_id))
 
+    def list_jobs_page(self, limit: int = 0, page_token: str = "") -> Any:
+        """One ListJobsResponse page (`.jobs` abbreviated entries, `.next_page_token`, `.total_jobs`)."""
+        return self._unary(self.stub.ListJobs, pb.ListJobsRequest(limit=limit, page_token=page_token))
+
     def list_jobs(self, limit: int = 0) -> list[Any]:
-        return list(self._unary(self.stub.ListJobs, pb.ListJobsRequest(limit=limit)).jobs)
+        """Jobs, newest first (abbreviated JobInfo entries: `get_job` has the full spec); limit 0 = all,
+        fetched page by page."""
+        jobs: list[Any] = []
+        token = ""
+        while True:
+            want = limit - len(jobs) if limit > 0 else 0
+            page = self.list_jobs_page(want, token)
+            jobs.extend(page.jobs)
+            token = page.next_page_token
+            if not token or not page.jobs or (limit > 0 and len(jobs) >= limit):
+                return jobs[:limit] if limit > 0 else jobs
+
+    def delete_job(self, job_id: str) -> Any:
+        """Remove a finished job (files, journal rows, events); a DeleteJobResponse."""
+        return self._unary(self.stub.DeleteJob, pb.DeleteJobRequest(job_id=job_id))
 
     def capabilities(self) -> Any:
         return self._unary(self.stub.Capabilities, pb.CapabilitiesRequest())

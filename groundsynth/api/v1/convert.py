@@ -11,6 +11,7 @@ from typing import Any
 from groundsynth.api.v1.contract import pb
 from groundsynth.artefacts.records import TileRecord
 from groundsynth.pipeline import events as ev
+from groundsynth.request.errors import InvalidArgument
 from groundsynth.request.spec import (
     DEFAULT_TILE,
     Aoi,
@@ -31,6 +32,10 @@ def spec_from_proto(m: Any) -> JobSpec:
         crs=m.aoi.crs,
     )
     src = m.WhichOneof("source")
+    if m.synthesis.variants < 0:
+        # on the wire 0 is the default (proto3 cannot tell unset from 0); a negative count is a mistake
+        raise InvalidArgument(f"expected 0 (the default: 1 when synthesising) or 1..16 variants, got "
+                              f"{m.synthesis.variants}", "synthesis.variants")
     bands = BandMapping(m.bands.red or 1, m.bands.green or 2, m.bands.blue or 3, m.bands.nir)
     synthesis = SynthesisOptions(
         # proto3 cannot tell an unset 0 from 0: 0 means "default" (1 if synthesise runs)

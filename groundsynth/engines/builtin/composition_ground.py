@@ -109,6 +109,16 @@ def score_caption(text: str, mask: np.ndarray, present_share: float = 0.01, majo
     return score, [why for _, why in deductions]
 
 
+def check_reference_segmenter(name: str) -> None:
+    """A ground engine's `reference_segmenter` must name a registered segment engine (checked at Submit)."""
+    from groundsynth.engines import engines
+
+    found = engines("segment")
+    if name and name not in found:
+        raise InvalidArgument(f"unknown segment engine {name!r}; expected one of {', '.join(sorted(found))}",
+                              "stages[ground].params.reference_segmenter")
+
+
 @register
 class CompositionGrounder(Grounder):
     name = "composition"
@@ -125,6 +135,10 @@ class CompositionGrounder(Grounder):
         Param("dominance_tolerance", "float", 0.03,
               "A class said to dominate may trail the largest by this share.", min=0.0, max=0.5),
     )
+
+    @classmethod
+    def check_job(cls, spec: Any) -> None:
+        check_reference_segmenter(cls.job_params(spec)["reference_segmenter"])
 
     def __init__(self, params: dict[str, Any] | None = None, ctx: EngineContext | None = None):
         super().__init__(params, ctx)

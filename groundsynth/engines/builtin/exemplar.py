@@ -86,6 +86,18 @@ class Exemplar(Synthesiser):
               0.01, 1.0),
     )
 
+    @classmethod
+    def check_job(cls, spec) -> None:
+        """At Submit: patches must fit the tiles and overlap less than half a patch (the quilting's rule)."""
+        p = cls.job_params(spec)
+        if p["patch_size"] > spec.tile_size:
+            raise InvalidArgument(f"expected a patch_size no larger than the tile size ({spec.tile_size} px), got "
+                                  f"{p['patch_size']}", "stages[synthesise].params.patch_size")
+        if p["overlap"] * 2 >= p["patch_size"]:
+            raise InvalidArgument(f"expected an overlap below half of patch_size ({p['patch_size']}), i.e. at most "
+                                  f"{(p['patch_size'] - 1) // 2}, got {p['overlap']}",
+                                  "stages[synthesise].params.overlap")
+
     def __init__(self, params=None, ctx=None):
         super().__init__(params, ctx)
         if self.p["overlap"] * 2 >= self.p["patch_size"]:

@@ -181,8 +181,8 @@ def load_clip(path: Path, arch: str, device: str, dtype_name: str) -> ClipEncode
         elif (path / "config.json").is_file():
             from transformers import AutoTokenizer, CLIPModel
 
-            model = CLIPModel.from_pretrained(str(path), local_files_only=True)
-            tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
+            model = CLIPModel.from_pretrained(str(path), local_files_only=True)  # nosec B615 # local files only (local_files_only=True): nothing is downloaded
+            tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)  # nosec B615 # local files only (local_files_only=True): nothing is downloaded
             mean, std, size = _hf_preprocess(path, model)
             model.eval().to(device=device, dtype=dtype)
             return ClipEncoder(model, tokenizer, size, mean, std, "hf")
@@ -230,6 +230,12 @@ class ClipGrounder(Grounder):
         Param("reference_segmenter", "str", "spectral", "Segment engine ground/composition re-segments images "
                                                         "with (when with_composition is on)"),
     )
+
+    @classmethod
+    def check_job(cls, spec) -> None:
+        from groundsynth.engines.builtin.composition_ground import check_reference_segmenter
+
+        check_reference_segmenter(cls.job_params(spec)["reference_segmenter"])
 
     def __init__(self, params=None, ctx=None):
         super().__init__(params, ctx)

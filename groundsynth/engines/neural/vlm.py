@@ -147,22 +147,22 @@ def load_vlm(path: Path, mode: str, device: str, dtype_name: str) -> LoadedModel
         dtype = getattr(torch, dtype_name)
         kw = dict(local_files_only=True)
         if mode == "text":
-            tok = tf.AutoTokenizer.from_pretrained(str(path), **kw)
-            model = tf.AutoModelForCausalLM.from_pretrained(str(path), dtype=dtype, **kw)
+            tok = tf.AutoTokenizer.from_pretrained(str(path), **kw)  # nosec B615 # local files only (local_files_only=True): nothing is downloaded
+            model = tf.AutoModelForCausalLM.from_pretrained(str(path), dtype=dtype, **kw)  # nosec B615 # local files only (local_files_only=True): nothing is downloaded
             loaded = LoadedModel(model, tok, None, None, "causal")
         else:
-            config = tf.AutoConfig.from_pretrained(str(path), **kw)
-            model = tf.AutoModelForImageTextToText.from_pretrained(str(path), dtype=dtype, **kw)
+            config = tf.AutoConfig.from_pretrained(str(path), **kw)  # nosec B615 # local files only (local_files_only=True): nothing is downloaded
+            model = tf.AutoModelForImageTextToText.from_pretrained(str(path), dtype=dtype, **kw)  # nosec B615 # local files only (local_files_only=True): nothing is downloaded
             processor = None
             try:
-                processor = tf.AutoProcessor.from_pretrained(str(path), **kw)
+                processor = tf.AutoProcessor.from_pretrained(str(path), **kw)  # nosec B615 # local files only (local_files_only=True): nothing is downloaded
             except Exception:   # noqa: BLE001 - fall back to image processor + tokenizer below
                 processor = None
             tok = getattr(processor, "tokenizer", None)
             image_processor = getattr(processor, "image_processor", None)
             if tok is None or image_processor is None:
-                tok = tok or tf.AutoTokenizer.from_pretrained(str(path), **kw)
-                image_processor = image_processor or tf.AutoImageProcessor.from_pretrained(str(path), **kw)
+                tok = tok or tf.AutoTokenizer.from_pretrained(str(path), **kw)  # nosec B615 # local files only (local_files_only=True): nothing is downloaded
+                image_processor = image_processor or tf.AutoImageProcessor.from_pretrained(str(path), **kw)  # nosec B615 # local files only (local_files_only=True): nothing is downloaded
                 processor = None
             kind = "encoder-decoder" if config.model_type == "vision-encoder-decoder" else "vlm"
             loaded = LoadedModel(model, tok, processor, image_processor, kind)

@@ -72,10 +72,34 @@ class TileExecutor(ABC):
 def drive(executor: TileExecutor, ctx: JobContext, tasks: Sequence[Task],
           on_result: Callable[[Any, TaskResult], None], cancelled: Callable[[], bool], shared: Any = None,
           in_flight: int = 0, retries: int = MAX_RETRIES) -> bool:
-    """Run `tasks`, committing each result with `on_result` in task order; False if cancelled."""
-    tasks = list(tasks)
-    window = max(1, in_flight or executor.window())
+    """Run `tasks`, committing each result with `on_result` in task order; False if cancelled.
+
+    Whatever ends the loop (a failed task, `on_result` raising, e.g. a full disk), nothing is left
+    running when `drive` returns or raises: tasks in flight are waited for first, so no worker writes
+    files after the head has given up (the service may then sweep the unrecorded ones)."""
     handles: dict[Any, tuple[int, int]] = {}       # handle -> (task index, attempt)
+    try:
+        return _drive(executor, ctx, list(tasks), on_result, cancelled, shared, in_flight, retries, handles)
+    except BaseException:
+        _drain(executor, handles)
+        raise
+
+
+def _drain(executor: TileExecutor, handles: dict[Any, tuple[int, int]]) -> None:
+    """Wait for every task still in flight and forget its result."""
+    while handles:
+        for h in executor.wait(list(handles), POLL_S):
+            handles.pop(h, None)
+            try:
+                executor.result(h)
+            except Exception:  # noqa: BLE001, S110 - the job has failed already; its first error is raised
+                pass
+
+
+def _drive(executor: TileExecutor, ctx: JobContext, tasks: list[Task],
+           on_result: Callable[[Any, TaskResult], None], cancelled: Callable[[], bool], shared: Any,
+           in_flight: int, retries: int, handles: dict[Any, tuple[int, int]]) -> bool:
+    window = max(1, in_flight or executor.window())
     ready: dict[int, TaskResult] = {}
     failed: dict[int, BaseException] = {}
     nxt = done = 0

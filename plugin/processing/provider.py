@@ -6,9 +6,9 @@ from pathlib import Path
 from qgis.core import QgsProcessingProvider
 from qgis.PyQt.QtGui import QIcon
 
-from .processing_algorithms import ALGORITHMS
+from .algorithms import ALGORITHMS
 
-ICON = Path(__file__).resolve().parent / "icon.svg"
+ICON = Path(__file__).resolve().parents[1] / "icon.svg"
 
 
 class GroundSynthProvider(QgsProcessingProvider):

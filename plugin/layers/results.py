@@ -16,6 +16,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 from qgis.core import (
+    Qgis,
     QgsCoordinateReferenceSystem,
     QgsFeature,
     QgsField,
@@ -33,6 +34,18 @@ from .styling import LandCoverClass, class_field
 
 N_CAPTIONS = 5
 LIVE_TILES = "tiles (live)"
+
+
+def _field(name: str, kind: str) -> QgsField:
+    """A QgsField of kind "string", "int" or "double": QMetaType where QGIS takes it (3.38+, and QGIS 4 / Qt6,
+    which has no QVariant.Type), QVariant.Type before."""
+    if Qgis.QGIS_VERSION_INT >= 33800:
+        from qgis.PyQt.QtCore import QMetaType
+
+        types = {"string": QMetaType.Type.QString, "int": QMetaType.Type.Int, "double": QMetaType.Type.Double}
+    else:
+        types = {"string": QVariant.Type.String, "int": QVariant.Type.Int, "double": QVariant.Type.Double}
+    return QgsField(name, types[kind])
 
 
 def _layer_order_key(name: str) -> tuple:
@@ -102,6 +115,7 @@ class JobResults(QObject):
         self.added: list[str] = []            # layer kinds in the order they arrived
         self.live: QgsVectorLayer | None = None
         self.report_path: str = ""
+        self.tile_filter = ""                  # a subset expression on the tile layers ("" = all tiles)
 
     # ------------------------------------------------------------ events
     def handle(self, ev) -> None:
@@ -151,6 +165,7 @@ class JobResults(QObject):
             if not layer.isValid():
                 raise RuntimeError(f"cannot open the tile grid {path}")
             styling.style_tiles(layer, self.score, self.classes)
+            layer.setSubsetString(self.tile_filter)
             if self.live is not None:
                 self._remove(self.live)
                 self.layers.pop(LIVE_TILES, None)
@@ -170,6 +185,20 @@ class JobResults(QObject):
         self.layer_added.emit(kind)
         return layer
 
+    def set_tile_filter(self, kind: str = "", variant: int = 0) -> str:
+        """Show only tiles of `kind` ("real", "synthetic"; "" = all) and, for synthetic, `variant` (0 = all):
+        synthetic tiles lie exactly over their real tile, so identify and map tips reach them this way."""
+        parts = [f"\"kind\" = '{kind}'"] if kind else []
+        if kind == "synthetic" and variant:
+            parts.append(f"\"variant\" = {int(variant)}")
+        self.tile_filter = " AND ".join(parts)
+        for name in ("tiles", LIVE_TILES):
+            layer = self.layers.get(name)
+            if layer is not None:
+                layer.setSubsetString(self.tile_filter)
+                layer.triggerRepaint()
+        return self.tile_filter
+
     def set_score(self, score: str) -> None:
         """Re-style the tile layers by another score."""
         self.score = score
@@ -184,14 +213,15 @@ class JobResults(QObject):
             return self.live
         layer = QgsVectorLayer("Polygon", LIVE_TILES, "memory")
         layer.setCrs(QgsCoordinateReferenceSystem(crs_text))
-        fields = [QgsField("tile_id", QVariant.String), QgsField("kind", QVariant.String),
-                  QgsField("row", QVariant.Int), QgsField("col", QVariant.Int), QgsField("variant", QVariant.Int),
-                  QgsField("source_tile", QVariant.String), QgsField("nodata", QVariant.Int)]
-        fields += [QgsField(class_field(c.name), QVariant.Double) for c in self.classes]
-        fields += [QgsField(f"caption_{i}", QVariant.String) for i in range(1, N_CAPTIONS + 1)]
+        fields = [_field("tile_id", "string"), _field("kind", "string"),
+                  _field("row", "int"), _field("col", "int"), _field("variant", "int"),
+                  _field("source_tile", "string"), _field("nodata", "int")]
+        fields += [_field(class_field(c.name), "double") for c in self.classes]
+        fields += [_field(f"caption_{i}", "string") for i in range(1, N_CAPTIONS + 1)]
         layer.dataProvider().addAttributes(fields)
         layer.updateFields()
         self.live = layer
+        layer.setSubsetString(self.tile_filter)
         self._insert(LIVE_TILES, layer)
         return layer
 
@@ -200,7 +230,7 @@ class JobResults(QObject):
             return
         layer = self._live_layer(t.footprint.crs)
         prov = layer.dataProvider()
-        new = [QgsField(k, QVariant.Double) for k in sorted(t.metrics) if layer.fields().indexOf(k) < 0]
+        new = [_field(k, "double") for k in sorted(t.metrics) if layer.fields().indexOf(k) < 0]
         if new:
             prov.addAttributes(new)
             layer.updateFields()

@@ -41,12 +41,12 @@ from qgis.core import (
     QgsProcessingParameterString,
 )
 
-from .area import crs_text
-from .backend_api import BackendClient, read_token, state_name
-from .errors import PluginError, user_message
-from .job_request import JobRequest, StageChoice, parse_engines, parse_params, parse_targets
-from .results import ArtefactSource
-from .settings import PluginSettings
+from ..area import crs_text
+from ..connection.api import BackendClient, read_token, state_name
+from ..errors import PluginError, user_message
+from ..job_request import JobRequest, StageChoice, parse_engines, parse_params, parse_targets
+from ..layers.results import ArtefactSource
+from ..settings import PluginSettings
 
 MASK_STRATEGIES = ("real", "boost", "layout")
 
@@ -96,41 +96,44 @@ class GroundSynthAlgorithm(QgsProcessingAlgorithm):
         self.addParameter(QgsProcessingParameterExtent(self.EXTENT, "Area of interest (extent)", optional=True))
         self.addParameter(QgsProcessingParameterFeatureSource(
             self.AOI_LAYER, "Area of interest (polygon layer; overrides the extent)",
-            [QgsProcessing.TypeVectorPolygon], optional=True))
-        for key, label, default, optional in ((self.RED, "Red band", 1, False), (self.GREEN, "Green band", 2, False),
-                                              (self.BLUE, "Blue band", 3, False),
+            [QgsProcessing.SourceType.TypeVectorPolygon], optional=True))
+        # optional with defaults: qgis_process (3.22) refuses a run that omits a mandatory band parameter even
+        # when it has a default ("mandatory parameters were not specified RED, GREEN, BLUE")
+        for key, label, default, optional in ((self.RED, "Red band (default 1)", 1, True),
+                                              (self.GREEN, "Green band (default 2)", 2, True),
+                                              (self.BLUE, "Blue band (default 3)", 3, True),
                                               (self.NIR, "NIR band (empty = automatic: band 4 of a raster with "
                                                          "4+ bands unless it is alpha, else none)", None, True)):
             self.addParameter(QgsProcessingParameterBand(key, label, default, self.INPUT, optional=optional))
         self.addParameter(QgsProcessingParameterRasterLayer(self.LABELS, "Label raster (WorldCover codes)",
                                                             optional=True))
         self.addParameter(QgsProcessingParameterNumber(self.TILE_SIZE, "Tile size (pixels)",
-                                                       QgsProcessingParameterNumber.Integer, 256, False, 32, 2048))
+                                                       QgsProcessingParameterNumber.Type.Integer, 256, False, 32, 2048))
         self.addParameter(QgsProcessingParameterString(self.ENGINES, "Engines (stage=engine; ...)", "",
                                                        optional=True))
         self.addParameter(QgsProcessingParameterString(self.PARAMS, "Engine parameters (stage.param=value; ...)",
                                                        "", multiLine=True, optional=True))
         if self.has_synthesis():
             self.addParameter(QgsProcessingParameterNumber(self.VARIANTS, "Synthetic variants per tile",
-                                                           QgsProcessingParameterNumber.Integer, 1, False, 1, 16))
+                                                           QgsProcessingParameterNumber.Type.Integer, 1, False, 1, 16))
             self.addParameter(QgsProcessingParameterEnum(self.MASK_STRATEGY, "Mask strategy",
                                                          list(MASK_STRATEGIES), False, 0))
             self.addParameter(QgsProcessingParameterString(self.BOOST, "Boost targets (Class=share, ...)", "",
                                                            optional=True))
-        self.addParameter(QgsProcessingParameterNumber(self.SEED, "Seed", QgsProcessingParameterNumber.Integer,
+        self.addParameter(QgsProcessingParameterNumber(self.SEED, "Seed", QgsProcessingParameterNumber.Type.Integer,
                                                        0, False, 0))
         self.addParameter(QgsProcessingParameterString(self.ADDRESS, "Backend address", settings.address))
         self.addParameter(QgsProcessingParameterFile(self.TOKEN_FILE, "Token file (<workspace>/token)",
-                                                     QgsProcessingParameterFile.File, "",
+                                                     QgsProcessingParameterFile.Behavior.File, "",
                                                      str(Path(settings.workspace) / "token"), optional=True,
                                                      fileFilter="All files (*)"))
         self.addParameter(QgsProcessingParameterFile(self.CACHE_DIR, "Download folder (remote backend)",
-                                                     QgsProcessingParameterFile.Folder, "", settings.cache_dir,
+                                                     QgsProcessingParameterFile.Behavior.Folder, "", settings.cache_dir,
                                                      optional=True))
         self.addParameter(QgsProcessingParameterBoolean(
             self.REMOTE, "Backend on another machine (upload the raster, download the results)", False))
         self.addOutput(QgsProcessingOutputFolder(self.OUTPUT_DIR, "Job folder"))
-        self.addOutput(QgsProcessingOutputVectorLayer(self.TILES, "Tile grid", QgsProcessing.TypeVectorPolygon))
+        self.addOutput(QgsProcessingOutputVectorLayer(self.TILES, "Tile grid", QgsProcessing.SourceType.TypeVectorPolygon))
         self.addOutput(QgsProcessingOutputRasterLayer(self.MASK, "Real mask mosaic"))
         self.addOutput(QgsProcessingOutputFile(self.REPORT, "Report (HTML)"))
         self.addOutput(QgsProcessingOutputString(self.JOB_ID, "Job id"))
@@ -174,9 +177,9 @@ class GroundSynthAlgorithm(QgsProcessingAlgorithm):
         stages = {s: StageChoice(engines.get(s, ""), params.get(s, {})) for s in self.STAGES}
         req = JobRequest(
             raster_path=str(Path(path).resolve()),
-            red=self.parameterAsInt(parameters, self.RED, context),
-            green=self.parameterAsInt(parameters, self.GREEN, context),
-            blue=self.parameterAsInt(parameters, self.BLUE, context),
+            red=self._band(parameters, self.RED, 1, context),
+            green=self._band(parameters, self.GREEN, 2, context),
+            blue=self._band(parameters, self.BLUE, 3, context),
             nir=nir if nir > 0 else 0, band_count=layer.bandCount(),
             bbox=bbox, polygon_wkt=wkt, aoi_crs=crs_text(crs) if isinstance(crs, QgsCoordinateReferenceSystem)
             and crs.isValid() else "",
@@ -191,6 +194,12 @@ class GroundSynthAlgorithm(QgsProcessingAlgorithm):
         else:
             req.variants = 0
         return req.check()
+
+    def _band(self, parameters, key: str, default: int, context) -> int:
+        """A band parameter; left out or empty = `default`."""
+        if parameters.get(key) in (None, ""):
+            return default
+        return self.parameterAsInt(parameters, key, context)
 
     def client(self, parameters, context) -> BackendClient:
         address = self.parameterAsString(parameters, self.ADDRESS, context).strip()
@@ -228,32 +237,7 @@ class GroundSynthAlgorithm(QgsProcessingAlgorithm):
                 spec.upload_id = client.upload_raster(request.raster_path)
             call = client.submit(spec)
             for ev in call:
-                which = ev.WhichOneof("event")
-                if which == "accepted":
-                    state.update(job_id=ev.accepted.job_id, output_dir=ev.accepted.output_dir,
-                                 tiles=ev.accepted.tile_count)
-                    feedback.pushInfo(f"job {ev.accepted.job_id}: {ev.accepted.tile_count} tile(s) in "
-                                      f"{ev.accepted.output_dir}")
-                    if feedback.isCanceled():
-                        send_cancel()
-                elif which == "progress":
-                    p = ev.progress
-                    feedback.setProgressText(f"{p.stage} {p.done}/{p.total}")
-                    if p.total:
-                        feedback.setProgress(100.0 * p.done / p.total)
-                elif which == "layer":
-                    state["layers"][ev.layer.layer] = ev.layer.path
-                elif which == "report":
-                    state["report"] = ev.report.html_path
-                elif which == "failed":
-                    if ev.failed.tile_id:
-                        feedback.reportError(f"tile {ev.failed.tile_id}: {ev.failed.message}")
-                    else:
-                        state["final"] = "FAILED"
-                        raise QgsProcessingException(f"Job failed: {ev.failed.message}")
-                elif which == "done":
-                    state["final"] = state_name(ev.done.state)
-                    state["output_dir"] = ev.done.output_dir or state["output_dir"]
+                _on_event(ev, state, feedback)
                 if feedback.isCanceled():
                     send_cancel()
         except grpc.RpcError as exc:
@@ -266,16 +250,8 @@ class GroundSynthAlgorithm(QgsProcessingAlgorithm):
                 pass
         try:
             cache = self.parameterAsFile(parameters, self.CACHE_DIR, context) or PluginSettings.load().cache_dir
-            source = ArtefactSource(state["job_id"], state["output_dir"], client=client, cache_dir=cache,
-                                    force_fetch=remote)
-            out = {self.JOB_ID: state["job_id"], self.STATE_OUT: state["final"], "TILE_COUNT": state["tiles"],
-                   self.OUTPUT_DIR: str(source.folder)}
-            if "tiles" in state["layers"]:
-                out[self.TILES] = f"{source.path(state['layers']['tiles'])}|layername=tiles"
-            if "real_mask" in state["layers"]:
-                out[self.MASK] = str(source.path(state["layers"]["real_mask"]))
-            if state["report"]:
-                out[self.REPORT] = str(source.path(state["report"]))
+            out = self._outputs(state, ArtefactSource(state["job_id"], state["output_dir"], client=client,
+                                                      cache_dir=cache, force_fetch=remote))
         except grpc.RpcError as exc:
             title, text = user_message(exc, client.address)
             raise QgsProcessingException(f"{title}: {text}") from None
@@ -283,6 +259,44 @@ class GroundSynthAlgorithm(QgsProcessingAlgorithm):
             client.close()
         feedback.pushInfo(f"job {state['job_id']} ended {state['final'] or 'without a final state'}")
         return out
+
+    def _outputs(self, state: dict, source: ArtefactSource) -> dict:
+        """The algorithm's outputs; job files of a remote backend are fetched into the cache."""
+        out = {self.JOB_ID: state["job_id"], self.STATE_OUT: state["final"], "TILE_COUNT": state["tiles"],
+               self.OUTPUT_DIR: str(source.folder)}
+        if "tiles" in state["layers"]:
+            out[self.TILES] = f"{source.path(state['layers']['tiles'])}|layername=tiles"
+        if "real_mask" in state["layers"]:
+            out[self.MASK] = str(source.path(state["layers"]["real_mask"]))
+        if state["report"]:
+            out[self.REPORT] = str(source.path(state["report"]))
+        return out
+
+
+def _on_event(ev, state: dict, feedback) -> None:
+    """Record one JobEvent in `state` and report it to the Processing feedback."""
+    which = ev.WhichOneof("event")
+    if which == "accepted":
+        state.update(job_id=ev.accepted.job_id, output_dir=ev.accepted.output_dir, tiles=ev.accepted.tile_count)
+        feedback.pushInfo(f"job {ev.accepted.job_id}: {ev.accepted.tile_count} tile(s) in {ev.accepted.output_dir}")
+    elif which == "progress":
+        p = ev.progress
+        feedback.setProgressText(f"{p.stage} {p.done}/{p.total}")
+        if p.total:
+            feedback.setProgress(100.0 * p.done / p.total)
+    elif which == "layer":
+        state["layers"][ev.layer.layer] = ev.layer.path
+    elif which == "report":
+        state["report"] = ev.report.html_path
+    elif which == "failed":
+        if ev.failed.tile_id:
+            feedback.reportError(f"tile {ev.failed.tile_id}: {ev.failed.message}")
+        else:
+            state["final"] = "FAILED"
+            raise QgsProcessingException(f"Job failed: {ev.failed.message}")
+    elif which == "done":
+        state["final"] = state_name(ev.done.state)
+        state["output_dir"] = ev.done.output_dir or state["output_dir"]
 
 
 class SegmentAlgorithm(GroundSynthAlgorithm):

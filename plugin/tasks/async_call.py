@@ -6,11 +6,12 @@ thread. Calls in flight are remembered so `wait_all()` can join them on unload.
 from __future__ import annotations
 
 import threading
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from qgis.PyQt.QtCore import QObject, pyqtSignal
 
-_live: set["AsyncCall"] = set()
+_live: set[AsyncCall] = set()
 _live_lock = threading.Lock()
 
 
@@ -32,7 +33,7 @@ class AsyncCall(QObject):
         self.error.connect(self._forget)
         self.thread = threading.Thread(target=self._run, name="groundsynth-call", daemon=True)
 
-    def start(self) -> "AsyncCall":
+    def start(self) -> AsyncCall:
         with _live_lock:
             _live.add(self)
         self.thread.start()

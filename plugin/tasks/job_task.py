@@ -15,8 +15,8 @@ import grpc
 from qgis.core import QgsTask
 from qgis.PyQt.QtCore import pyqtSignal
 
-from .backend_api import pb, state_name
-from .errors import user_message
+from ..connection.api import pb, state_name
+from ..errors import user_message
 
 
 class JobTask(QgsTask):
@@ -26,7 +26,7 @@ class JobTask(QgsTask):
 
     def __init__(self, client, spec=None, job_id: str = "", after_seq: int = 0, description: str = "GroundSynth job",
                  cancel_grace_s: float = 20.0, upload: str = ""):
-        super().__init__(description, QgsTask.CanCancel)
+        super().__init__(description, QgsTask.Flag.CanCancel)
         if spec is None and not job_id:
             raise ValueError("JobTask needs a spec to submit or a job_id to watch")
         self.client = client
@@ -115,7 +115,7 @@ class JobTask(QgsTask):
             pass
         deadline = time.monotonic() + self.cancel_grace_s
         while time.monotonic() < deadline:
-            if self.final_state or self.status() in (QgsTask.Complete, QgsTask.Terminated):
+            if self.final_state or self.status() in (QgsTask.TaskStatus.Complete, QgsTask.TaskStatus.Terminated):
                 return
             time.sleep(0.1)
         self.close_stream()

@@ -10,10 +10,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .connection._generated import groundsynth_pb2 as pb
-from .connection._generated import groundsynth_pb2_grpc as rpc
-
 import grpc  # noqa: E402
+
+from ._generated import groundsynth_pb2 as pb
+from ._generated import groundsynth_pb2_grpc as rpc
 
 STAGES = ("segment", "synthesise", "caption", "ground")
 JOB_STATES = {v: k for k, v in pb.JobState.items()}

@@ -94,19 +94,19 @@ def style_image(layer: QgsRasterLayer, cut: tuple[float, float] = (0.02, 0.98),
         if band > layer.bandCount():
             continue
         ce = QgsContrastEnhancement(provider.dataType(band))
-        ce.setContrastEnhancementAlgorithm(QgsContrastEnhancement.StretchToMinimumMaximum, True)
+        ce.setContrastEnhancementAlgorithm(QgsContrastEnhancement.ContrastEnhancementAlgorithm.StretchToMinimumMaximum, True)
         if limits is not None and band <= len(limits):
             lo, hi = limits[band - 1]
         else:
             lo, hi = provider.cumulativeCut(band, cut[0], cut[1], extent, 250_000)
         if not hi > lo:
-            stats = provider.bandStatistics(band, QgsRasterBandStats.Min | QgsRasterBandStats.Max, extent, 250_000)
+            stats = provider.bandStatistics(band, QgsRasterBandStats.Stats.Min | QgsRasterBandStats.Stats.Max, extent, 250_000)
             lo, hi = stats.minimumValue, stats.maximumValue
         ce.setMinimumValue(lo)
         ce.setMaximumValue(hi if hi > lo else lo + 1)
         setter(ce)
     origin = QgsRasterMinMaxOrigin()
-    origin.setLimits(QgsRasterMinMaxOrigin.None_ if limits is not None else QgsRasterMinMaxOrigin.CumulativeCut)
+    origin.setLimits(QgsRasterMinMaxOrigin.Limits.None_ if limits is not None else QgsRasterMinMaxOrigin.Limits.CumulativeCut)
     origin.setCumulativeCutLower(cut[0])
     origin.setCumulativeCutUpper(cut[1])
     renderer.setMinMaxOrigin(origin)

@@ -1,0 +1,118 @@
+"""What the dock does besides running a job: write a non-file layer's AOI to a GeoTIFF first, check that a
+backend started here may read the raster, and export a job as a training set."""
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+from qgis.core import Qgis, QgsApplication, QgsCoordinateTransform, QgsProject
+from qgis.PyQt.QtWidgets import QFileDialog
+
+from .errors import InputError, PluginError
+from .tasks.commands import CommandsTask, Step
+from .tasks.render import RenderTask
+
+
+class RasterNotAllowed(PluginError):
+    title = "Raster not allowed"
+
+
+class DockActions:
+    """Mixed into GroundSynthDock (uses its panels, `message`, `log`, `run_job`)."""
+
+    render_task = None
+    export_task = None
+
+    # ------------------------------------------------------------ non-file layers
+    def render_input(self) -> RenderTask | None:
+        """Check the request, write the AOI of the (WMS, XYZ, ...) layer to <workspace>/inputs, then run."""
+        request = self.build_request(check=False)     # the area is checked here; the rest once written
+        layer = self.input_panel.layer()
+        area = self.area_panel.current_area()
+        geom = area.geometry()
+        if area.crs != layer.crs():
+            geom.transform(QgsCoordinateTransform(area.crs, layer.crs(), QgsProject.instance()))
+        extent = geom.boundingBox().intersect(layer.extent())
+        resolution = self.input_panel.resolution.value()
+        key = hashlib.sha1(f"{layer.source()}|{extent.toString(6)}|{resolution}".encode()).hexdigest()[:10]
+        dest = Path(self.backend_panel.workspace.filePath()) / "inputs" / f"{_safe(layer.name())}-{key}.tif"
+        try:
+            task = RenderTask(layer, extent, resolution, dest)
+        except ValueError as exc:
+            raise InputError(f"{layer.name()}: {exc}") from None
+        task.ended.connect(lambda ok, path, err: self._rendered(ok, path, err, request))
+        self.render_task = task
+        self._set_running(True)
+        self.run_panel.state_label.setText(f"writing {layer.name()} to a GeoTIFF...")
+        task.progressChanged.connect(lambda p: self.run_panel.on_progress("outputs", int(p), 100))
+        self.log(f"writing the area of {layer.name()} at {resolution:g} map units/px ({task.cols} x {task.rows} px) "
+                 f"to {dest}")
+        QgsApplication.taskManager().addTask(task)
+        return task
+
+    def _rendered(self, ok: bool, path: str, error: str, request) -> None:
+        self.render_task = None
+        self._set_running(False)
+        if not ok:
+            self.message("Layer not written", error or "cancelled",
+                         Qgis.MessageLevel.Critical if error != "cancelled" else Qgis.MessageLevel.Info)
+            return
+        self.log(f"wrote {path}")
+        request.raster_path = str(Path(path).resolve())
+        request.band_count = 0               # the written file's bands: RGB(A); the request asks for 1-3
+        try:
+            request.check()
+        except PluginError as exc:
+            self.show_error(exc)
+            return
+        self.run_job(request)
+
+    # ------------------------------------------------------------ allowed folders
+    def check_allowed(self, request) -> None:
+        """A backend this dock started reads only its workspace and the folders it was started with."""
+        bp = self.backend_panel
+        if self.jobs_panel.remote() or not bp.owns_backend():
+            return
+        for what, path in (("raster", request.raster_path), ("label raster", request.label_path)):
+            if path and not bp.allows(path):
+                raise RasterNotAllowed(
+                    f"the {what} {path} is outside the folders the backend was started with "
+                    f"({', '.join([bp.workspace.filePath(), *self.backend.allowed_roots])}); press Stop, then "
+                    "Start: the folders of the chosen raster and label layers become allowed roots "
+                    "(--allow-root)")
+
+    # ------------------------------------------------------------ export
+    def export_job(self, out_dir: str = "") -> CommandsTask | None:
+        """`groundsynth export` of the current job into `out_dir` (asked for when empty)."""
+        res = self.results
+        if res is None or not res.job_id:
+            self.message("Export", "run or load a job first", Qgis.MessageLevel.Warning)
+            return None
+        if not res.source.local:
+            self.message("Export", "the job's folder is on the backend's machine: run `groundsynth export "
+                         f"--job-dir <jobs>/{res.job_id} --out DIR` there", Qgis.MessageLevel.Warning)
+            return None
+        python = self.backend_panel.python_for_start()
+        if not python:
+            self.message("Export", "export runs the backend's Python: set up the backend (or choose an existing "
+                         "Python) first", Qgis.MessageLevel.Critical)
+            return None
+        out_dir = out_dir or QFileDialog.getExistingDirectory(self, "Export the training set into")
+        if not out_dir:
+            return None
+        args = [python, "-m", "groundsynth", "export", "--job-dir", str(res.source.output_dir), "--out", out_dir]
+        task = CommandsTask(f"GroundSynth: export {res.job_id}", [Step(f"export job {res.job_id}", args)])
+        task.line.connect(lambda line: self.log(f"[export] {line}"))
+        task.ended.connect(lambda ok, err: self.message(
+            "Export", f"training set of {res.job_id} written to {out_dir}" if ok else err,
+            Qgis.MessageLevel.Success if ok else Qgis.MessageLevel.Critical))
+        self.export_task = task
+        QgsApplication.taskManager().addTask(task)
+        return task
+
+
+def _safe(name: str) -> str:
+    return "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in name)[:40] or "layer"
+
+
+__all__ = ["DockActions", "RasterNotAllowed"]
