@@ -219,3 +219,18 @@ def test_a_class_the_coarse_levels_of_the_pool_lack_still_gets_its_real_pixels()
     target[40:48, :] = BUILT
     out = eng.synthesise([target], [0], state, ["t1"])[0]
     assert np.abs(out[:, 41:47].mean(axis=(1, 2)) - road).max() < 0.05
+
+
+def test_check_job_refuses_what_the_engine_cannot_serve_at_submit(tmp_path):
+    from groundsynth.request.spec import Aoi, JobSpec, StageConfig
+
+    def spec(tile_size=256, **params):
+        return JobSpec(aoi=Aoi(bbox=(0, 0, 1, 1)), raster_path="/x.tif", tile_size=tile_size,
+                       stages=[StageConfig("synthesise", "texture", {k: str(v) for k, v in params.items()})])
+
+    Texture.check_job(spec())                                       # the defaults serve 256 px tiles
+    for s, field in ((spec(patch=4), "patch"), (spec(tile_size=32), "levels"),
+                     (spec(exemplar_raster=tmp_path / "none.tif"), "exemplar_raster")):
+        with pytest.raises(InvalidArgument) as err:
+            Texture.check_job(s)
+        assert err.value.field == f"stages[synthesise].params.{field}"

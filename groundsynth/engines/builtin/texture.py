@@ -72,6 +72,23 @@ class Texture(Synthesiser):
               "exemplar_raster", 0, 10_000_000),
     )
 
+    @classmethod
+    def check_job(cls, spec) -> None:
+        """At Submit: an odd patch, tiles large enough for the pyramid, an existing exemplar raster."""
+        import os
+
+        p = cls.job_params(spec)
+        field = "stages[synthesise].params"
+        if p["patch"] % 2 == 0:
+            raise InvalidArgument(f"expected an odd patch side, got {p['patch']}", f"{field}.patch")
+        coarse = spec.tile_size // 2 ** (p["levels"] - 1)
+        if coarse < p["patch"] + 1:
+            raise InvalidArgument(f"tiles of {spec.tile_size} px are too small for {p['levels']} levels of "
+                                  f"{p['patch']} px patches (the coarsest level would be {coarse} px); lower levels",
+                                  f"{field}.levels")
+        if p["exemplar_raster"] and not os.path.isfile(p["exemplar_raster"]):
+            raise InvalidArgument(f"no such exemplar raster: {p['exemplar_raster']}", f"{field}.exemplar_raster")
+
     def __init__(self, params=None, ctx=None):
         super().__init__(params, ctx)
         if self.p["patch"] % 2 == 0:
