@@ -89,7 +89,7 @@ def cost(lv: Level, tg: Target, q: np.ndarray, s: Search, nnf: np.ndarray | None
     """cost(p, q[p]) for every target pixel p (see module doc); with the current `nnf`, plus
     `coherence` x the share of p's 4 neighbours whose match does not continue q (a copy breaks there)."""
     assert tg.feat is not None
-    d = tg.feat - np.take(lv.feat, q, axis=0).astype(np.float32)
+    d = tg.feat - np.take(lv.feat, q, axis=0)            # float32 - float16: promoted exactly, no copy pass
     c = np.einsum("ij,ij->i", d, d)
     c += s.mode_weight * (np.take(lv.mode, q) != tg.mode)
     if nnf is not None and s.coherence > 0:
@@ -219,7 +219,7 @@ def vote(lv: Level, tg: Target, nnf: np.ndarray, best: np.ndarray, radius: int, 
         xs = slice(max(ox, 0), W + min(ox, 0))
         ps = (slice(max(-oy, 0), H - max(oy, 0)), slice(max(-ox, 0), W - max(ox, 0)))
         q = grid[ps] + oy * lv.w + ox
-        val = np.take(lv.pix, q, axis=1).astype(np.float32)
+        val = np.take(lv.pix, q, axis=1)                 # uint8; promoted to float32 where it is used
         same = np.take(lv.label, q) == labels[ys, xs]
         w = weight[ps] * np.where(same, np.float32(1), np.float32(other))
         acc[:, ys, xs] += w[None] * val
