@@ -24,18 +24,29 @@ FLAT = 2
 _K = (np.uint64(0x9E3779B97F4A7C15), np.uint64(0xC2B2AE3D27D4EB4F), np.uint64(0x165667B19E3779F9))
 
 
-def _window_range(u8: np.ndarray, b: int) -> np.ndarray:
-    from numpy.lib.stride_tricks import sliding_window_view
+def _run(a: np.ndarray, b: int, axis: int, op) -> np.ndarray:
+    """`op` (np.maximum, np.minimum, np.logical_and, np.logical_or) over every b-long run along `axis` (0 or 1)
+    of a 2-D array: n - b + 1 long there, by b - 1 shifted elementwise ops (no window views)."""
+    n = a.shape[axis] - b + 1
 
-    mx = sliding_window_view(sliding_window_view(u8, b, axis=2).max(-1), b, axis=1).max(-1).max(0)
-    mn = sliding_window_view(sliding_window_view(u8, b, axis=2).min(-1), b, axis=1).min(-1).min(0)
+    def part(d: int) -> np.ndarray:
+        return a[d:d + n] if axis == 0 else a[:, d:d + n]
+
+    out = part(0).copy()
+    for d in range(1, b):
+        out = op(out, part(d))
+    return out
+
+
+def _window_range(u8: np.ndarray, b: int) -> np.ndarray:
+    """max - min over every b x b block and all bands, (H - b + 1, W - b + 1)."""
+    mx = _run(_run(u8.max(axis=0), b, 1, np.maximum), b, 0, np.maximum)
+    mn = _run(_run(u8.min(axis=0), b, 1, np.minimum), b, 0, np.minimum)
     return mx.astype(np.int16) - mn.astype(np.int16)
 
 
 def _window_all(ok: np.ndarray, b: int) -> np.ndarray:
-    from numpy.lib.stride_tricks import sliding_window_view
-
-    return sliding_window_view(sliding_window_view(ok, b, axis=1).all(-1), b, axis=0).all(-1)
+    return _run(_run(ok, b, 1, np.logical_and), b, 0, np.logical_and)
 
 
 def block_hashes(u8: np.ndarray, valid: np.ndarray, b: int = BLOCK) -> tuple[np.ndarray, np.ndarray]:
@@ -69,17 +80,16 @@ def hash_set(images: Sequence[np.ndarray], valids: Sequence[np.ndarray], b: int 
 
 
 def copied_share(u8: np.ndarray, valid: np.ndarray, reference: np.ndarray, b: int = BLOCK) -> float:
-    """Share of the valid pixels of `u8` covered by a block found in `reference` (a `hash_set`)."""
-    from numpy.lib.stride_tricks import sliding_window_view
-
+    """Share of the valid pixels of `u8` covered by a block found in `reference` (a `hash_set`: sorted)."""
     valid = np.asarray(valid, bool)
     if not valid.any() or reference.size == 0:
         return 0.0
     h, use = block_hashes(u8, valid, b)
-    hit = use & np.isin(h, reference, assume_unique=False)
+    at = np.minimum(np.searchsorted(reference, h), reference.size - 1)
+    hit = use & (reference[at] == h)
     padded = np.zeros((hit.shape[0] + 2 * (b - 1), hit.shape[1] + 2 * (b - 1)), bool)
     padded[b - 1:b - 1 + hit.shape[0], b - 1:b - 1 + hit.shape[1]] = hit
-    covered = sliding_window_view(sliding_window_view(padded, b, axis=1).any(-1), b, axis=0).any(-1)
+    covered = _run(_run(padded, b, 1, np.logical_or), b, 0, np.logical_or)
     return float((covered & valid).sum() / valid.sum())
 
 
