@@ -2,7 +2,7 @@
 
 `demo_tiles(workdir, split)` prepares the demo job (groundsynth.cli.demo.demo_spec, whole scene,
 256 px tiles), reads every cell through the job stretch, segments it with segment/spectral and
-round-trips the image through the uint8 tile encoding (what synthetic_tiles._fit reads back from
+round-trips the image through the uint8 tile encoding (what synthetic_tiles.compute_fit reads back from
 the tile files). Cached as an .npz under `workdir` (delete it to rebuild).
 """
 from __future__ import annotations
