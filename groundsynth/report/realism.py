@@ -2,7 +2,7 @@
 
 Sets (from the tile records and the fit's tile ids, journal meta "synthesis_fit"):
 - held out: real tiles of the test split that the synthesiser's fit never saw; when the job has
-  none (e.g. the demo grid's default blocks give no test tile), its validation tiles not fitted;
+  none (a small grid in large split blocks may give no test tile), its validation tiles not fitted;
 - synthetic: synthetic tiles whose source is not held out (at most MAX_TILES, evenly sampled),
   grouped by source tile; their class masks are the conditioning masks (the layout asked for);
 - reference: the real tiles those synthetic tiles came from (same layouts), i.e. what a perfect
