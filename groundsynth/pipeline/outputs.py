@@ -108,6 +108,9 @@ def write_report(run: JobRun, t_start: float) -> None:
         "synthesis_fit": run.journal.get_meta(run.job_id, "synthesis_fit"),
         "layers": sorted(run.layers.values(), key=lambda d: d["layer"]),
     }
+    if run.prep.reference is not None:
+        context["reference"] = {"sample": run.prep.reference, "owner": run.prep.reference_owner,
+                                "cells": run.prep.grid.cells}
     summary = write_report_files(run.dir, run.spec, records, context) or {}
     run.timer.seconds["report"] += time.perf_counter() - t0
     finish_outputs(run, records, summary)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from functools import partial
-from typing import Any
+from typing import Any, overload
 
 import numpy as np
 
@@ -113,7 +113,7 @@ def synthesis_state(run: JobRun, real: Sequence[TileRecord]) -> Any:
 def real_tile(w: WorkerJob, t: SourceTile, with_image: bool) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
     """(image float32 or None, valid, mask) of a finished real tile: from this worker's memory when it made
     the tile, else read from its files (the same values)."""
-    cached = TILES.get(w.job_id, t.tile_id)
+    cached = TILES.get(w.job_key, t.tile_id)
     if cached is not None:
         data, mask = cached
         if with_image:
@@ -126,13 +126,37 @@ def real_tile(w: WorkerJob, t: SourceTile, with_image: bool) -> tuple[np.ndarray
     return image, valid, mask
 
 
+class FitImages(Sequence[np.ndarray]):
+    """The fit sample's images (float32), made one at a time when the synthesiser asks for them: a fit that
+    goes through them in turn holds one (1 MiB at 256 px, 4 bands) instead of the whole sample (up to
+    `fit_max_tiles` of them)."""
+
+    def __init__(self, w: WorkerJob, sample: Sequence[SourceTile]):
+        self.w, self.sample = w, list(sample)
+
+    def __len__(self) -> int:
+        return len(self.sample)
+
+    @overload
+    def __getitem__(self, i: int) -> np.ndarray: ...
+    @overload
+    def __getitem__(self, i: slice) -> list[np.ndarray]: ...
+
+    def __getitem__(self, i: int | slice) -> np.ndarray | list[np.ndarray]:
+        if isinstance(i, slice):
+            return [self[k] for k in range(*i.indices(len(self)))]
+        image, _, _ = real_tile(self.w, self.sample[i], with_image=True)
+        assert image is not None  # noqa: S101 - with_image=True always gives one
+        return image
+
+
 def compute_fit(w: WorkerJob, task: FitTask) -> StateFile:
-    images, masks, valids = [], [], []
-    for t in task.sample:
-        image, valid, mask = real_tile(w, t, with_image=True)
-        images.append(image)
+    masks, valids = [], []
+    for t in task.sample:                   # masks and valid maps are small (1/4 of an image each): kept
+        _, valid, mask = real_tile(w, t, with_image=False)
         valids.append(valid)
         masks.append(mask)
+    images = FitImages(w, task.sample)
     synthesiser = w.engines["synthesise"]
     ids = [t.tile_id for t in task.sample]
     state = w.engine_call("synthesise", ["fit"],

@@ -1,0 +1,92 @@
+"""Memory a job holds does not grow with the AOI where the pipeline can bound it: the synthesiser's fit gets
+its sample's images one at a time, and GDAL's block cache is capped in the head as in the workers."""
+from __future__ import annotations
+
+import ctypes
+import weakref
+
+import rasterio
+
+from groundsynth.engines import register, unregister
+from groundsynth.pipeline.prepare import RunOptions, prepare_job
+from groundsynth.pipeline.runner import run_job
+from groundsynth.request.spec import Aoi, JobSpec, SynthesisOptions
+from groundsynth.service.journal import Journal
+from groundsynth.tiling import source as source_mod
+from tests.helpers_engines import TEST_STAGES, TestPalette, test_engines
+from tests.helpers_rasters import px_bbox, write_raster
+from tests.test_executors import Events, make_spec, source  # noqa: F401 - fixture
+
+ALIVE: dict[str, int] = {}
+
+
+class CountingPalette(TestPalette):
+    """test-palette whose fit goes through its images in turn and notes how many of them are alive at once."""
+
+    __test__ = False
+    name = "test-palette-counting"
+
+    def fit(self, images, masks, valids):
+        refs, most = [], 0
+        for img in images:
+            refs.append(weakref.ref(img))
+            most = max(most, sum(r() is not None for r in refs))
+            del img
+        ALIVE["most"], ALIVE["n"] = most, len(images)
+        return {"fitted": len(images)}
+
+
+def test_the_fit_gets_its_sample_one_image_at_a_time(source, tmp_path):  # noqa: F811
+    spec = make_spec(source)
+    spec.stages[1].engine = CountingPalette.name
+    journal = Journal(tmp_path / "journal.sqlite")
+    with test_engines():
+        register(CountingPalette)
+        try:
+            assert run_job("f", spec, tmp_path, journal, Events(), lambda: False,
+                           RunOptions(executor="inline", batch_size=4)) == "SUCCEEDED"
+        finally:
+            unregister(CountingPalette.stage, CountingPalette.name)
+    journal.close()
+    assert ALIVE["n"] == 12                  # every real tile is in the sample
+    assert ALIVE["most"] <= 2                # not the whole sample held at once
+
+
+def _gdal_lib() -> ctypes.CDLL:
+    """The GDAL that rasterio itself uses (its wheel bundles one in rasterio.libs; QGIS and pyogrio bring others)."""
+    import os
+
+    here = os.path.join(os.path.dirname(os.path.dirname(os.path.realpath(rasterio.__file__))), "rasterio.libs")
+    with open("/proc/self/maps") as f:
+        paths = {ln.split()[-1] for ln in f if "/libgdal" in ln and os.path.realpath(ln.split()[-1]).startswith(here)}
+    assert paths, "rasterio's own libgdal is not mapped"
+    lib = ctypes.CDLL(sorted(paths)[0])
+    lib.GDALGetCacheUsed64.restype = ctypes.c_int64
+    lib.GDALGetCacheMax64.restype = ctypes.c_int64
+    return lib
+
+
+def test_the_head_caps_the_gdal_block_cache_while_it_samples_the_aoi(tmp_path, monkeypatch):
+    with rasterio.open(write_raster(tmp_path / "s.tif", width=1024, height=1024)) as src:
+        data = src.read()
+    big = tmp_path / "big.tif"                  # 8 MiB of pixels, 4 bands, deflated 256 px blocks (as the demo scene)
+    with rasterio.open(big, "w", driver="GTiff", width=1024, height=1024, count=4, dtype="uint16", tiled=True,
+                       compress="deflate", blockxsize=256, blockysize=256, crs="EPSG:32618", nodata=0,
+                       transform=rasterio.transform.from_origin(435730.0, 4179460.0, 10.0, 10.0)) as dst:
+        dst.write(data)
+    lib = _gdal_lib()
+    seen = []
+    read = source_mod.SourceRaster.read_sample
+
+    def spy(self, *a, **kw):
+        out = read(self, *a, **kw)
+        seen.append((lib.GDALGetCacheUsed64(), lib.GDALGetCacheMax64()))   # before the dataset closes
+        return out
+
+    monkeypatch.setattr(source_mod.SourceRaster, "read_sample", spy)
+    spec = JobSpec(aoi=Aoi(bbox=px_bbox(0, 0, 1024, 1024)), raster_path=str(big), stages=TEST_STAGES(),
+                   synthesis=SynthesisOptions(variants=1))
+    with test_engines():
+        prepare_job(spec, tmp_path, RunOptions(gdal_cache_mb=1))
+    used, cap = seen[-1]
+    assert (used <= 1 << 20, cap) == (True, 1 << 20), f"{used >> 20} MiB of blocks cached, cap {cap >> 20} MiB"
