@@ -21,6 +21,13 @@ demo: setup            ## the main job on the real Sentinel-2 demo scene with th
 bench: setup           ## speed benchmarks (print numbers)
 	$(PY) bench/pipeline_speed.py
 
+.PHONY: synthesis-sheet synthesis-bench
+synthesis-sheet: setup ## contact sheet of the synthesisers on the demo scene: docs/synthesis_sheet.png
+	$(PY) scripts/synthesis_sheet.py --out docs/synthesis_sheet.png
+
+synthesis-bench: setup ## realism of exemplar, texture and trivial baselines on held-out demo tiles (docs/synthesis.md)
+	$(PY) bench/synthesis_realism.py
+
 # ---------------------------------------------------------------- QGIS plugin (docs/plugin.md)
 QGIS_PLUGINS ?= $(HOME)/.local/share/QGIS/QGIS3/profiles/default/python/plugins
 .PHONY: package install-plugin screenshot

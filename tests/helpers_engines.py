@@ -73,17 +73,24 @@ class TestPalette(Synthesiser):
     name = "test-palette"
     description = "test: a grey level per class plus seeded noise"
     params = (Param("noise", "float", 0.02, "noise amplitude", min=0, max=0.5),
-              Param("fit_log", "str", "", "every fit appends a line to this file"))
+              Param("fit_log", "str", "", "every fit appends a line to this file"),
+              Param("call_log", "str", "", "fit appends its tile ids, synthesise its source ids (one line each)"))
 
-    def fit(self, images, masks, valids):
+    def fit(self, images, masks, valids, tile_ids=None):
         if self.p["fit_log"]:
             with open(self.p["fit_log"], "a") as fh:
                 fh.write(f"fit {len(images)} {os.getpid()}\n")
-        return {"fitted": len(images)}
+        if self.p["call_log"]:
+            with open(self.p["call_log"], "a") as fh:
+                fh.write("fit " + " ".join(tile_ids or []) + "\n")
+        return {"fitted": len(images), "tile_ids": list(tile_ids or [])}
 
-    def synthesise(self, masks, seeds, state=None):
+    def synthesise(self, masks, seeds, state=None, source_ids=None):
         # grey levels chosen so that test-bright maps class k back to k
         levels = (np.arange(7, dtype=np.float32) + 0.5) / 7
+        if self.p["call_log"]:
+            with open(self.p["call_log"], "a") as fh:
+                fh.write("synthesise " + " ".join(source_ids or []) + "\n")
         out = []
         for m, s in zip(masks, seeds, strict=True):
             rng = np.random.default_rng(s)

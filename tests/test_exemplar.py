@@ -212,3 +212,37 @@ def test_tiles_smaller_than_patch_size_fail_naming_patch_size():
     mask = np.zeros((32, 32), np.uint8)
     with pytest.raises(InvalidArgument, match="patch_size"):
         e.fit([img], [mask], [np.ones((32, 32), bool)])
+
+
+def test_the_source_tile_is_never_copied():
+    """Tile t0's red band (~0.9) is unlike every other tile's: with t0 as the source nothing of it appears
+    (neither patches nor small-region pixels). With all tiles alike, no 8 x 8 block of t0 appears when it is
+    the source, and some do when no source is given (the check sees copies)."""
+    from groundsynth.metrics import copies
+    from groundsynth.metrics.realism import TileSet
+
+    rng = np.random.default_rng(0)
+    S = 64
+    xx = np.mgrid[0:S, 0:S][1]
+    masks = [np.where((xx // 16) % 2 == 0, GRASS, WATER).astype(np.uint8) for _ in range(4)]
+    for m in masks:
+        m[30:33, 40:43] = BUILT                                   # a small region: filled with real pixels
+    images = [np.where(m[None] == GRASS, 0.4, 0.2).astype(np.float32) + 0.1 * rng.random((4, S, S), np.float32)
+              for m in masks]
+    valids, ids = [np.ones((S, S), bool)] * 4, [f"t{i}" for i in range(4)]
+    ex = Exemplar({"patch_size": "16", "overlap": "4"}, EngineContext(seed=0))
+    marked = [im.copy() for im in images]
+    marked[0][0] = 0.9 + 0.02 * rng.random((S, S))
+    state = ex.fit(marked, masks, valids, ids)
+    for seed in range(3):
+        assert ex.synthesise([masks[0]], [seed], state, ["t0"])[0][0].max() < 0.6
+    state = ex.fit(images, masks, valids, ids)
+    ref = TileSet.from_float(images[:1], masks[:1])
+    own = copies.hash_set(ref.images, [ref.valid(0)])
+
+    def copied(source):
+        out = [ex.synthesise([masks[0]], [seed], state, source)[0] for seed in range(3)]
+        return [copies.copied_share(TileSet.from_float([o], masks[:1]).images[0], ref.valid(0), own) for o in out]
+
+    assert copied(["t0"]) == [0, 0, 0]
+    assert max(copied(None)) > 0.02

@@ -26,7 +26,7 @@ class CountingPalette(TestPalette):
     __test__ = False
     name = "test-palette-counting"
 
-    def fit(self, images, masks, valids):
+    def fit(self, images, masks, valids, tile_ids=None):
         refs, most = [], 0
         for img in images:
             refs.append(weakref.ref(img))

@@ -195,17 +195,24 @@ class Segmenter(Engine):
 class Synthesiser(Engine):
     stage = "synthesise"
 
-    def fit(self, images: Sequence[np.ndarray], masks: Sequence[np.ndarray], valids: Sequence[np.ndarray]) -> Any:
-        """Called once per job with (a sample of) the AOI's real tiles before any `synthesise`; returns the
-        fitted state, which every `synthesise` call of the job receives. The state must be picklable (it
-        is stored with the job, so a resumed job does not fit again, and sent to workers) and `fit` must
-        not change the engine itself. Exemplar engines gather per-class texture here; neural engines
-        return None."""
+    def fit(self, images: Sequence[np.ndarray], masks: Sequence[np.ndarray], valids: Sequence[np.ndarray],
+            tile_ids: Sequence[str] | None = None) -> Any:
+        """Called once per job with real tiles before any `synthesise`; returns the fitted state, which
+        every `synthesise` call of the job receives. The pipeline gives the train split only (never
+        validation or test tiles: the state must not leak them into synthetic training data).
+        `tile_ids` (optional, one per image) name the tiles so that `synthesise` can leave a synthetic
+        tile's own source out of its pool. The state must be picklable (it is stored with the job, so a
+        resumed job does not fit again, and sent to workers) and `fit` must not change the engine itself.
+        Exemplar engines gather per-class texture here; neural engines return None."""
         return None
 
     @abstractmethod
-    def synthesise(self, masks: Sequence[np.ndarray], seeds: Sequence[int], state: Any = None) -> list[np.ndarray]:
-        """New images (float32 (C, H, W) in [0, 1], C = 4 or 3 per ctx.has_nir), one per mask."""
+    def synthesise(self, masks: Sequence[np.ndarray], seeds: Sequence[int], state: Any = None,
+                   source_ids: Sequence[str] | None = None) -> list[np.ndarray]:
+        """New images (float32 (C, H, W) in [0, 1], C = 4 or 3 per ctx.has_nir), one per mask.
+        `source_ids` (optional, one per mask): the real tile each mask came from; an engine that copies
+        real pixels must not copy from that tile (its tile id as given to `fit`). Both extra arguments
+        are plain lists of strings, so executors can ship calls to other processes unchanged."""
 
 
 class Captioner(Engine):

@@ -110,7 +110,8 @@ def write_report(run: JobRun, t_start: float) -> None:
         "raster": run.prep.raster,
         "seed": run.spec.seed,
         "grid": run.journal.get_meta(run.job_id, "grid"),
-        "warnings": run.prep.warnings + nodata_warnings(run, records),
+        "warnings": run.prep.warnings + nodata_warnings(run, records) + fit_warnings(run),
+        "synthesis_fit": run.journal.get_meta(run.job_id, "synthesis_fit"),
         "layers": sorted(run.layers.values(), key=lambda d: d["layer"]),
         "grounding_control": control,
     }
@@ -149,3 +150,8 @@ def nodata_warnings(run: JobRun, records: Sequence[TileRecord]) -> list[str]:
         out.append(f"{flagged} of {len(real)} real tiles are nodata tiles (< {100 * run.opt.min_valid:g}% "
                    "valid pixels): flagged, masked 255, not synthesised")
     return out
+
+
+def fit_warnings(run: JobRun) -> list[str]:
+    fit = run.journal.get_meta(run.job_id, "synthesis_fit") or {}
+    return [fit["warning"]] if fit.get("warning") else []

@@ -33,7 +33,7 @@ class RunOptions:
     device: str = "cpu"             # for neural engines
     min_valid: float = 0.01         # a tile with a smaller share of valid pixels is a nodata tile
     layers_every: int = 64          # rewrite tiles.gpkg and the VRTs every N recorded tiles
-    fit_max_tiles: int = 256        # real tiles given to synthesiser.fit / AoiStats (evenly sampled)
+    fit_max_tiles: int = 256        # train-split real tiles given to synthesiser.fit / AoiStats (evenly sampled)
     executor: str = "process"       # inline, process or ray (groundsynth.pipeline.executors); a job's
                                     # JobSpec.executor, when set, takes precedence
     workers: int = 0                # worker processes / Ray actors; 0 = one per core (per cluster CPU)

@@ -1,5 +1,7 @@
-"""Synthetic tiles: fit the synthesiser on the AOI's real tiles, then per (real tile, variant):
-condition mask (mask strategy) -> synthesise -> re-segment -> caption, ground -> write, record.
+"""Synthetic tiles: fit the synthesiser on the AOI's train-split real tiles, then per (real tile, variant):
+condition mask (mask strategy) -> synthesise (never copying its source tile) -> re-segment -> caption,
+ground -> write, record. The fitted tile ids go to the journal (meta "synthesis_fit") for the report's
+realism metrics, which compare against tiles that were not fitted.
 
 The fit is a barrier with shippable state: it runs once per job as one task on a worker, which writes
 what it returns (with the AOI's mask statistics) to `synthesis_state.pkl` in the job directory; the
@@ -70,11 +72,20 @@ def run_synthetic(run: JobRun) -> bool:
     return run.execute(tasks, commit, shared)
 
 
-def fit_sample(run: JobRun, real: Sequence[TileRecord]) -> list[TileRecord]:
-    """Up to `fit_max_tiles` valid real tiles, evenly spread over the grid order."""
-    n = len(real)
-    k = min(n, max(1, run.opt.fit_max_tiles))
-    return [real[int(i)] for i in np.linspace(0, n - 1, k).round().astype(int)] if n else []
+def fit_sample(real: Sequence[TileRecord], limit: int) -> tuple[list[TileRecord], str]:
+    """The real tiles given to synthesiser.fit: the train split only (evenly sampled down to `limit`), so
+    no validation or test pixel can reach a synthetic training tile; (tiles, warning). An AOI without a
+    train tile falls back to all tiles, with a warning for the report."""
+    train = [r for r in real if r.attributes.get("split") == "train"]
+    warning = ""
+    if not train and real:
+        train = list(real)
+        warning = ("no train-split tile in this job: the synthesiser was fitted on all tiles (validation and "
+                   "test tiles included), so synthetic tiles may carry their pixels; the realism metrics have "
+                   "no held-out tiles")
+    n = len(train)
+    k = min(n, max(1, limit))
+    return ([train[int(i)] for i in np.linspace(0, n - 1, k).round().astype(int)] if n else []), warning
 
 
 def synthesis_state(run: JobRun, real: Sequence[TileRecord]) -> Any:
@@ -90,7 +101,8 @@ def synthesis_state(run: JobRun, real: Sequence[TileRecord]) -> Any:
             log.warning("job %s: %s; fitting again", run.job_id, exc.message)
             sf = None
     if sf is None:
-        sample = fit_sample(run, real)
+        sample, warning = fit_sample(real, run.opt.fit_max_tiles)
+        run.journal.set_meta(run.job_id, "synthesis_fit", {"tiles": [r.tile_id for r in sample], "warning": warning})
         result = run.execute_one(FitTask(tuple(SourceTile.of(r) for r in sample), path))
         sf = result.value
         run.journal.set_meta(run.job_id, META_KEY, {"path": STATE_NAME, "sha256": sf.sha256,
@@ -149,7 +161,9 @@ def compute_fit(w: WorkerJob, task: FitTask) -> StateFile:
         masks.append(mask)
     images = FitImages(w, task.sample)
     synthesiser = w.engines["synthesise"]
-    state = w.engine_call("synthesise", ["fit"], lambda: synthesiser.fit(images, masks, valids))  # type: ignore[attr-defined]
+    ids = [t.tile_id for t in task.sample]
+    state = w.engine_call("synthesise", ["fit"],
+                          lambda: synthesiser.fit(images, masks, valids, ids))  # type: ignore[attr-defined]
     with w.timer("mask_strategy"):
         stats = mask_strategies.AoiStats.from_masks(masks)
     with w.timer("write"):
@@ -177,7 +191,9 @@ def _synthesise(w: WorkerJob, task: SyntheticTask, ids: Sequence[str], payload: 
     seeds = [derive_seed(w.ctx.seed, sid, "synthesise") for sid in ids]
     synthesiser, segmenter = w.engines["synthesise"], w.engines["segment"]
     state = payload["state"]
-    raw = w.engine_call("synthesise", ids, lambda: synthesiser.synthesise(conds, seeds, state))  # type: ignore[attr-defined]
+    sources = [src.tile_id for src, _v in task.items]
+    raw = w.engine_call("synthesise", ids,
+                        lambda: synthesiser.synthesise(conds, seeds, state, sources))  # type: ignore[attr-defined]
     images = [np.asarray(im, dtype=np.float32).copy() for im in raw]
     for im, valid in zip(images, valids, strict=True):
         im[:, ~valid] = 0

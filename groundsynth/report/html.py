@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from groundsynth.report.evidence import evidence_html
+from groundsynth.report.realism import realism_html
 from groundsynth.request.classes import CLASS_NAMES, hex_color
 
 THUMB_PX = 128
@@ -46,7 +47,7 @@ details pre{background:#fff;border:1px solid #ddd;padding:8px;overflow:auto;max-
 
 
 CARDS = {"tiles_real": ("real tiles", 0), "tiles_synthetic": ("synthetic tiles", 0),
-         "grounding_mean": ("grounding (0-100)", 1), "fidelity_miou_mean": ("fidelity mIoU", 3),
+         "grounding_mean": ("grounding (0-100)", 1), "fidelity_miou_mean": ("layout agreement (fidelity mIoU)", 3),
          "redundancy": ("caption redundancy", 4), "composition_js": ("composition JS (bits)", 4),
          "seg_macro_f1": ("segmenter macro F1", 3), "seg_miou": ("segmenter mIoU", 3),
          "seg_accuracy": ("segmenter accuracy", 3),
@@ -352,6 +353,7 @@ def render_html(doc: dict, job_dir: str | Path) -> str:
     from groundsynth.report.accuracy_html import accuracy_section
 
     parts.append(accuracy_section(doc))
+    parts.append(realism_html(doc.get("realism"), _fmt, _table))
     parts.append("<h2>Best and worst tiles</h2>" + thumbnail_strip(job_dir, tiles))
 
     versions = doc.get("versions") or {}

@@ -16,6 +16,8 @@ Layout (schema_version 1):
     accuracy_assessment  segmentation vs the job's reference sample (groundsynth.report.accuracy_report) or null
     grounding_control, dataset_filters, tile_grid   groundsynth.report.evidence (own vs mismatched tile; filter
                     counts; the default score of the tile grid: one that varies)
+    realism         synthetic vs held-out real tiles beside real vs held-out (groundsynth.report.realism) or null;
+                    synthetic tile entries carry "realism" (copied shares, speckle)
     summary         the headline numbers (also sent in ReportReady.summary)
 Scores are fractions in 0..1 except grounding (0..100). Undefined values are null.
 """
@@ -35,6 +37,7 @@ from groundsynth.artefacts.records import TileRecord
 from groundsynth.metrics import segmentation
 from groundsynth.metrics import sets as metrics
 from groundsynth.report.evidence import evidence_headline, evidence_sections
+from groundsynth.report.realism import realism_headline, realism_section
 from groundsynth.request.classes import CLASS_NAMES
 from groundsynth.request.spec import JobSpec
 
@@ -174,6 +177,9 @@ def build_report(job_dir: Path, spec: JobSpec, records: Sequence[TileRecord], co
         set_metrics = summarise_records(records)
     per_tile_labels: dict[str, dict] = {}
     labels = label_evaluation(job_dir, records, per_tile_labels)
+    per_tile_realism: dict[str, dict] = {}
+    realism = realism_section(job_dir, records, context.get("synthesis_fit"), per_tile_realism,
+                              int(context.get("seed", spec.seed) or 0))
     accuracy = None
     if context.get("reference"):
         from groundsynth.report.accuracy_report import assess
@@ -186,6 +192,8 @@ def build_report(job_dir: Path, spec: JobSpec, records: Sequence[TileRecord], co
         entry = tile_entry(r, grid_crs)
         if r.tile_id in per_tile_labels:
             entry["label_metrics"] = per_tile_labels[r.tile_id]
+        if r.tile_id in per_tile_realism:
+            entry["realism"] = per_tile_realism[r.tile_id]
         tiles.append(entry)
     doc = {
         "schema_version": SCHEMA_VERSION,
@@ -210,7 +218,8 @@ def build_report(job_dir: Path, spec: JobSpec, records: Sequence[TileRecord], co
         "label_evaluation": labels,
         "accuracy_assessment": accuracy,
         **evidence_sections(records, spec, context),
-        "summary": headline(records, set_metrics, labels, accuracy),
+        "realism": realism,
+        "summary": {**headline(records, set_metrics, labels, accuracy), **realism_headline(realism)},
         "reproduce": {
             "how": "JobSpec.from_dict(report['spec']) with the engines and seed above, same package versions; "
                    "or `groundsynth export` to rebuild the training set from this job dir",

@@ -1,3 +1,3 @@
-"""Built-in CPU engines (no weights): spectral and labels segmenters, exemplar synthesiser,
+"""Built-in CPU engines (no weights): spectral and labels segmenters, exemplar and texture synthesisers,
 composition captioner and grounder.
 """

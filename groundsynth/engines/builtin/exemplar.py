@@ -26,6 +26,10 @@ synthesise (per target mask, per seed):
   are composited with soft edges (one-hot mask blurred by `edge_sigma`; small
   regions keep hard edges).
 
+Source exclusion: with tile ids given to fit and `source_ids` to synthesise, a synthetic tile never
+takes patches or pixels from its own source tile; a class whose only texture lies there gets its
+AOI mean colour.
+
 Fallbacks: a class in the target mask with no pixels in the AOI raises
 FailedPrecondition naming the class (the AOI has no real texture for it; boost
 refuses such classes earlier). An all-nodata mask gives an all-zero image
@@ -54,6 +58,9 @@ class ExemplarState:
     pool_means: dict[int, np.ndarray] = field(default_factory=dict)  # class -> (n, C) mean colour per patch
     pixels: dict[int, np.ndarray] = field(default_factory=dict)      # class -> (m, C) sample of its real pixels
     channels: int | None = None
+    pool_tiles: dict[int, np.ndarray] = field(default_factory=dict)  # class -> (n,) index of each patch's tile
+    pixel_tiles: dict[int, np.ndarray] = field(default_factory=dict)  # class -> (m,) index of each pixel's tile
+    tile_ids: list[str] = field(default_factory=list)                 # fit's tile ids (index -> id)
 
 
 @register
@@ -99,22 +106,23 @@ class Exemplar(Synthesiser):
 
     # ------------------------------------------------------------------ fit
     def fit(self, images: Sequence[np.ndarray], masks: Sequence[np.ndarray],
-            valids: Sequence[np.ndarray]) -> ExemplarState:
+            valids: Sequence[np.ndarray], tile_ids: Sequence[str] | None = None) -> ExemplarState:
         from scipy import ndimage
 
-        if not (len(images) == len(masks) == len(valids)):
+        if not (len(images) == len(masks) == len(valids)) or (tile_ids is not None and len(tile_ids) != len(images)):
             raise InvalidArgument(f"got {len(images)} images, {len(masks)} masks and {len(valids)} valid maps",
                                   "synthesise.fit")
         P = self.p["patch_size"]
         stride = max(4, P // 4)
         rng = np.random.default_rng(int(self.ctx.seed) ^ 0x5EED)
-        cands: dict[int, list[tuple[float, np.ndarray]]] = {k: [] for k in range(NUM_CLASSES)}
+        cands: dict[int, list[tuple[float, np.ndarray, int]]] = {k: [] for k in range(NUM_CLASSES)}
         pix: dict[int, list[np.ndarray]] = {k: [] for k in range(NUM_CLASSES)}
+        pix_t: dict[int, list[np.ndarray]] = {k: [] for k in range(NUM_CLASSES)}
         sums = np.zeros((NUM_CLASSES, 8), np.float64)
         counts = np.zeros(NUM_CLASSES, np.int64)
-        st = ExemplarState()
+        st = ExemplarState(tile_ids=[str(t) for t in tile_ids] if tile_ids is not None else [])
         sized, smallest = 0, None
-        for img, mask, valid in zip(images, masks, valids, strict=True):
+        for t, (img, mask, valid) in enumerate(zip(images, masks, valids, strict=True)):
             img = np.asarray(img, dtype=np.float32)
             if img.ndim != 3 or img.shape[0] not in (3, 4):
                 raise InvalidArgument(f"expected an image of shape (3 or 4, H, W), got {img.shape}", "image")
@@ -138,6 +146,7 @@ class Exemplar(Synthesiser):
                 vals = img[:, own]
                 take = rng.choice(vals.shape[1], size=min(vals.shape[1], 4096), replace=False)
                 pix[k].append(vals[:, take].T)
+                pix_t[k].append(np.full(take.size, t, np.int32))
                 sums[k, :C] += img[:, own].sum(axis=1)
                 counts[k] += int(own.sum())
                 # fill every other pixel from the nearest pixel of class k: a pure texture of k
@@ -148,7 +157,7 @@ class Exemplar(Synthesiser):
                 xs = np.arange(0, W - P + 1, stride)
                 pur = purity[ys[:, None] + P // 2, xs[None, :] + P // 2]
                 for y, x in zip(*np.nonzero(pur > 0), strict=True):
-                    cands[k].append((float(pur[y, x]), filled[:, ys[y]:ys[y] + P, xs[x]:xs[x] + P]))
+                    cands[k].append((float(pur[y, x]), filled[:, ys[y]:ys[y] + P, xs[x]:xs[x] + P], t))
         if sized == 0 and smallest is not None:
             raise InvalidArgument(f"patch_size {P} is larger than the tiles ({smallest[0]} x {smallest[1]} px); "
                                   "choose a patch_size no larger than the tile size",
@@ -164,23 +173,32 @@ class Exemplar(Synthesiser):
             if keep.size > limit:
                 keep = rng.choice(keep, size=limit, replace=False)
             st.pools[k] = np.stack([cands[k][i][1] for i in sorted(keep)]).astype(np.float32)
+            st.pool_tiles[k] = np.array([cands[k][i][2] for i in sorted(keep)], np.int32)
             st.pool_means[k] = st.pools[k].mean(axis=(2, 3))
             st.means[k] = (sums[k, :st.channels] / max(counts[k], 1)).astype(np.float32)
-            allpix = np.concatenate(pix[k])
+            allpix, alltiles = np.concatenate(pix[k]), np.concatenate(pix_t[k])
             if len(allpix) > 16384:
-                allpix = allpix[rng.choice(len(allpix), size=16384, replace=False)]
+                pick = rng.choice(len(allpix), size=16384, replace=False)
+                allpix, alltiles = allpix[pick], alltiles[pick]
             st.pixels[k] = allpix.astype(np.float32)
+            st.pixel_tiles[k] = alltiles
         return st
 
     # ------------------------------------------------------------------ synthesise
     def synthesise(self, masks: Sequence[np.ndarray], seeds: Sequence[int],
-                   state: ExemplarState | None = None) -> list[np.ndarray]:
-        if len(masks) != len(seeds):
-            raise InvalidArgument(f"got {len(masks)} masks and {len(seeds)} seeds", "synthesise")
+                   state: ExemplarState | None = None, source_ids: Sequence[str] | None = None) -> list[np.ndarray]:
+        if len(masks) != len(seeds) or (source_ids is not None and len(source_ids) != len(masks)):
+            raise InvalidArgument(f"got {len(masks)} masks and {len(seeds)} seeds"
+                                  + (f" and {len(source_ids)} source ids" if source_ids is not None else ""),
+                                  "synthesise")
         st = state if state is not None else ExemplarState()
-        return [self.synthesise_one(m, s, st) for m, s in zip(masks, seeds, strict=True)]
+        sources = list(source_ids) if source_ids is not None else [None] * len(masks)
+        return [self.synthesise_one(m, s, st, src) for m, s, src in zip(masks, seeds, sources, strict=True)]
 
-    def synthesise_one(self, mask: np.ndarray, seed: int, st: ExemplarState) -> np.ndarray:
+    def synthesise_one(self, mask: np.ndarray, seed: int, st: ExemplarState, source_id: str | None = None
+                       ) -> np.ndarray:
+        """One image; texture from the source tile `source_id` (a fit tile id) is never used: a class whose
+        only texture lies there is filled with its AOI mean colour."""
         from scipy import ndimage
 
         mask = np.asarray(mask, dtype=np.uint8)
@@ -222,17 +240,18 @@ class Exemplar(Synthesiser):
             weights[:, grown] = (mask[grown][None, :] == present[:, None]).astype(np.float32)
         reach = int(np.ceil(3 * sigma)) + 1
         seams = self._seams(rng)
+        exclude = st.tile_ids.index(source_id) if source_id is not None and source_id in st.tile_ids else -1
         for i, k in enumerate(present):
+            patches, pix = self._without_source(st, int(k), exclude)
             region = weights[i] > 1e-4
             if reach:
                 region = ndimage.binary_dilation(mask == k, iterations=reach) | region
             small = smalls[k]
-            if not (region & ~small).any():      # only small regions: no quilted layer needed
+            if not (region & ~small).any() or patches is None:   # no quilted layer needed (or no texture left)
                 tex = np.broadcast_to(st.means[k][:, None, None], (C, H, W)).copy()
             else:
-                tex = self._quilt(k, region, rng, seams, st)
-            if small.any():   # small regions (roads, single buildings, specks): real pixels of the class
-                pix = st.pixels[k]
+                tex = self._quilt(region, rng, seams, *patches)
+            if small.any() and len(pix):   # small regions (roads, single buildings, specks): real pixels of the class
                 tex[:, small] = pix[rng.integers(0, len(pix), int(small.sum()))].T
             out += weights[i][None] * tex
         out[:, mask == NODATA] = 0.0
@@ -252,12 +271,23 @@ class Exemplar(Synthesiser):
         top = 1 / (1 + np.exp(-(t[None, :, None] - curves[n:, None, :]) / 0.6))       # (n, y, x)
         return (left * top).astype(np.float32), left.astype(np.float32), top.astype(np.float32)
 
-    def _quilt(self, k: int, region: np.ndarray, rng: np.random.Generator, seams, st: ExemplarState) -> np.ndarray:
-        """A texture layer of class k covering `region` (bool (H, W)); the class mean elsewhere."""
-        pool = st.pools[k]
+    @staticmethod
+    def _without_source(st: ExemplarState, k: int, exclude: int
+                        ) -> tuple[tuple[np.ndarray, np.ndarray] | None, np.ndarray]:
+        """((patches, patch means) or None, pixels) of class k, without those of pool tile `exclude`."""
+        pool, means, pix = st.pools[k], st.pool_means[k], st.pixels[k]
+        if exclude >= 0 and k in st.pool_tiles:
+            keep = st.pool_tiles[k] != exclude
+            if not keep.all():
+                pool, means = pool[keep], means[keep]
+            pix = pix[st.pixel_tiles[k] != exclude]
+        return ((pool, means) if len(pool) else None), pix
+
+    def _quilt(self, region: np.ndarray, rng: np.random.Generator, seams, pool: np.ndarray, pm: np.ndarray
+               ) -> np.ndarray:
+        """A texture layer from `pool` (patches of one class, mean colours `pm`) covering `region`."""
         n, C, P, _ = pool.shape
         # the typical look of the class: the pool patches nearest in mean colour to the class median
-        pm = st.pool_means[k]
         near = np.argsort(((pm - np.median(pm, axis=0)) ** 2).sum(axis=1), kind="stable")
         style = near[:max(min(n, 2 * self.p["candidates"]), int(round(n * self.p["style_share"])))]
         mu = pm[style].mean(axis=0)

@@ -73,7 +73,9 @@ class SpadeSynthesiser(WeightsEngine, Synthesiser):
 
         return load_shared(self, load_spade)[0]
 
-    def synthesise(self, masks: Sequence[np.ndarray], seeds: Sequence[int], state: Any = None) -> list[np.ndarray]:
+    def synthesise(self, masks: Sequence[np.ndarray], seeds: Sequence[int], state: Any = None,
+                   source_ids: Sequence[str] | None = None) -> list[np.ndarray]:
+        # a generator copies no pixels: source_ids needs no handling
         if len(masks) != len(seeds):
             raise ValueError(f"{len(masks)} masks but {len(seeds)} seeds")
         if not len(masks):

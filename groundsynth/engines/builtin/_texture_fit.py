@@ -1,0 +1,184 @@
+"""fit of synthesise/texture: choose the pool tiles, add exemplar-raster tiles for rare classes, find the
+appearance modes and the PCA bases (see _texture_pool for what is kept)."""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from groundsynth.engines.builtin import _texture_pool as tp
+from groundsynth.request.classes import NODATA, NUM_CLASSES
+from groundsynth.request.errors import InvalidArgument, NotFound
+
+FIELD = "synthesise.texture.params"
+EXEMPLAR_TILES = 8          # at most this many exemplar-raster tiles join the pool
+EXEMPLAR_SCAN = 64          # windows of the exemplar raster looked at
+
+
+def _encode(img: np.ndarray, ok: np.ndarray) -> np.ndarray:
+    u8 = (1 + np.rint(np.clip(img, 0, 1) * 254)).astype(np.uint8)
+    u8[:, ~ok] = 0
+    return u8
+
+
+def _check(images: Sequence[np.ndarray], masks: Sequence[np.ndarray], valids: Sequence[np.ndarray],
+           tile_ids: Sequence[str] | None) -> int:
+    if not (len(images) == len(masks) == len(valids)) or (tile_ids is not None and len(tile_ids) != len(images)):
+        raise InvalidArgument(f"got {len(images)} images, {len(masks)} masks, {len(valids)} valid maps"
+                              + (f" and {len(tile_ids)} tile ids" if tile_ids is not None else ""), "synthesise.fit")
+    channels = None
+    for img in images:
+        shape = np.shape(img)
+        if len(shape) != 3 or shape[0] not in (3, 4):
+            raise InvalidArgument(f"expected an image of shape (3 or 4, H, W), got {shape}", "image")
+        if channels is not None and shape[0] != channels:
+            raise InvalidArgument(f"images mix {channels} and {shape[0]} bands", "image")
+        channels = shape[0]
+    return channels or 4
+
+
+def select_tiles(labels: np.ndarray, limit: int) -> list[int]:
+    """Up to `limit` tiles: for every class, rarest first, the tiles richest in it (until 20k px or 3 tiles),
+    then evenly spaced others."""
+    T = len(labels)
+    if T <= limit:
+        return list(range(T))
+    counts = np.stack([np.bincount(lab[lab != NODATA].ravel(), minlength=256)[:NUM_CLASSES] for lab in labels])
+    chosen: list[int] = []
+    for k in np.argsort(counts.sum(0)):
+        if counts[:, k].sum() == 0:
+            continue
+        got, n = 0, 0
+        for t in np.argsort(-counts[:, k], kind="stable"):
+            if got >= min(20000, counts[:, k].sum()) or n >= 3 or len(chosen) >= limit or counts[t, k] == 0:
+                break
+            if t not in chosen:
+                chosen.append(int(t))
+            got += int(counts[t, k])
+            n += 1
+    rest = [t for t in range(T) if t not in chosen]
+    need = limit - len(chosen)
+    if need > 0 and rest:
+        chosen += [rest[int(i)] for i in np.unique(np.linspace(0, len(rest) - 1, need).round().astype(int))]
+    return sorted(chosen)[:limit]
+
+
+def exemplar_tiles(engine: Any, path: str, channels: int, size: tuple[int, int], want: set[int]
+                   ) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(uint8 image, labels) tiles of the exemplar raster that hold classes in `want`."""
+    import os
+
+    import rasterio
+    from rasterio.windows import Window
+
+    from groundsynth.engines.base import EngineContext
+    from groundsynth.engines.builtin.spectral import Spectral
+    from groundsynth.tiling.source import Stretch
+
+    if not os.path.isfile(path):
+        raise NotFound(f"no such exemplar raster: {path}", f"{FIELD}.exemplar_raster")
+    try:
+        ds = rasterio.open(path)
+    except Exception as exc:
+        raise InvalidArgument(f"cannot read {path} as a raster ({exc})", f"{FIELD}.exemplar_raster") from None
+    stretch_d = engine.ctx.extra.get("stretch")
+    with ds:
+        if ds.count < channels:
+            raise InvalidArgument(f"{path} has {ds.count} bands; the job needs {channels} (R, G, B{', NIR' if channels == 4 else ''})",
+                                  f"{FIELD}.exemplar_raster")
+        h, w = size
+        spots = [(y, x) for y in range(0, max(ds.height - h, 0) + 1, h) for x in range(0, max(ds.width - w, 0) + 1, w)]
+        spots = [spots[int(i)] for i in np.unique(np.linspace(0, len(spots) - 1, min(EXEMPLAR_SCAN, len(spots))).round())]
+        stretch = Stretch.from_dict(stretch_d) if stretch_d else None
+        seg = Spectral({}, EngineContext(has_nir=channels == 4, extra={"stretch": stretch_d} if stretch_d else {}))
+        out = []
+        for y, x in spots:
+            raw = ds.read(list(range(1, channels + 1)), window=Window(x, y, w, h), boundless=True, fill_value=0)
+            raw = raw.astype(np.float32)
+            valid = (raw != (ds.nodata if ds.nodata is not None else 0)).all(0)
+            img = stretch.apply(raw) if stretch else np.clip(raw / max(float(raw.max()), 1.0), 0, 1)
+            lab = seg.classify(img, valid)
+            if any((lab == k).sum() >= 200 for k in want):
+                out.append((_encode(img, valid), lab))
+            if len(out) >= EXEMPLAR_TILES:
+                break
+    return out
+
+
+def _bases(st: tp.TextureState, rng: np.random.Generator) -> list[tp.LevelBasis]:
+    out = []
+    for li in range(st.levels):
+        samples, classes = [], []
+        per = max(1, tp.PCA_SAMPLE // len(st.images))
+        for t in range(len(st.images)):
+            img = np.clip((st.images[t].astype(np.float32) - 1) / 254, 0, 1)
+            img, lab, _ = tp.pyramid(img, st.labels[t], st.modes[t], li + 1)[li]
+            ok = np.flatnonzero(tp.usable(lab != NODATA, st.radius).ravel())
+            if ok.size == 0:
+                continue
+            pick = ok[rng.choice(ok.size, min(per, ok.size), replace=False)]
+            samples.append(tp.patch_matrix(img, st.radius)[pick])
+            classes.append(lab.ravel()[pick])
+        if not samples:
+            raise InvalidArgument("the tiles are too small or too empty for the texture pool: no whole "
+                                  f"{2 * st.radius + 1} px patch at level {li} (lower patch or levels)",
+                                  f"{FIELD}.levels")
+        out.append(tp.fit_basis(np.concatenate(samples), np.concatenate(classes)))
+    return out
+
+
+def build_state(engine: Any, images: Sequence[np.ndarray], masks: Sequence[np.ndarray],
+                valids: Sequence[np.ndarray], tile_ids: Sequence[str] | None) -> tp.TextureState:
+    channels = _check(images, masks, valids, tile_ids)
+    p = engine.p
+    ids = [str(t) for t in tile_ids] if tile_ids is not None else [f"#{i}" for i in range(len(images))]
+    f = 2 ** (p["levels"] - 1)
+    r = p["patch"] // 2
+    if not images:
+        raise InvalidArgument("fit() needs at least one real tile", "synthesise.fit")
+    H = max(np.shape(i)[1] for i in images) // f * f
+    W = max(np.shape(i)[2] for i in images) // f * f
+    if H // f < 2 * r + 2 or W // f < 2 * r + 2:
+        raise InvalidArgument(f"tiles of {H} x {W} px are too small for {p['levels']} levels of {p['patch']} px "
+                              "patches; lower levels or patch", f"{FIELD}.levels")
+    imgs = np.zeros((len(images), channels, H, W), np.uint8)
+    labs = np.full((len(images), H, W), NODATA, np.uint8)
+    for t, (img, m, v) in enumerate(zip(images, masks, valids, strict=True)):
+        img = np.asarray(img, np.float32)[:, :H, :W]
+        m = np.asarray(m, np.uint8)[:H, :W]
+        ok = np.asarray(v, bool)[:H, :W] & (m != NODATA)
+        imgs[t, :, :img.shape[1], :img.shape[2]] = _encode(img, ok)
+        labs[t, :m.shape[0], :m.shape[1]] = np.where(ok, m, NODATA)
+    keep = select_tiles(labs, p["pool_tiles"])
+    imgs, labs, ids = imgs[keep], labs[keep], [ids[i] for i in keep]
+    tile_classes = np.ones((len(ids), NUM_CLASSES), bool)
+    if p["exemplar_raster"]:
+        have = np.bincount(labs[labs != NODATA].ravel(), minlength=256)[:NUM_CLASSES]
+        rare = {k for k in range(NUM_CLASSES) if have[k] < p["min_class_pixels"]}
+        extra = exemplar_tiles(engine, p["exemplar_raster"], channels, (H, W), rare) if rare else []
+        if extra:
+            imgs = np.concatenate([imgs, np.stack([e[0] for e in extra])])
+            labs = np.concatenate([labs, np.stack([e[1] for e in extra])])
+            ids += [f"exemplar_raster#{i}" for i in range(len(extra))]
+            only = np.array([k in rare for k in range(NUM_CLASSES)])
+            tile_classes = np.concatenate([tile_classes, np.repeat(only[None], len(extra), axis=0)])
+    rng = np.random.default_rng([int(engine.ctx.seed) & 0xFFFFFFFF, 0x7E47])
+    fimgs = np.clip((imgs.astype(np.float32) - 1) / 254, 0, 1)
+    modes, shares = tp.mode_maps(fimgs, labs, p["modes"], rng)
+    st = tp.TextureState(tile_ids=ids, images=imgs, labels=labs, tile_classes=tile_classes, modes=modes,
+                         mode_share=shares, counts=np.zeros((len(ids), NUM_CLASSES, p["modes"]), np.int64),
+                         class_means=np.full((NUM_CLASSES, channels), np.nan, np.float32), mode_areas={},
+                         cell_area=np.zeros(NUM_CLASSES), bases=[],
+                         radius=r, guide_weight=p["guide_weight"], levels=p["levels"])
+    for t in range(len(ids)):
+        ok = tp.usable(labs[t] != NODATA, r) & tile_classes[t][np.minimum(labs[t], NUM_CLASSES - 1)]
+        np.add.at(st.counts[t], (labs[t][ok], modes[t][ok]), 1)
+    for k in range(NUM_CLASSES):
+        sel = labs == k
+        if sel.any():
+            st.class_means[k] = fimgs.transpose(1, 0, 2, 3)[:, sel].mean(axis=1)
+    st.mode_areas, st.cell_area = tp.region_stats(labs, modes)
+    st.bases = _bases(st, rng)
+    tp.levels(st)                 # build (and cache) the search arrays once, in the fitting process
+    return st

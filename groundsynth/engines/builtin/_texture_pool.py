@@ -1,0 +1,323 @@
+"""The exemplar pool of synthesise/texture: real tiles with their labels, appearance modes, pyramids,
+patch descriptors and label guidance (numpy/scipy).
+
+`build_state` (fit) keeps the pool compact and picklable (`TextureState`: uint8 tiles, class and
+mode maps, PCA bases, ~0.3 MB per 256 px RGB-NIR tile). `levels(state)` derives, once per process,
+the arrays PatchMatch works on (`_patchmatch.Level`, float16 descriptors) and caches them by the
+state's token.
+
+Appearance modes: for each class, every pixel's local class-mean colour (class pixels within
+`MODE_WINDOW` px) is clustered by k-means into up to `modes` centres: green vs bare crop, open sea
+vs estuary, dark vs light woods. Each target region later asks for one mode, so parcels of one
+class differ the way the AOI's do.
+
+Guidance (image analogies, Hertzmann et al. 2001): per pixel, the one-hot class map blurred at
+`GUIDE_SIGMA` px (7 values: which classes are near) and the gradient of the pixel's own class
+indicator (2 values: on which side its edge lies), times `guide_weight`. Matching it makes a
+patch at a Grass/Water edge come from a real Grass/Water edge, with its real mixed pixels.
+"""
+from __future__ import annotations
+
+import threading
+import uuid
+from collections import OrderedDict
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from groundsynth.engines.builtin._patchmatch import Level
+from groundsynth.request.classes import NODATA, NUM_CLASSES
+
+MODE_WINDOW = 15
+GUIDE_SIGMA = 1.5
+PCA_DIMS = 8
+PCA_SAMPLE = 20000
+MIN_PATCH_AREA = 20         # px: smaller (class, mode) patches are edge slivers, not parcels
+SPLIT_RATIO = 3.0
+MIN_CELL = 600              # px: the smallest parcel a large region is split into
+SHAPE_BANDWIDTH = 1.5       # kernel width in log area and log thickness (mode probabilities)
+
+
+@dataclass
+class LevelBasis:
+    mean: np.ndarray                # (C * p * p,)
+    basis: np.ndarray               # (C * p * p, PCA_DIMS), scaled so within-class spread is ~1 per dim
+
+
+@dataclass
+class TextureState:
+    """What synthesise/texture's fit keeps (picklable)."""
+
+    tile_ids: list[str]
+    images: np.ndarray              # uint8 (T, C, H, W): 1 + round(254 v), 0 = not valid
+    labels: np.ndarray              # uint8 (T, H, W), 255 = not valid
+    tile_classes: np.ndarray        # bool (T, 7): classes a tile may give (an exemplar raster's tiles only
+                                    # give the classes the AOI has too little of)
+    modes: np.ndarray               # uint8 (T, H, W) appearance mode of the pixel within its class
+    mode_share: dict[int, np.ndarray]       # class -> (M,) share of the class's pixels in each mode
+    counts: np.ndarray              # int64 (T, 7, M_max): usable pixels per tile, class, mode
+    class_means: np.ndarray         # float32 (7, C) mean colour per class (NaN where absent)
+    mode_areas: dict[int, np.ndarray]   # class -> (n, 3) [mode, area px, thickness px] per (class, mode) patch
+    cell_area: np.ndarray           # (7,) parcel size: regions larger than twice this are split (0 = never)
+    bases: list[LevelBasis]
+    radius: int
+    guide_weight: float
+    levels: int
+    token: str = field(default_factory=lambda: uuid.uuid4().hex)
+
+    @property
+    def channels(self) -> int:
+        return int(self.images.shape[1])
+
+
+# ------------------------------------------------------------------ pyramids
+
+def down_image(img: np.ndarray) -> np.ndarray:
+    """2 x 2 box mean of (..., H, W) (H, W even)."""
+    return 0.25 * (img[..., ::2, ::2] + img[..., 1::2, ::2] + img[..., ::2, 1::2] + img[..., 1::2, 1::2])
+
+
+def down_labels(lab: np.ndarray) -> np.ndarray:
+    """Majority of each 2 x 2 block of a (H, W) class map (255 = none); ties go to the top-left pixel."""
+    parts = [lab[::2, ::2], lab[1::2, ::2], lab[::2, 1::2], lab[1::2, 1::2]]
+    best = parts[0].copy()
+    score = np.zeros(best.shape, np.float32)
+    for k in np.unique(lab):
+        if k == NODATA:
+            continue
+        n = sum((p == k).astype(np.float32) for p in parts) + 0.5 * (parts[0] == k)
+        better = n > score
+        best[better], score[better] = k, n[better]
+    best[np.any([q == NODATA for q in parts], axis=0)] = NODATA
+    return best
+
+
+def pyramid(img: np.ndarray, lab: np.ndarray, mode: np.ndarray, n: int) -> list[tuple[np.ndarray, ...]]:
+    out: list[tuple[np.ndarray, ...]] = [(img, lab, mode)]
+    for _ in range(n - 1):
+        img, lab, mode = down_image(img), down_labels(lab), mode[::2, ::2]
+        out.append((img, lab, mode))
+    return out
+
+
+# ------------------------------------------------------------------ descriptors and guidance
+
+def patch_matrix(img: np.ndarray, r: int) -> np.ndarray:
+    """(H * W, C * p * p) patches of a (C, H, W) float image, edges replicated."""
+    from numpy.lib.stride_tricks import sliding_window_view
+
+    C, H, W = img.shape
+    pad = np.pad(img, ((0, 0), (r, r), (r, r)), mode="edge")
+    win = sliding_window_view(pad, (2 * r + 1, 2 * r + 1), axis=(1, 2))  # type: ignore[call-overload]  # (C, H, W, p, p)
+    return np.ascontiguousarray(win.transpose(1, 2, 0, 3, 4)).reshape(H * W, -1)
+
+
+def appearance(img: np.ndarray, b: LevelBasis, r: int) -> np.ndarray:
+    return ((patch_matrix(img, r) - b.mean) @ b.basis).astype(np.float32)
+
+
+def guide(lab: np.ndarray, weight: float) -> np.ndarray:
+    """(H * W, 9) label guidance of a class map (see module doc)."""
+    from scipy import ndimage
+
+    H, W = lab.shape
+    out = np.zeros((H * W, NUM_CLASSES + 2), np.float32)
+    own = np.zeros((H, W), np.float32)
+    gy = np.zeros((H, W), np.float32)
+    gx = np.zeros((H, W), np.float32)
+    for k in np.unique(lab):
+        if k >= NUM_CLASSES:
+            continue
+        blur = ndimage.gaussian_filter((lab == k).astype(np.float32), GUIDE_SIGMA, mode="nearest", truncate=2.5)
+        out[:, k] = blur.ravel()
+        sel = lab == k
+        own[sel] = blur[sel]
+        dy, dx = np.gradient(blur)
+        gy[sel], gx[sel] = dy[sel], dx[sel]
+    out[:, NUM_CLASSES] = 2 * gy.ravel()
+    out[:, NUM_CLASSES + 1] = 2 * gx.ravel()
+    return out * np.float32(weight)
+
+
+def fit_basis(samples: np.ndarray, classes: np.ndarray) -> LevelBasis:
+    """PCA of patch vectors; each axis scaled so that the mean within-class variance over axes is 1."""
+    mean = samples.mean(axis=0)
+    x = (samples - mean).astype(np.float64)
+    evals, evecs = np.linalg.eigh(x.T @ x)          # the covariance's eigenvectors: PCA without an n x D SVD
+    basis = evecs[:, np.argsort(evals)[::-1][:PCA_DIMS]]
+    proj = (samples - mean) @ basis
+    within = [proj[classes == k].var(axis=0).sum() for k in np.unique(classes) if (classes == k).sum() > 10]
+    scale = np.sqrt(max(float(np.mean(within)) if within else 1.0, 1e-8))
+    return LevelBasis(mean.astype(np.float32), (basis / scale).astype(np.float32))
+
+
+# ------------------------------------------------------------------ appearance modes
+
+def kmeans(x: np.ndarray, k: int, rng: np.random.Generator, rounds: int = 15) -> np.ndarray:
+    """k-means centres (k, D) of x (n, D), k-means++ start."""
+    centres = [x[int(rng.integers(len(x)))]]
+    for _ in range(1, k):
+        d = np.min([((x - c) ** 2).sum(1) for c in centres], axis=0)
+        if d.sum() <= 0:
+            break
+        centres.append(x[int(rng.choice(len(x), p=d / d.sum()))])
+    c = np.array(centres)
+    for _ in range(rounds):
+        lab = ((x[:, None] - c[None]) ** 2).sum(-1).argmin(1)
+        c = np.array([x[lab == j].mean(0) if (lab == j).any() else c[j] for j in range(len(c))])
+    return c
+
+
+def local_class_colour(img: np.ndarray, lab: np.ndarray, k: int) -> np.ndarray:
+    from scipy import ndimage
+
+    own = (lab == k).astype(np.float32)
+    n = ndimage.uniform_filter(own, MODE_WINDOW, mode="constant")
+    return np.stack([ndimage.uniform_filter(b * own, MODE_WINDOW, mode="constant") for b in img]) / np.maximum(n, 1e-6)
+
+
+def mode_maps(imgs: np.ndarray, labs: np.ndarray, max_modes: int, rng: np.random.Generator
+              ) -> tuple[np.ndarray, dict[int, np.ndarray]]:
+    """(T, H, W) mode per pixel and class -> share of each mode (k-means on local class colour)."""
+    T = len(imgs)
+    modes = np.zeros(labs.shape, np.uint8)
+    shares: dict[int, np.ndarray] = {}
+    for k in range(NUM_CLASSES):
+        cols = {t: local_class_colour(imgs[t], labs[t], k) for t in range(T) if (labs[t] == k).any()}
+        pix = [c[:, labs[t] == k].T for t, c in cols.items()]
+        if not pix:
+            continue
+        allpix = np.concatenate(pix)
+        m = int(np.clip(len(allpix) // 4000, 1, max_modes))
+        sample = allpix[rng.choice(len(allpix), min(len(allpix), 8000), replace=False)]
+        centres = kmeans(sample, m, rng) if m > 1 else sample.mean(0, keepdims=True)
+        counts = np.zeros(len(centres))
+        for t, c in cols.items():
+            sel = labs[t] == k
+            lab = ((c[:, sel].T[:, None] - centres[None]) ** 2).sum(-1).argmin(1)
+            modes[t][sel] = lab
+            counts += np.bincount(lab, minlength=len(centres))
+        shares[k] = counts / counts.sum()
+    return modes, shares
+
+
+def thickness(cells: np.ndarray, n: int) -> np.ndarray:
+    """(n,) radius of the largest disc inside each cell 1..n of a label map (distance to the cell's edge)."""
+    from scipy import ndimage
+
+    edge = np.zeros(cells.shape, bool)
+    edge[:, 1:] |= cells[:, 1:] != cells[:, :-1]
+    edge[:, :-1] |= cells[:, 1:] != cells[:, :-1]
+    edge[1:, :] |= cells[1:, :] != cells[:-1, :]
+    edge[:-1, :] |= cells[1:, :] != cells[:-1, :]
+    dist = ndimage.distance_transform_edt(~edge)
+    return np.asarray(ndimage.maximum(dist + 1, cells, np.arange(1, n + 1)), np.float64).reshape(n)
+
+
+def region_stats(labs: np.ndarray, modes: np.ndarray) -> tuple[dict[int, np.ndarray], np.ndarray]:
+    """Connected patches of one class and mode in the pool: class -> (n, 3) [mode, area px, thickness px],
+    and each class's parcel size: the area-weighted median patch area, kept only where the class's
+    connected regions are typically much larger (several parcels of different looks side by side:
+    fields; not open water)."""
+    from scipy import ndimage
+
+    stats: dict[int, np.ndarray] = {}
+    cell = np.zeros(NUM_CLASSES)
+
+    def wmedian(a: np.ndarray) -> float:
+        o = np.sort(a)
+        return float(o[np.searchsorted(np.cumsum(o) / o.sum(), 0.5)]) if o.size else 0.0
+
+    for k in range(NUM_CLASSES):
+        rows, whole = [], []
+        for t in range(len(labs)):
+            own = labs[t] == k
+            if not own.any():
+                continue
+            whole.extend(np.bincount(ndimage.label(own)[0].ravel())[1:].tolist())
+            for m in np.unique(modes[t][own]):
+                lab, n = ndimage.label(own & (modes[t] == m))
+                a = np.bincount(lab.ravel(), minlength=n + 1)[1:]
+                keep = a >= MIN_PATCH_AREA
+                if keep.any():
+                    th = thickness(lab, n)
+                    rows.append(np.stack([np.full(int(keep.sum()), m), a[keep], th[keep]], axis=1))
+        if not rows:
+            continue
+        stats[k] = np.concatenate(rows).astype(np.float64)
+        part, region = wmedian(stats[k][:, 1]), wmedian(np.array(whole, np.float64))
+        if region > SPLIT_RATIO * part:
+            cell[k] = max(part, MIN_CELL)
+    return stats, cell
+
+
+def mode_probabilities(stats: np.ndarray, share: np.ndarray, have: np.ndarray, areas: np.ndarray,
+                       thick: np.ndarray, diversity: float) -> np.ndarray:
+    """(cells, M) probability of each appearance mode for target cells of the given areas and thicknesses:
+    share_m ** (1 / diversity) x how typical such a cell is of the mode's patches (an area-weighted kernel
+    density in log area and log thickness); modes without pixels (`have` 0) get none."""
+    M = len(share)
+    ms, a, th = stats[:, 0].astype(int), stats[:, 1], stats[:, 2]
+    d = ((np.log(areas)[:, None] - np.log(a)[None]) ** 2 + (np.log(thick)[:, None] - np.log(th)[None]) ** 2)
+    kern = a[None] * np.exp(-0.5 * d / SHAPE_BANDWIDTH ** 2)
+    like = np.stack([kern[:, ms == m].sum(1) / max(a[ms == m].sum(), 1e-9) for m in range(M)], axis=1) + 1e-9
+    if diversity <= 1e-6:
+        prior = (share == share[have > 0].max()).astype(float)
+    else:
+        prior = share ** (1.0 / diversity)
+    p = like * np.where(have > 0, prior, 0.0)[None]
+    if diversity <= 1e-6:
+        p = (p == p.max(axis=1, keepdims=True)).astype(float)
+    return p / p.sum(axis=1, keepdims=True)
+
+
+# ------------------------------------------------------------------ runtime levels (cached per process)
+
+_CACHE: OrderedDict[str, list[Level]] = OrderedDict()
+_LOCK = threading.Lock()
+
+
+def usable(valid: np.ndarray, r: int) -> np.ndarray:
+    """Patch centres whose whole (2r + 1)^2 patch is valid and inside the tile."""
+    from scipy import ndimage
+
+    ok = ndimage.binary_erosion(valid, np.ones((2 * r + 1, 2 * r + 1), bool), border_value=0)
+    return ok
+
+
+def levels(st: TextureState) -> list[Level]:
+    with _LOCK:
+        if st.token in _CACHE:
+            _CACHE.move_to_end(st.token)
+            return _CACHE[st.token]
+    built = [_build_level(st, i) for i in range(st.levels)]
+    with _LOCK:
+        _CACHE[st.token] = built
+        while len(_CACHE) > 2:
+            _CACHE.popitem(last=False)
+    return built
+
+
+def _build_level(st: TextureState, li: int) -> Level:
+    T, C = st.images.shape[:2]
+    pix, feats, labs, mods, allowed = [], [], [], [], []
+    for t in range(T):
+        img = np.clip((st.images[t].astype(np.float32) - 1) / 254, 0, 1)
+        img, lab, mode = pyramid(img, st.labels[t], st.modes[t], li + 1)[li]
+        # the tiles' own uint8 code (1 + round(254 v)): level 0 holds the real values exactly
+        pix.append((1 + np.rint(img * 254)).astype(np.uint8).reshape(C, -1))
+        feats.append(np.concatenate([appearance(img, st.bases[li], st.radius), guide(lab, st.guide_weight)],
+                                    axis=1).astype(np.float16))
+        labs.append(lab.ravel())
+        mods.append(mode.ravel())
+        ok = usable(lab != NODATA, st.radius) & st.tile_classes[t][np.minimum(lab, NUM_CLASSES - 1)]
+        allowed.append(ok.ravel())
+    h, w = lab.shape
+    lv = Level(h=h, w=w, pix=np.concatenate(pix, axis=1), feat=np.concatenate(feats), label=np.concatenate(labs),
+               mode=np.concatenate(mods), allowed=np.concatenate(allowed))
+    for k in np.unique(lv.label[lv.allowed]):
+        idx = np.flatnonzero(lv.allowed & (lv.label == k))
+        lv.by_class[int(k)] = idx
+        for m in np.unique(lv.mode[idx]):
+            lv.by_mode[(int(k), int(m))] = idx[lv.mode[idx] == m]
+    return lv

@@ -1,0 +1,169 @@
+"""The report's realism section: synthetic tiles against held-out real tiles, beside real vs held-out.
+
+Sets (from the tile records and the fit's tile ids, journal meta "synthesis_fit"):
+- held out: real tiles of the test split that the synthesiser's fit never saw; when the job has
+  none (a small grid in large split blocks may give no test tile), its validation tiles not fitted;
+- synthetic: synthetic tiles whose source is not held out (at most MAX_TILES, evenly sampled),
+  grouped by source tile; their class masks are the conditioning masks (the layout asked for);
+- reference: the real tiles those synthetic tiles came from (same layouts), i.e. what a perfect
+  synthesiser would be as close to the held-out tiles as.
+Metrics: groundsynth.metrics.realism / twosample / copies. Per synthetic tile: the share of pixels
+copied verbatim (8 x 8 blocks) from its source tile and from the held-out tiles, and its speckle
+rate. Layout agreement (mean fidelity mIoU of the grounder) is shown beside, labelled as such: it
+says whether the layout was followed, not whether the image looks real.
+"""
+from __future__ import annotations
+
+import html
+from collections import defaultdict
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from groundsynth.artefacts.records import TileRecord
+from groundsynth.metrics import copies
+from groundsynth.metrics.realism import TileSet, colour_centres, realism_table, speckle_rate
+
+MAX_TILES = 128
+# (label, key in the section's "synthetic"/"real" dicts, target as text)
+ROWS = (("two-sample accuracy (0.5 = indistinguishable)", "two_sample", "<= 0.75"),
+        ("per-class per-band W1 (uint8 levels)", "w1", "<= 2x real"),
+        ("smallest per-class spread ratio", "spread_ratio_min", ">= 0.8"),
+        ("power-spectrum distance (RMS log10)", "spectrum_distance", ""),
+        ("fine-scale power ratio (<= 4 px)", "fine_power_ratio", "within 1.5x of 1"),
+        ("speckle rate", "speckle", "<= 2x real"))
+
+
+def _even(items: list, n: int) -> list:
+    if len(items) <= n:
+        return items
+    return [items[int(i)] for i in np.linspace(0, len(items) - 1, n).round().astype(int)]
+
+
+def held_out(records: Sequence[TileRecord], fitted: set[str]) -> tuple[list[TileRecord], str]:
+    real = [r for r in records if r.kind == "real" and not r.nodata and r.tile_id not in fitted]
+    for split in ("test", "val"):
+        chosen = [r for r in real if r.attributes.get("split") == split]
+        if chosen:
+            return chosen, split
+    return [], ""
+
+
+def _load(job_dir: Path, recs: Sequence[TileRecord], mask_key: str, group: str = "tile") -> TileSet:
+    from groundsynth.artefacts.tiles import read_image_tile, read_mask_tile
+
+    images, masks, valids, groups = [], [], [], []
+    for r in recs:
+        img, valid = read_image_tile(job_dir / r.artefacts["image"])
+        images.append(img)
+        valids.append(valid)
+        masks.append(read_mask_tile(job_dir / r.artefacts[mask_key]))
+        groups.append(r.source_tile_id if group == "source" else r.tile_id)
+    return TileSet.from_float(images, masks, groups, valids)
+
+
+def realism_section(job_dir: str | Path, records: Sequence[TileRecord], fit: dict | None,
+                    per_tile: dict[str, dict] | None = None, seed: int = 0) -> dict[str, Any] | None:
+    """The report's "realism" entry (None without synthetic tiles); fills `per_tile` for synthetic tiles."""
+    job_dir = Path(job_dir)
+    synth_all = [r for r in records if r.kind == "synthetic" and not r.nodata
+                 and r.artefacts.get("image") and r.artefacts.get("cond_mask")]
+    if not synth_all:
+        return None
+    if not fit or not fit.get("tiles"):
+        return {"available": False, "reason": "the job recorded no fitted tiles (synthesis_fit)"}
+    fitted = set(fit["tiles"])
+    held, split = held_out(records, fitted)
+    if fit.get("warning") or not held:
+        return {"available": False, "reason": fit.get("warning") or "no real tile was held out of the fit "
+                "(no test or validation tile outside the fit)"}
+    held_ids = {r.tile_id for r in held}
+    synth = _even([r for r in synth_all if r.source_tile_id not in held_ids], MAX_TILES)
+    by_id = {r.tile_id: r for r in records}
+    sources = sorted({r.source_tile_id for r in synth if r.source_tile_id in by_id})
+    if not synth or not sources:
+        return {"available": False, "reason": "every synthetic tile comes from a held-out tile"}
+    S = _load(job_dir, synth, "cond_mask", "source")
+    B = _load(job_dir, held, "mask")
+    R = _load(job_dir, [by_id[i] for i in _even(sources, MAX_TILES)], "mask")
+    out: dict[str, Any] = {"available": True, "held_out_split": split, **realism_table(S, B, R, seed)}
+    out.update(_copies_and_diversity(job_dir, synth, S, B, R, by_id, per_tile))
+    fid = [r.metrics["fidelity_miou"] for r in synth if r.metrics.get("fidelity_miou") is not None]
+    out["layout_agreement"] = {"fidelity_miou_mean": float(np.mean(fid)) if fid else None,
+                               "note": "layout agreement (the mask was followed), not realism"}
+    if per_tile is not None:
+        centres = colour_centres(B, seed=seed)
+        for r, sp in zip(synth, speckle_rate(S, centres), strict=True):
+            per_tile.setdefault(r.tile_id, {})["speckle"] = sp
+    return out
+
+
+def _copies_and_diversity(job_dir: Path, synth: Sequence[TileRecord], S: TileSet, B: TileSet, R: TileSet,
+                          by_id: dict[str, TileRecord], per_tile: dict[str, dict] | None) -> dict[str, Any]:
+    held_hashes = copies.hash_set(B.images, [B.valid(i) for i in range(len(B))])
+    src_cache: dict[str, np.ndarray] = {}
+    from_src, from_held = [], []
+    variants: dict[str, list[int]] = defaultdict(list)
+    for i, r in enumerate(synth):
+        src = r.source_tile_id
+        if src not in src_cache and src in by_id:
+            T = _load(job_dir, [by_id[src]], "mask")
+            src_cache[src] = copies.hash_set(T.images, [T.valid(0)])
+        ok = S.valid(i)
+        a = copies.copied_share(S.images[i], ok, src_cache.get(src, np.zeros(0, np.uint64)))
+        b = copies.copied_share(S.images[i], ok, held_hashes)
+        from_src.append(a)
+        from_held.append(b)
+        variants[src].append(i)
+        if per_tile is not None:
+            per_tile.setdefault(r.tile_id, {}).update(copied_from_source=a, copied_from_held_out=b)
+    dists = [copies.variant_distance([S.images[i] for i in idx], np.logical_and.reduce([S.valid(i) for i in idx]))
+             for idx in variants.values() if len(idx) > 1]
+    pairs = [p for p in dists if p is not None]
+    return {"copied_from_source": {"mean": float(np.mean(from_src)), "max": float(np.max(from_src))},
+            "copied_from_held_out": {"mean": float(np.mean(from_held)), "max": float(np.max(from_held))},
+            "variant_distance": float(np.mean(pairs)) if pairs else None,
+            "real_pair_distance": copies.real_pair_distance(R.images, R.masks)}
+
+
+def realism_headline(section: dict | None) -> dict[str, float]:
+    """Flat numbers for the report summary (ReportReady.summary)."""
+    if not section or not section.get("available"):
+        return {}
+    syn, real = section["synthetic"], section["real"]
+    out = {"realism_two_sample": syn.get("two_sample"), "realism_two_sample_real": real.get("two_sample"),
+           "realism_w1_ratio": section["ratio"].get("w1"),
+           "realism_copied_from_source": section["copied_from_source"]["mean"]}
+    return {k: float(v) for k, v in out.items() if v is not None}
+
+
+def realism_html(section: dict | None, fmt, table) -> str:
+    """The report.html "Realism" section (fmt, table: the page's formatting helpers)."""
+    if section is None:
+        return ""
+    head = "<h2>Realism of synthetic tiles</h2>"
+    if not section.get("available"):
+        return head + f"<p class='warn'>Not measured: {html.escape(str(section.get('reason', '')))}.</p>"
+    syn, real, ratio = section["synthetic"], section["real"], section["ratio"]
+    n = section["tiles"]
+    rows: list[tuple[Any, ...]] = [(label, syn.get(key), real.get(key), ratio.get(key), target)
+                                   for label, key, target in ROWS]
+    rows.append(("copied verbatim from the source tile (share of pixels)", section["copied_from_source"]["mean"],
+                 None, None, "0"))
+    rows.append(("copied verbatim from held-out tiles", section["copied_from_held_out"]["mean"], None, None, "0"))
+    rows.append(("distance between variants / between real tiles (same class)", section.get("variant_distance"),
+                 section.get("real_pair_distance"), None, ""))
+    la = section.get("layout_agreement") or {}
+    rows.append(("layout agreement (fidelity mIoU; not realism)", la.get("fidelity_miou_mean"), None, None, ">= 0.7"))
+    intro = (f"<p>{n['synthetic']} synthetic tiles against {n['held_out']} held-out real tiles "
+             f"({html.escape(section['held_out_split'])} split, never given to the synthesiser's fit); the "
+             f"reference column is {n['reference']} real tiles (the synthetic tiles' sources) against the same "
+             "held-out tiles: the scale every number is read on.</p>")
+    per = [(name, c["w1"], (real["per_class"].get(name) or {}).get("w1"), c["spread_ratio"],
+            (real["per_class"].get(name) or {}).get("spread_ratio"), c["pixels_a"])
+           for name, c in syn["per_class"].items()]
+    return (head + intro + table(["metric", "synthetic vs held-out", "real vs held-out", "ratio", "target"], rows)
+            + "<h3>Per class</h3>" + table(["class", "W1 synthetic", "W1 real", "spread ratio synthetic",
+                                            "spread ratio real", "synthetic pixels"], per))

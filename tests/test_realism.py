@@ -1,0 +1,133 @@
+"""Weight-free realism metrics on constructed sets whose answer is known (groundsynth.metrics.realism,
+twosample, copies) and the report's realism section sets (held out = not fitted, not the source)."""
+import numpy as np
+import pytest
+
+from groundsynth.artefacts.records import TileRecord
+from groundsynth.metrics import copies
+from groundsynth.metrics.realism import (
+    TileSet,
+    colour_centres,
+    colour_stats,
+    compare,
+    patches,
+    realism_table,
+    speckle_rate,
+    spectrum_stats,
+)
+from groundsynth.metrics.twosample import two_sample_accuracy
+from groundsynth.report.realism import held_out, realism_section
+
+GRASS, CROP = 2, 3
+
+
+def smooth_tiles(n: int, seed: int, shift: float = 0.0, size: int = 128) -> TileSet:
+    """Smooth random fields (a sum of low-frequency waves) with a Grass / Crop mask."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:size, 0:size] / size
+    images, masks = [], []
+    for _ in range(n):
+        img = np.zeros((4, size, size), np.float32)
+        for b in range(4):
+            for _w in range(4):
+                fy, fx, ph = rng.uniform(1, 6), rng.uniform(1, 6), rng.uniform(0, 6.3)
+                img[b] += 0.05 * np.sin(2 * np.pi * (fy * yy + fx * xx) + ph)
+            img[b] += 0.3 + 0.1 * b + 0.01 * rng.standard_normal((size, size))
+        img[0] += shift
+        masks.append(np.where(xx < 0.5, GRASS, CROP).astype(np.uint8))
+        images.append(np.clip(img, 0, 1))
+    return TileSet.from_float(images, masks, [f"s{seed}_{i}" for i in range(n)])
+
+
+@pytest.fixture(scope="module")
+def sets():
+    return smooth_tiles(12, 0), smooth_tiles(12, 1), smooth_tiles(12, 2, shift=0.12)
+
+
+def test_identical_sets_have_w1_zero_spread_one_and_an_indistinguishable_two_sample_test(sets):
+    a, _, _ = sets
+    c = colour_stats(a, a)
+    assert c["w1"] == 0 and all(v["spread_ratio"] == pytest.approx(1) for v in c["per_class"].values())
+    pa, ma, ga = patches(a)
+    assert 0.35 <= two_sample_accuracy(pa, ma, ga, pa, ma, ga) <= 0.65
+    s = spectrum_stats(pa, pa)
+    assert s["spectrum_distance"] == 0 and s["fine_power_ratio"] == pytest.approx(1)
+
+
+def test_two_draws_of_one_distribution_are_close_and_a_colour_shift_is_caught(sets):
+    a, b, shifted = sets
+    same, moved = compare(a, b), compare(shifted, b)
+    assert same["two_sample"] <= 0.7 and moved["two_sample"] >= 0.95
+    assert same["w1"] < 3
+    # red moved by 0.12 (about 30 uint8 levels): a quarter of the bands, so the band mean moves about 7.6
+    assert moved["per_class"]["Grass"]["w1_bands"][0] == pytest.approx(30.5, abs=1.5)
+    assert moved["w1"] > 5 * same["w1"]
+
+
+def test_realism_table_puts_every_number_beside_real_vs_real(sets):
+    a, b, shifted = sets
+    t = realism_table(shifted, b, a)
+    assert t["synthetic"]["w1"] > t["real"]["w1"]
+    assert t["ratio"]["w1"] == pytest.approx(t["synthetic"]["w1"] / t["real"]["w1"])
+    assert set(t["ratio"]["per_class_w1"]) == {"Grass", "Crop"}
+    with pytest.raises(ValueError):
+        realism_table(TileSet([], []), b, a)
+
+
+def test_speckle_and_fine_scale_power_see_salt_and_pepper(sets):
+    a, b, _ = sets
+    rng = np.random.default_rng(3)
+    noisy = TileSet([im.copy() for im in a.images], a.masks)
+    for im in noisy.images:
+        salt = rng.random(im.shape[1:]) < 0.1
+        im[:, salt] = rng.integers(1, 256, (im.shape[0], int(salt.sum())))
+    centres = colour_centres(b)
+    assert np.mean(speckle_rate(noisy, centres)) > 4 * max(np.mean(speckle_rate(a, centres)), 1e-3)
+    pn, _, _ = patches(noisy)
+    pb, _, _ = patches(b)
+    assert spectrum_stats(pn, pb)["fine_power_ratio"] > 3 * spectrum_stats(patches(a)[0], pb)["fine_power_ratio"]
+
+
+def test_a_verbatim_copy_is_counted_and_flat_blocks_are_not():
+    rng = np.random.default_rng(4)
+    ref = rng.integers(1, 256, (4, 64, 64)).astype(np.uint8)
+    syn = rng.integers(1, 256, (4, 64, 64)).astype(np.uint8)
+    syn[:, 10:26, 30:46] = ref[:, 40:56, 5:21]                # a 16 x 16 piece, moved
+    valid = np.ones((64, 64), bool)
+    h = copies.hash_set([ref], [valid])
+    assert copies.copied_share(syn, valid, h) == pytest.approx(256 / 4096)
+    assert copies.copied_share(ref, valid, h) == 1.0
+    assert copies.copied_share(rng.integers(1, 256, (4, 64, 64)).astype(np.uint8), valid, h) == 0
+    flat = np.full((4, 64, 64), 120, np.uint8)
+    assert copies.copied_share(flat, valid, copies.hash_set([flat], [valid])) == 0     # saturated / empty areas
+
+
+def test_variant_and_real_pair_distances():
+    a = np.full((3, 8, 8), 100, np.uint8)
+    b = np.full((3, 8, 8), 110, np.uint8)
+    assert copies.variant_distance([a, b, a], np.ones((8, 8), bool)) == pytest.approx((10 + 0 + 10) / 3)
+    masks = [np.zeros((40, 40), np.uint8)] * 2
+    assert copies.real_pair_distance([np.full((3, 40, 40), 50, np.uint8), np.full((3, 40, 40), 80, np.uint8)],
+                                     masks) == pytest.approx(30)
+
+
+def _rec(tid, kind="real", split="train", source=""):
+    return TileRecord(tile_id=tid, kind=kind, row=0, col=0, attributes={"split": split}, source_tile_id=source,
+                      artefacts={"image": "x", "mask": "y", "cond_mask": "z"})
+
+
+def test_held_out_tiles_are_the_test_split_not_fitted_else_validation():
+    recs = [_rec("a"), _rec("b", split="val"), _rec("c", split="test"), _rec("d", split="test")]
+    assert [r.tile_id for r in held_out(recs, {"a", "d"})[0]] == ["c"]
+    assert held_out(recs, {"a", "c", "d"}) == ([recs[1]], "val")
+    assert held_out(recs, {"a", "b", "c", "d"}) == ([], "")
+
+
+def test_the_report_says_why_realism_is_not_measured(tmp_path):
+    recs = [_rec("a"), _rec("a_v1", kind="synthetic", source="a")]
+    assert realism_section(tmp_path, recs[:1], None) is None                      # no synthetic tile
+    assert "no fitted tiles" in realism_section(tmp_path, recs, None)["reason"]
+    fitted_all = realism_section(tmp_path, recs, {"tiles": ["a"], "warning": ""})
+    assert fitted_all["available"] is False and "held out" in fitted_all["reason"]
+    warned = realism_section(tmp_path, recs, {"tiles": ["a"], "warning": "no train-split tile"})
+    assert warned == {"available": False, "reason": "no train-split tile"}
