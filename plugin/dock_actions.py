@@ -34,7 +34,8 @@ class DockActions:
             geom.transform(QgsCoordinateTransform(area.crs, layer.crs(), QgsProject.instance()))
         extent = geom.boundingBox().intersect(layer.extent())
         resolution = self.input_panel.resolution.value()
-        key = hashlib.sha1(f"{layer.source()}|{extent.toString(6)}|{resolution}".encode()).hexdigest()[:10]
+        key = hashlib.sha1(f"{layer.source()}|{extent.toString(6)}|{resolution}".encode(),
+                           usedforsecurity=False).hexdigest()[:10]       # a file name, not security
         dest = Path(self.backend_panel.workspace.filePath()) / "inputs" / f"{_safe(layer.name())}-{key}.tif"
         try:
             task = RenderTask(layer, extent, resolution, dest)
