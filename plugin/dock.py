@@ -48,6 +48,7 @@ TABS = (("Backend", ("backend_panel",)), ("Input and area", ("input_panel", "are
 
 class GroundSynthDock(DockActions, QgsDockWidget):
     job_finished = pyqtSignal(str, str)     # job_id, final state
+    job_deleted = pyqtSignal(str, bool)     # job_id ("" on error), deleted
     capabilities_loaded = pyqtSignal()
 
     def __init__(self, iface, backend: LocalBackend | None = None, settings: PluginSettings | None = None,
@@ -124,6 +125,7 @@ class GroundSynthDock(DockActions, QgsDockWidget):
         self.jobs_panel.score_changed.connect(self._score_changed)
         self.jobs_panel.refresh_requested.connect(self.refresh_jobs)
         self.jobs_panel.reload_requested.connect(self.reload_job)
+        self.jobs_panel.delete_requested.connect(self.delete_job)
         self.jobs_panel.tile_filter_changed.connect(self._tile_filter_changed)
         self.jobs_panel.export_requested.connect(self.export_job)
         self.jobs_panel.diagnostics_requested.connect(self.copy_diagnostics)
