@@ -344,7 +344,10 @@ class GroundSynthDock(DockActions, QgsDockWidget):
     def _update_score_choices(self) -> None:
         if self.results is None or "tiles" not in self.results.layers:
             return
-        self.jobs_panel.set_score_choices(styling.score_fields(self.results.layers["tiles"], self.results.classes))
+        shown = self.results.score_shown()
+        self.jobs_panel.set_score_choices(styling.score_fields(self.results.layers["tiles"], self.results.classes),
+                                          shown)
+        self.log(f"tile grid coloured by {shown or 'nothing (no score)'}")
 
     def _tile_filter_changed(self, kind: str, variant: int) -> None:
         if self.results is not None:

@@ -22,6 +22,7 @@ from qgis.core import (
     QgsRectangle,
     QgsVectorLayer,
 )
+from qgis.PyQt.QtCore import Qt
 
 from groundsynth.request import classes as palette
 from plugin.connection.api import BackendClient, state_name
@@ -121,6 +122,15 @@ def test_dock_runs_a_job_and_lands_styled_layers(server, dock, qgis_iface, qtbot
     # the user picks another score: the grid is re-styled by it
     dock.jobs_panel.score_combo.setCurrentText("fidelity_miou")
     assert tiles.renderer().classAttribute() == "fidelity_miou"
+    # "auto" (the default setting): a score that varies over the tiles, named in the choice's tooltip
+    from plugin.layers.styling import default_score
+    dock.jobs_panel.score_combo.setCurrentText("auto")
+    assert dock.jobs_panel.score_combo.itemText(0) == "auto"
+    auto = tiles.renderer().classAttribute()
+    assert auto == default_score(tiles) and auto in ("grounding", "fidelity_miou")    # test engines: constant
+    res.set_score("auto")
+    dock._update_score_choices()
+    assert dock.jobs_panel.score_combo.itemData(0, Qt.ItemDataRole.ToolTipRole) == f"auto: coloured by {auto}"
     # the report opened in its panel
     assert dock.report_panel.path == str(Path(res.source.output_dir) / "report.html")
     text = dock.report_panel.browser.toPlainText()

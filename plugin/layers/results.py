@@ -206,8 +206,17 @@ class JobResults(QObject):
                 layer.triggerRepaint()
         return self.tile_filter
 
+    def score_shown(self) -> str:
+        """The field that colours the tile grid now (what "auto" chose), "" when none does."""
+        for kind in ("tiles", LIVE_TILES):
+            layer = self.layers.get(kind)
+            renderer = layer.renderer() if layer is not None else None
+            if renderer is not None and hasattr(renderer, "classAttribute"):
+                return renderer.classAttribute()
+        return ""
+
     def set_score(self, score: str) -> None:
-        """Re-style the tile layers by another score."""
+        """Re-style the tile layers by another score ("auto": one that varies, styling.default_score)."""
         self.score = score
         for kind in ("tiles", LIVE_TILES):
             layer = self.layers.get(kind)
@@ -255,7 +264,7 @@ class JobResults(QObject):
         feat.setGeometry(QgsGeometry.fromRect(QgsRectangle(b.minx, b.miny, b.maxx, b.maxy)))
         prov.addFeatures([feat])
         layer.updateExtents()
-        if t.metrics and (self.score in t.metrics or self.score is None):
+        if t.metrics and (self.score in t.metrics or self.score in (None, "", styling.AUTO_SCORE)):
             styling.style_tiles(layer, self.score, self.classes)
         else:
             layer.setMapTipTemplate(styling.map_tip_html(self.classes, layer))

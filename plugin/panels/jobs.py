@@ -10,6 +10,7 @@ from qgis.PyQt.QtCore import Qt, pyqtSignal
 from qgis.PyQt.QtWidgets import QCheckBox, QComboBox, QFormLayout, QHBoxLayout, QPushButton
 
 from ..connection.api import state_name
+from ..layers.styling import AUTO_SCORE
 from .base import Panel, compact
 
 FINAL_STATES = ("SUCCEEDED", "FAILED", "CANCELLED")
@@ -30,8 +31,11 @@ class JobsPanel(Panel):
         form = QFormLayout(self)
         self.score_combo = compact(QComboBox(), 12)
         self.score_combo.setEditable(True)
-        self.score_combo.addItems(["grounding", "fidelity_miou"])
-        self.score_combo.setCurrentText(settings.score)
+        self.score_combo.addItems([AUTO_SCORE, "grounding", "fidelity_miou"])
+        self.score_combo.setCurrentText(settings.score or AUTO_SCORE)
+        self.score_combo.setToolTip("the score that colours the tile grid; auto: a grounding margin or the agreement "
+                                    "with reference samples when the job has them, else grounding or fidelity, "
+                                    "the first that varies over the tiles")
         self.score_combo.currentTextChanged.connect(self.score_changed)
         form.addRow("Colour tiles by", self.score_combo)
         self.tile_filter = compact(QComboBox(), 12)
@@ -51,11 +55,11 @@ class JobsPanel(Panel):
         self.jobs_load.clicked.connect(lambda: self.reload_requested.emit(self.jobs_combo.currentData() or ""))
         self.jobs_delete.clicked.connect(lambda: self.delete_requested.emit(self.jobs_combo.currentData() or ""))
         self.jobs_combo.currentIndexChanged.connect(lambda _i: self._update_delete())
-        row.addWidget(self.jobs_combo, 1)
+        form.addRow("Jobs", self.jobs_combo)
         row.addWidget(self.jobs_refresh)
         row.addWidget(self.jobs_load)
         row.addWidget(self.jobs_delete)
-        form.addRow("Jobs", row)
+        form.addRow("", row)
         self.fetch_check = QCheckBox("Remote backend (upload, download)")
         self.fetch_check.setChecked(bool(settings.fetch_artefacts))
         self.fetch_check.setToolTip("for a backend on another machine: send the raster with UploadRaster, and fetch "
@@ -103,11 +107,15 @@ class JobsPanel(Panel):
                                     + ("" if state in FINAL_STATES or not state else
                                        f"\n(this job is {state}: only a finished job can be deleted)"))
 
-    def set_score_choices(self, fields: list[str]) -> None:
+    def set_score_choices(self, fields: list[str], shown: str = "") -> None:
+        """Offer "auto" and the tile grid's score fields; `shown` is the field "auto" chose (its tooltip)."""
         current = self.score_combo.currentText()
+        fields = [AUTO_SCORE, *[f for f in fields if f != AUTO_SCORE]]
         self.score_combo.blockSignals(True)
         self.score_combo.clear()
         self.score_combo.addItems(fields)
+        if shown:
+            self.score_combo.setItemData(0, f"auto: coloured by {shown}", Qt.ItemDataRole.ToolTipRole)
         self.score_combo.setCurrentText(current if current in fields else (fields[0] if fields else current))
         self.score_combo.blockSignals(False)
 
