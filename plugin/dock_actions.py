@@ -1,5 +1,5 @@
 """What the dock does besides running a job: write a non-file layer's AOI to a GeoTIFF first, check that a
-backend started here may read the raster, export a job as a training set, and delete a finished job."""
+backend started here may read the raster, export a job as a training set, delete a finished job, and write reference samples to GeoJSON."""
 from __future__ import annotations
 
 import hashlib
@@ -9,6 +9,7 @@ from pathlib import Path
 from qgis.core import Qgis, QgsApplication, QgsCoordinateTransform, QgsProject
 from qgis.PyQt.QtWidgets import QFileDialog, QMessageBox
 
+from . import reference
 from .errors import InputError, PluginError
 from .layers.safe_files import UnsafeJobFile, job_folder
 from .panels.jobs import FINAL_STATES
@@ -174,6 +175,32 @@ class DockActions:
         self.message("Delete job", f"job {job_id} deleted: {resp.files_removed} file(s), "
                      f"{resp.bytes_freed / 2 ** 20:.1f} MiB freed", Qgis.MessageLevel.Success, 5)
         self.job_deleted.emit(job_id, True)
+
+    # ------------------------------------------------------------ reference samples
+    def write_reference(self, dest: str = "") -> Path | None:
+        """Write the Reference samples section's layer to `dest` (default `<workspace>/inputs/reference-<layer>
+        .geojson`, which a backend always reads) for the accuracy assessment."""
+        panel = self.reference_panel
+        layer = panel.layer()
+        if layer is None:
+            self.message(reference.ReferenceError.title, "choose a layer of reference points or polygons, or "
+                         "digitise points on the map", Qgis.MessageLevel.Warning)
+            return None
+        if not dest:
+            dest = str(Path(self.backend_panel.workspace.filePath()) / "inputs" / f"reference-{_safe(layer.name())}"
+                                                                                  ".geojson")
+        try:
+            path, n = reference.write_reference(layer, panel.class_field.currentField(), dest,
+                                                panel.selected_only.isChecked())
+        except (PluginError, OSError) as exc:
+            self.show_error(exc)
+            return None
+        self.log(f"wrote {n} reference sample(s) of {layer.name()} to {path}")
+        self.message(reference.ReferenceError.title, f"{n} sample(s) written to {path}: the backend assesses a job's "
+                     f"segmentation against them with `groundsynth run ... --reference {path}`",
+                     Qgis.MessageLevel.Success, 10)
+        panel.count_label.setText(f"{n} sample(s) written to {path.name}")
+        return path
 
 
 def _safe(name: str) -> str:

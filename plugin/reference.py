@@ -78,25 +78,31 @@ def reference_features(layer: QgsVectorLayer, class_field: str, selected_only: b
     """GeoJSON features (EPSG:4326) of the layer's points or polygons; ReferenceError names what is wrong."""
     if layer is None or not layer.isValid():
         raise ReferenceError("choose a valid vector layer of reference points or polygons")
-    gtype = QgsWkbTypes.geometryType(layer.wkbType())
-    if gtype not in (QgsWkbTypes.GeometryType.PointGeometry, QgsWkbTypes.GeometryType.PolygonGeometry):
-        raise ReferenceError(f"{layer.name()}: reference samples are points or polygons, not "
-                             f"{QgsWkbTypes.geometryDisplayString(gtype).lower()}s")
-    names = layer.fields().names()
-    if class_field not in names:
-        raise ReferenceError(f"{layer.name()} has no attribute {class_field!r} (it has: {', '.join(names) or 'none'})")
-    if not layer.crs().isValid():
-        raise ReferenceError(f"{layer.name()} has no valid CRS: set it (Layer Properties > Source) first")
-    transform = QgsCoordinateTransform(layer.crs(), QgsCoordinateReferenceSystem(WGS84), QgsProject.instance())
     request = QgsFeatureRequest()
     if selected_only:
         if not layer.selectedFeatureCount():
             raise ReferenceError(f"{layer.name()}: 'selected features only' is ticked, but none is selected")
         request.setFilterFids(layer.selectedFeatureIds())
+    return source_features(layer, class_field, layer.name(), layer.crs(), request)
+
+
+def source_features(source, class_field: str, name: str, crs: QgsCoordinateReferenceSystem,
+                    request: QgsFeatureRequest | None = None) -> list[dict]:
+    """GeoJSON features (EPSG:4326) of a QgsFeatureSource (a layer, or Processing's thread-safe source)."""
+    gtype = QgsWkbTypes.geometryType(source.wkbType())
+    if gtype not in (QgsWkbTypes.GeometryType.PointGeometry, QgsWkbTypes.GeometryType.PolygonGeometry):
+        raise ReferenceError(f"{name}: reference samples are points or polygons, not "
+                             f"{QgsWkbTypes.geometryDisplayString(gtype).lower()}s")
+    names = source.fields().names()
+    if class_field not in names:
+        raise ReferenceError(f"{name} has no attribute {class_field!r} (it has: {', '.join(names) or 'none'})")
+    if not crs.isValid():
+        raise ReferenceError(f"{name} has no valid CRS: set it (Layer Properties > Source) first")
+    transform = QgsCoordinateTransform(crs, QgsCoordinateReferenceSystem(WGS84), QgsProject.instance())
     out = []
-    for feat in layer.getFeatures(request):
+    for feat in source.getFeatures(request or QgsFeatureRequest()):
         value = feat[class_field]
-        where = f"{layer.name()} feature {feat.id()}"
+        where = f"{name} feature {feat.id()}"
         if reference_class(value) is None:
             raise ReferenceError(f"{where}: {class_field} = {value!r} is neither a class name "
                                  f"({', '.join(CLASS_NAMES)}) nor an ESA WorldCover code "
@@ -109,15 +115,13 @@ def reference_features(layer: QgsVectorLayer, class_field: str, selected_only: b
         props.update({k: _json_value(feat[k]) for k in PASSED_ON if k in names and feat[k] not in (None, "")})
         out.append((feat.id(), {"type": "Feature", "geometry": json.loads(geom.asJson(8)), "properties": props}))
     if not out:
-        raise ReferenceError(f"{layer.name()} has no features")
+        raise ReferenceError(f"{name} has no features")
     return [f for _fid, f in sorted(out, key=lambda item: item[0])]      # in feature order, selected or not
 
 
-def write_reference(layer: QgsVectorLayer, class_field: str, dest: str | os.PathLike,
-                    selected_only: bool = False) -> tuple[Path, int]:
-    """Write the layer's reference samples to the GeoJSON file `dest` (atomically); (path, features)."""
-    features = reference_features(layer, class_field, selected_only)
-    doc = {"type": "FeatureCollection", "name": f"reference samples from {layer.name()}", "features": features}
+def write_geojson(features: list[dict], dest: str | os.PathLike, name: str) -> Path:
+    """Write reference features as a GeoJSON FeatureCollection to `dest`, atomically."""
+    doc = {"type": "FeatureCollection", "name": f"reference samples from {name}", "features": features}
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.with_name(f".{dest.name}.{os.getpid()}.part")
@@ -126,7 +130,14 @@ def write_reference(layer: QgsVectorLayer, class_field: str, dest: str | os.Path
         os.replace(tmp, dest)
     finally:
         tmp.unlink(missing_ok=True)
-    return dest, len(features)
+    return dest
+
+
+def write_reference(layer: QgsVectorLayer, class_field: str, dest: str | os.PathLike,
+                    selected_only: bool = False) -> tuple[Path, int]:
+    """Write the layer's reference samples to the GeoJSON file `dest` (atomically); (path, features)."""
+    features = reference_features(layer, class_field, selected_only)
+    return write_geojson(features, dest, layer.name()), len(features)
 
 
 # ------------------------------------------------------------------ digitised on the map
@@ -159,4 +170,4 @@ def add_sample(layer: QgsVectorLayer, point: QgsPointXY, crs: QgsCoordinateRefer
 
 
 __all__ = ["ReferenceError", "add_sample", "digitised_layer", "reference_class", "reference_features",
-           "write_reference"]
+           "source_features", "write_geojson", "write_reference"]

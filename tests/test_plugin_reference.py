@@ -116,3 +116,98 @@ def test_points_digitised_on_the_map_in_the_canvas_crs(qgis_new_project, tmp_pat
     feats = json.loads((tmp_path / "digitised.geojson").read_text())["features"]
     assert n == 2 and [f["properties"]["class"] for f in feats] == ["Water", "Crop"]
     assert feats[1]["geometry"]["coordinates"] == pytest.approx(to_wgs84(444050, 4170050), abs=1e-6)
+
+
+# ------------------------------------------------------------------ the dock's Reference samples section
+@pytest.fixture
+def dock(qgis_iface, qgis_new_project, qtbot, tmp_path):
+    from plugin.dock import GroundSynthDock
+    from plugin.settings import PluginSettings
+    from tests.plugin_fixtures import clear_bar, free_port
+
+    settings = PluginSettings(address=f"127.0.0.1:{free_port()}", workspace=str(tmp_path / "ws"),
+                              cache_dir=str(tmp_path / "cache"))
+    d = GroundSynthDock(qgis_iface, settings=settings)
+    qtbot.addWidget(d)
+    clear_bar(qgis_iface)
+    yield d
+    d.shutdown()
+
+
+def test_dock_digitises_samples_on_the_map_and_writes_them_into_the_workspace(dock, qgis_iface, tmp_path):
+    from qgis.core import Qgis
+    from qgis.PyQt.QtCore import Qt
+
+    from tests.plugin_fixtures import bar_messages
+
+    canvas = qgis_iface.mapCanvas()
+    canvas.setDestinationCrs(UTM18)
+    panel = dock.reference_panel
+    panel.digitise_button.setChecked(True)
+    assert canvas.mapTool() is panel.map_tool
+    for cls, x in (("Water", 443050), ("Grass", 443150), ("Water", 443250)):
+        panel.class_picker.setCurrentText(cls)
+        panel.map_tool.canvasClicked.emit(QgsPointXY(x, 4170050), Qt.MouseButton.LeftButton)
+    layer = panel.layer()
+    assert layer is panel.digitised and layer.featureCount() == 3 and QgsProject.instance().mapLayer(layer.id())
+    assert panel.class_field.currentField() == "class" and "3 sample(s)" in panel.count_label.text()
+    path = dock.write_reference()
+    assert path == tmp_path / "ws" / "inputs" / "reference-reference_points__digitised_.geojson"
+    feats = json.loads(path.read_text())["features"]
+    assert [f["properties"]["class"] for f in feats] == ["Water", "Grass", "Water"]
+    assert feats[2]["geometry"]["coordinates"] == pytest.approx(to_wgs84(443250, 4170050), abs=1e-6)
+    assert any(str(path) in m and "--reference" in m for m in bar_messages(qgis_iface, Qgis.MessageLevel.Success))
+    panel.digitise_button.setChecked(False)
+    assert canvas.mapTool() is not panel.map_tool
+    panel.clear_digitised()
+    assert layer.featureCount() == 0 and panel.count_label.text().startswith("0 sample(s)")
+
+
+def test_dock_writes_a_polygon_layer_and_names_a_bad_class(dock, qgis_iface, tmp_path):
+    from qgis.core import Qgis
+
+    from tests.plugin_fixtures import bar_messages
+
+    square = "POLYGON((443000 4170000, 443100 4170000, 443100 4170100, 443000 4170100, 443000 4170000))"
+    layer = layer_of("Polygon", "EPSG:32618", [(square, {"worldcover": 50}), (square, {"worldcover": 55})],
+                     worldcover=QVariant.Type.Int)
+    QgsProject.instance().addMapLayer(layer)
+    panel = dock.reference_panel
+    panel.layer_combo.setLayer(layer)
+    assert panel.class_field.currentField() == "worldcover"            # found by name
+    assert dock.write_reference(str(tmp_path / "r.geojson")) is None
+    assert any(m.startswith("Reference samples:") and "worldcover = 55" in m
+               for m in bar_messages(qgis_iface, Qgis.MessageLevel.Critical))
+    layer.selectByIds([min(f.id() for f in layer.getFeatures())])
+    panel.selected_only.setChecked(True)
+    path = dock.write_reference(str(tmp_path / "r.geojson"))
+    assert [f["properties"]["class"] for f in json.loads(path.read_text())["features"]] == [50]
+
+
+# ------------------------------------------------------------------ Processing
+def test_processing_writes_reference_samples_of_any_layer(qgis_processing, qgis_new_project, tmp_path):
+    import processing
+    from qgis.core import QgsApplication, QgsProcessingException
+
+    from plugin.processing.provider import GroundSynthProvider
+
+    provider = GroundSynthProvider()
+    QgsApplication.processingRegistry().addProvider(provider)
+    try:
+        rows = [(f"POINT({443000 + 100 * i} 4170050)", {"id": f"s{i}", "label": name, "split": split})
+                for i, (name, split) in enumerate([("Water", "test"), ("grass", "tune"), ("80", "tune")])]
+        layer = layer_of("Point", "EPSG:32618", rows)
+        out = processing.run("groundsynth:writereference", {"INPUT": layer, "CLASS_FIELD": "label",
+                                                            "OUTPUT": str(tmp_path / "ref.geojson")})
+        assert out["COUNT"] == 3 and out["OUTPUT"] == str(tmp_path / "ref.geojson")
+        feats = json.loads((tmp_path / "ref.geojson").read_text())["features"]
+        assert [f["properties"] for f in feats] == [{"class": "Water", "id": "s0", "split": "test"},
+                                                    {"class": "grass", "id": "s1", "split": "tune"},
+                                                    {"class": "80", "id": "s2", "split": "tune"}]
+        assert feats[0]["geometry"]["coordinates"] == pytest.approx(to_wgs84(443000, 4170050), abs=1e-6)
+        bad = layer_of("Point", "EPSG:32618", [("POINT(443000 4170050)", {"label": "Snow"})])
+        with pytest.raises(QgsProcessingException, match="label = 'Snow' is neither"):
+            processing.run("groundsynth:writereference", {"INPUT": bad, "CLASS_FIELD": "label",
+                                                          "OUTPUT": str(tmp_path / "bad.geojson")})
+    finally:
+        QgsApplication.processingRegistry().removeProvider(provider)

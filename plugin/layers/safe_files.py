@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 import re
-import xml.etree.ElementTree as ET  # nosec B405 - parsed only after DOCTYPE/ENTITY are refused (vrt_sources)
+import xml.etree.ElementTree as ET  # nosec B405 # parsed only after DOCTYPE/ENTITY are refused (vrt_sources)
 from pathlib import Path
 
 from ..errors import PluginError
@@ -90,7 +90,7 @@ def vrt_sources(path: str | os.PathLike, rel: str = "") -> list[str]:
         raise UnsafeJobFile(f"the VRT {name} declares a DOCTYPE or entities; it was not parsed "
                             "(the backend's VRTs never do)")
     try:
-        root = ET.fromstring(data)  # nosec B314 - DOCTYPE/ENTITY refused above: no entity expansion, no external entities
+        root = ET.fromstring(data)  # nosec B314 # DOCTYPE/ENTITY refused above: no entity expansion, no external entities
     except ET.ParseError as exc:
         raise UnsafeJobFile(f"the VRT {name} is not valid XML ({exc})") from None
     sources = []
