@@ -355,6 +355,7 @@ class GroundSynthDock(DockActions, QgsDockWidget):
     def _tile_filter_changed(self, kind: str, variant: int) -> None:
         if self.results is not None:
             self.results.set_tile_filter(kind, variant)
+            self._update_score_choices()          # "auto" picks among the tiles shown
 
     def _score_changed(self, score: str) -> None:
         if score and self.results is not None:

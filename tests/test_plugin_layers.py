@@ -161,7 +161,13 @@ def score_layer(**columns) -> QgsVectorLayer:
     # a margin against reference samples beats one against the mask, and accuracy agreement beats grounding
     ({"grounding_mask_margin": [10, 30, 25, 40], "grounding_reference_margin": [5, 9, 7, 1]},
      "grounding_reference_margin"),
-    ({"grounding": [90, 80, 70, 100], "ref_agreement": [1.0, 0.5, None, 0.75]}, "ref_agreement"),
+    ({"grounding": [90, 80, 70, 100], "ref_agreement": [1.0, 0.5, 0.0, 0.75]}, "ref_agreement"),
+    ({"grounding": [90, 80, 70, 100], "ref_agreement": [1.0, 0.5, None, 0.75]}, "grounding"),   # a tile unscored
+    # a score on every tile beats one that only synthetic tiles have (tiles without a value are not drawn)
+    ({"grounding": [100, 100, 100, 100], "fidelity_miou": [None, 0.4, None, 0.6], "clipscore": [20, 25, 30, 31]},
+     "clipscore"),
+    ({"fidelity_miou": [None, 0.4, None, 0.6], "resegment_agreement": [0.9, 0.8, 0.9, 0.8]}, "resegment_agreement"),
+    ({"grounding": [100, 100, 100, 100], "fidelity_miou": [None, 0.4, None, 0.6]}, "fidelity_miou"),
     # a preferred score that does not vary is passed over
     ({"self_consistency_margin": [0] * 4, "grounding": [100] * 4, "fidelity_miou": [0.1, 0.4, 0.5, 0.6]},
      "fidelity_miou"),
@@ -256,4 +262,27 @@ def test_label_mosaic_is_styled_as_classes(qgis_new_project, job_dir):
     res.handle(pb.JobEvent(job_id="jobL", seq=1, layer=pb.LayerReady(layer="real_labels", path="real_mask.tif",
                                                                        format="vrt")))
     assert isinstance(res.layers["real_labels"].renderer(), QgsPalettedRasterRenderer)
+    res.remove()
+
+
+def test_auto_score_follows_the_tile_filter(qgis_new_project, tmp_path):
+    """fidelity_miou is only on synthetic tiles: with every tile shown it is the score that varies; with the real
+    tiles only, it has no value there, and auto falls back to grounding."""
+    from qgis.core import QgsField
+    from qgis.PyQt.QtCore import QVariant
+
+    layer = score_layer(grounding=[100] * 4, fidelity_miou=[None, 0.4, None, 0.6])
+    layer.dataProvider().addAttributes([QgsField("kind", QVariant.Type.String)])
+    layer.updateFields()
+    kinds = {f.id(): ("real" if f["fidelity_miou"] is None else "synthetic") for f in layer.getFeatures()}
+    layer.dataProvider().changeAttributeValues({fid: {layer.fields().indexOf("kind"): k} for fid, k in kinds.items()})
+    res = JobResults("jobF", ArtefactSource("jobF", str(tmp_path)), score=styling.AUTO_SCORE,
+                     project=QgsProject.instance())
+    res._insert("tiles", layer)
+    res.set_score(styling.AUTO_SCORE)
+    assert res.score_shown() == "fidelity_miou"
+    res.set_tile_filter("real")
+    assert res.score_shown() == "grounding"
+    res.set_tile_filter("synthetic")
+    assert res.score_shown() == "fidelity_miou"
     res.remove()

@@ -203,6 +203,8 @@ class JobResults(QObject):
             layer = self.layers.get(name)
             if layer is not None:
                 layer.setSubsetString(self.tile_filter)
+                if self.score in (None, "", styling.AUTO_SCORE):     # "auto" picks among the tiles shown
+                    styling.style_tiles(layer, self.score, self.classes)
                 layer.triggerRepaint()
         return self.tile_filter
 

@@ -133,11 +133,25 @@ def _distinct(layer: QgsVectorLayer, name: str) -> set[float]:
 
 
 def default_score(layer: QgsVectorLayer, classes: list[LandCoverClass] | None = None) -> str | None:
-    """The score "auto" colours the grid by: the first of TILE_SCORE_PREFERENCE (then any other score field)
-    that takes more than one value over the tiles; else the first of them the layer has; None without any."""
+    """The score "auto" colours the grid by, among TILE_SCORE_PREFERENCE (in that order), then any other score
+    field: the first that takes more than one value and has one on every tile shown (a graduated renderer
+    does not draw a tile without a value); else the first that varies on some tiles (fidelity is only on
+    synthetic tiles); else the first the layer has; None without any score field."""
     fields = score_fields(layer, classes)
     order = [f for f in TILE_SCORE_PREFERENCE if f in fields] + [f for f in fields if f not in TILE_SCORE_PREFERENCE]
-    return next((f for f in order if len(_distinct(layer, f)) > 1), order[0] if order else None)
+    if not order:
+        return None
+    values: dict[str, set[float]] = {f: set() for f in order}
+    missing: set[str] = set()
+    for feat in layer.getFeatures():
+        for f in order:
+            v = feat[f]
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and v == v:
+                values[f].add(float(v))
+            else:
+                missing.add(f)
+    varies = [f for f in order if len(values[f]) > 1]
+    return next((f for f in varies if f not in missing), varies[0] if varies else order[0])
 
 
 def score_fields(layer: QgsVectorLayer, classes: list[LandCoverClass] | None = None) -> list[str]:
