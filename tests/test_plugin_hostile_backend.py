@@ -57,6 +57,9 @@ class Hostile(rpc.GroundSynthServicer):
         yield pb.JobEvent(job_id=self.job_id, seq=seq, report=pb.ReportReady(html_path="../../report.html"))
         yield pb.JobEvent(job_id=self.job_id, seq=seq + 1, done=pb.Done(state=pb.JobState.Value("SUCCEEDED")))
 
+    def Submit(self, request, context):
+        yield from self.Watch(request, context)
+
     def FetchArtefact(self, request, context):
         self.fetched.append(request.path)
         data = self.files.get(request.path, b"PWNED")
@@ -152,3 +155,27 @@ def test_vrt_sources_are_parsed_safely(tmp_path):
         p.write_bytes(bad)
         with pytest.raises(UnsafeJobFile, match=why):
             vrt_sources(p)
+
+
+def test_processing_refuses_job_files_outside_its_cache(hostile, tmp_path, qgis_processing):
+    import processing
+    from qgis.core import QgsApplication, QgsProcessingException
+
+    from plugin.processing.provider import GroundSynthProvider
+    from tests.plugin_fixtures import sample_raster
+
+    provider = GroundSynthProvider()
+    QgsApplication.processingRegistry().addProvider(provider)
+    (tmp_path / "token").write_text("t")
+    cache = tmp_path / "a" / "b" / "cache"        # deep enough that an escape would land inside tmp_path
+    try:
+        with pytest.raises(QgsProcessingException, match="Unsafe job file: .*climbs out"):
+            processing.run("groundsynth:segment", {
+                "INPUT": str(sample_raster(tmp_path / "data", size=64)), "RED": 1, "GREEN": 2, "BLUE": 3, "NIR": 4,
+                "TILE_SIZE": 64, "ADDRESS": hostile.address, "TOKEN_FILE": str(tmp_path / "token"),
+                "CACHE_DIR": str(cache)})
+    finally:
+        QgsApplication.processingRegistry().removeProvider(provider)
+    assert list(hostile.outside.iterdir()) == [] and not (tmp_path / "report.html").exists()
+    assert [p for p in tmp_path.rglob("*") if p.is_file() and p.suffix in (".tif", ".vrt", ".html")
+            and not p.is_relative_to(cache) and p.parent.name != "data"] == []
