@@ -31,9 +31,9 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   .venv/bin/python -m pip install -q --upgrade pip >/dev/null 2>&1 || true
   .venv/bin/python -m pip install -q -c constraints.txt setuptools packaging wheel 2>&1 \
     | grep -v "is ignored: it is neither" >&2 || true
-  .venv/bin/python -m pip install -q --no-build-isolation -c constraints.txt -e ".[neural,test,lint]" 2>&1 \
+  .venv/bin/python -m pip install -q --no-build-isolation -c constraints.txt -e ".[neural,torchgeo,test,lint]" 2>&1 \
     | grep -v "is ignored: it is neither" >&2 || true
-  .venv/bin/python -c "import torch, rasterio, grpc, qgis.core, fiona, open_clip, transformers, groundsynth" \
+  .venv/bin/python -c "import torch, rasterio, grpc, qgis.core, fiona, open_clip, transformers, torchgeo, lightning, pystac, groundsynth" \
     || { echo "[bootstrap] the package and its requirements did not install cleanly" >&2; exit 1; }
   echo "$want" > "$stamp"
 fi

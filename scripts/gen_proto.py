@@ -16,7 +16,7 @@ build/grpc-tools-<version> (`python scripts/gen_proto.py --fetch-plugin-tools`
 installs them there with pip; nothing is installed into an environment). Without
 that folder the plugin's copy is generated with the current grpcio-tools, and
 its floor is then that version (recorded in _generated/__init__.py).
-Regenerated only when a .proto file is newer than the output. Called by
+Regenerated only when a .proto file (or this script) is newer than the output. Called by
 scripts/bootstrap.sh, scripts/package_plugin.py and, on demand in a checkout,
 by groundsynth.api.v1.contract.
 """
@@ -58,11 +58,12 @@ def _protos() -> list[Path]:
 
 
 def stale(outputs: tuple[Path, ...] = OUTPUTS) -> bool:
+    """Is any output missing, or older than a .proto file or than this script (which shapes the output)?"""
+    script = Path(__file__).stat().st_mtime
     for proto in _protos():
         for out_dir in outputs:
-            for suffix in SUFFIXES:
-                out = out_dir / (proto.stem + suffix)
-                if not out.exists() or out.stat().st_mtime < proto.stat().st_mtime:
+            for out in [out_dir / "__init__.py", *(out_dir / (proto.stem + s) for s in SUFFIXES)]:
+                if not out.exists() or out.stat().st_mtime < max(proto.stat().st_mtime, script):
                     return True
     return False
 

@@ -77,13 +77,20 @@ def test_pngs_hold_the_tile_pixels(exported, job_dir):
 
 
 def test_geotiffs_keep_the_georeference(exported, job_dir):
+    """(layout 2: the GeoTIFFs moved from geotiff/{images,masks}/ to real/ and synthetic/v<N>/, as COGs)"""
+    from rio_cogeo.cogeo import cog_validate
+
     out, _ = exported
-    with rasterio.open(out / "geotiff/images/r0001_c0001.tif") as a, \
+    with rasterio.open(out / "real/images/r0001_c0001.tif") as a, \
             rasterio.open(job_dir / "real/image/r0001_c0001.tif") as b:
         assert a.count == 4 and a.crs.to_epsg() == 32618 and a.transform == b.transform
         assert (a.read() == b.read()).all()
-    with rasterio.open(out / "geotiff/masks/r0001_c0001_v1.tif") as m:
+    with rasterio.open(out / "synthetic/v1/masks/r0001_c0001_v1.tif") as m:
         assert m.crs.to_epsg() == 32618 and m.transform.c == pytest.approx(435730.0 + 320.0)
+        assert m.nodata == 255 and m.colormap(1)[6][:3] == CLASS_COLORS[6]
+    for tif in out.rglob("*.tif"):
+        assert cog_validate(str(tif), quiet=True)[0], tif
+    assert not (out / "geotiff").exists() and not (out / "synthetic/v1/images/r0001_c0001.tif").exists()
     assert not list(out.rglob(".tmp-*"))
 
 
@@ -161,7 +168,7 @@ def test_real_pipeline_job_reports_and_exports(tmp_path):
     assert doc["engines"]["caption"]["name"] == "composition"
     assert JobSpec.from_dict(doc["spec"]).seed == 5
     assert (job_dir / "report.html").stat().st_size > 10_000
-    out = export_dataset(job_dir, tmp_path / "ds", seed=1)
+    out = export_dataset(job_dir, tmp_path / "ds")            # the job has its own split
     assert out["images"] == 8 and out["real"] == 4
     rows = read_rows(tmp_path / "ds")
     assert all(r[9] for r in rows[1:])                       # every row has captions

