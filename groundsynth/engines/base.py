@@ -107,6 +107,9 @@ class TileInput:
     valid: np.ndarray              # bool (H, W)
     labels: np.ndarray | None = None   # uint8 (H, W) label mask on the tile grid, if a label raster was given
     kind: str = "real"             # "real" or "synthetic"
+    # optional SWIR channels, float32 (S, H, W) in [0, 1] through the job stretch, roles in
+    # ctx.extra["swir_roles"] ("swir1", "swir2"); None when the job maps no SWIR band (or synthetic tiles)
+    swir: np.ndarray | None = None
 
 
 @dataclass

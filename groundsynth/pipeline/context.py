@@ -80,6 +80,10 @@ class JobContext:
     seed: int
     plans: tuple[StagePlanRef, ...]
     label_raster_path: str = ""
+    swir_roles: tuple[str, ...] = ()        # SWIR channels read after the image bands ("swir1", "swir2")
+    # the reference sample on the raster grid (row, col, cls, owner = index of the grid cell owning the pixel;
+    # groundsynth.tiling.reference): workers count the sample pixels and the agreement per tile
+    reference: dict[str, Any] | None = None
     min_valid: float = 0.01
     device: str = "cpu"
     mask_strategy: str = "real"

@@ -107,6 +107,9 @@ def write_report(run: JobRun, t_start: float) -> None:
         "warnings": run.prep.warnings + nodata_warnings(run, records),
         "layers": sorted(run.layers.values(), key=lambda d: d["layer"]),
     }
+    if run.prep.reference is not None:
+        context["reference"] = {"sample": run.prep.reference, "owner": run.prep.reference_owner,
+                                "cells": run.prep.grid.cells}
     summary = write_report_files(run.dir, run.spec, records, context) or {}
     run.timer.seconds["report"] += time.perf_counter() - t0
     finish_outputs(run, records, summary)

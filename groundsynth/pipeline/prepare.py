@@ -22,7 +22,7 @@ from groundsynth.request.errors import FailedPrecondition, InvalidArgument, Reso
 from groundsynth.request.spec import JobSpec
 from groundsynth.tiling.grid import Grid, aoi_shape, build_grid, parse_crs, reproject_geometry, to_pixel_space
 from groundsynth.tiling.labels import check_label_raster
-from groundsynth.tiling.source import SourceRaster, Stretch
+from groundsynth.tiling.source import SourceRaster, Stretch, land_pixels
 from groundsynth.tiling.splits import assign_splits
 
 
@@ -68,6 +68,21 @@ class PreparedJob:
     plans: dict[str, StagePlan]
     warnings: list[str] = field(default_factory=list)
     splits: dict[tuple[int, int], str] = field(default_factory=dict)   # (row, col) -> train / val / test
+    swir_roles: list[str] = field(default_factory=list)   # SWIR channels read after the image bands
+    reference: Any = None                  # groundsynth.tiling.reference.ReferenceSample (JobSpec.reference)
+    reference_owner: Any = None            # per sample pixel: index of the grid cell that owns it (-1: none)
+
+    def reference_arrays(self) -> dict[str, Any] | None:
+        """The sample as worker tasks need it: row, col, cls and the (grid row, grid col) owning each pixel."""
+        if self.reference is None:
+            return None
+        import numpy as np
+
+        cells = self.grid.cells
+        own = self.reference_owner
+        return {"row": self.reference.row, "col": self.reference.col, "cls": self.reference.cls,
+                "owner_row": np.array([cells[k].row if k >= 0 else -1 for k in own], np.int64),
+                "owner_col": np.array([cells[k].col if k >= 0 else -1 for k in own], np.int64)}
 
     @property
     def tile_count(self) -> int:
@@ -177,7 +192,26 @@ def prepare_job(spec: JobSpec, workspace: str | Path, options: RunOptions | None
             warnings.append(f"{100 * (1 - aoi_part):.1f}% of the AOI lies outside the raster and is ignored")
         splits = assign_splits(((c.row, c.col) for c in grid.cells), spec.split.fractions(),
                                spec.split.block_tiles, spec.seed, spec.tile_size, spec.overlap)
+        stretch = Stretch.from_sample(sample, valid, land=land_pixels(sample, valid, src.has_nir))
+        reference, owner = _reference(spec, src, grid, warnings)
         return PreparedJob(spec=spec, source_path=path, raster=src.meta(), crs_wkt=src.crs.to_wkt(),
                            transform=src.transform, width=src.width, height=src.height, has_nir=src.has_nir,
-                           grid=grid, stretch=Stretch.from_sample(sample, valid), plans=plans, warnings=warnings,
-                           splits=splits)
+                           grid=grid, stretch=stretch, plans=plans, warnings=warnings,
+                           splits=splits, swir_roles=list(src.swir_roles), reference=reference,
+                           reference_owner=owner)
+
+
+def _reference(spec: JobSpec, src: SourceRaster, grid: Grid, warnings: list[str]) -> tuple[Any, Any]:
+    """The job's reference sample on the raster grid and each pixel's owning cell (or (None, None))."""
+    if not spec.reference.given:
+        return None, None
+    from groundsynth.tiling.reference import load_reference, owners
+
+    sample = load_reference(spec.reference, src.crs.to_wkt(), src.transform, src.width, src.height)
+    owner = owners(sample.row, sample.col, grid.cells)
+    if sample.outside:
+        warnings.append(f"{sample.outside} reference feature(s) of {sample.source} lie outside the raster")
+    if (owner < 0).any():
+        warnings.append(f"{int((owner < 0).sum())} of {len(sample)} reference pixels lie outside the AOI's tiles "
+                        "and are not assessed")
+    return sample, owner

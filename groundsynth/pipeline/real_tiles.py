@@ -23,6 +23,7 @@ from groundsynth.pipeline.outputs import maybe_refresh_layers
 from groundsynth.pipeline.tile_cache import TILES
 from groundsynth.pipeline.worker_job import WorkerJob
 from groundsynth.request.classes import NODATA
+from groundsynth.tiling.grid import Cell
 
 REAL_STAGES = ("segment", "caption", "ground")
 
@@ -52,8 +53,9 @@ def run_real(run: JobRun) -> bool:
 
 # ---------------------------------------------------------------- worker
 
-def _read_batch(w: WorkerJob, task: RealTask) -> tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray]]:
-    images, valids, labels = [], [], []
+def _read_batch(w: WorkerJob, task: RealTask
+                ) -> tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray], list[np.ndarray | None]]:
+    images, valids, labels, swirs = [], [], [], []
     src = w.src
     stretch = w.stretch
     with w.timer("read"):
@@ -61,7 +63,8 @@ def _read_batch(w: WorkerJob, task: RealTask) -> tuple[list[np.ndarray], list[np
             raw, valid = src.read_window(c.col_off, c.row_off, c.width, c.height)
             img = stretch.apply(raw)
             img[:, ~valid] = 0
-            images.append(img)
+            images.append(img[:src.n_main])              # R, G, B(, NIR): the tile image
+            swirs.append(img[src.n_main:] if len(src.swir_indexes) else None)   # SWIR: for the segmenter only
             valids.append(valid)
     if w.ctx.label_raster_path:
         from groundsynth.tiling.labels import read_labels
@@ -70,11 +73,12 @@ def _read_batch(w: WorkerJob, task: RealTask) -> tuple[list[np.ndarray], list[np
             for c in task.cells:
                 labels.append(read_labels(w.ctx.label_raster_path, src.crs, c.transform(w.transform),
                                           (c.height, c.width)))
-    return images, valids, labels
+    return images, valids, labels, swirs
 
 
 def _segment(w: WorkerJob, ids: Sequence[str], images: Sequence[np.ndarray], valids: Sequence[np.ndarray],
-             labels: Sequence[np.ndarray], nodata: Sequence[bool]) -> list[np.ndarray | None]:
+             labels: Sequence[np.ndarray], nodata: Sequence[bool],
+             swirs: Sequence[np.ndarray | None]) -> list[np.ndarray | None]:
     """Masks of a batch: 255 for nodata tiles, the segmenter's output (or the labels without one)."""
     live = [k for k in range(len(ids)) if not nodata[k]]
     masks: list[np.ndarray | None] = [None] * len(ids)
@@ -85,7 +89,8 @@ def _segment(w: WorkerJob, ids: Sequence[str], images: Sequence[np.ndarray], val
             masks[k] = labels[k]
     if "segment" in w.engines and live:
         segmenter = w.engines["segment"]
-        tiles = [TileInput(ids[k], images[k], valids[k], labels[k] if labels else None, "real") for k in live]
+        tiles = [TileInput(ids[k], images[k], valids[k], labels[k] if labels else None, "real", swirs[k])
+                 for k in live]
         out = w.engine_call("segment", [ids[k] for k in live], lambda: segmenter.segment(tiles))  # type: ignore[attr-defined]
         for k, m in zip(live, out, strict=True):
             m = np.asarray(m, dtype=np.uint8).copy()
@@ -97,9 +102,9 @@ def _segment(w: WorkerJob, ids: Sequence[str], images: Sequence[np.ndarray], val
 def compute_real(w: WorkerJob, task: RealTask) -> list[TileRecord]:
     cells = task.cells
     ids = [real_tile_id(c.row, c.col) for c in cells]
-    images, valids, labels = _read_batch(w, task)
+    images, valids, labels, swirs = _read_batch(w, task)
     nodata = [float(v.mean()) < w.ctx.min_valid for v in valids]
-    masks = _segment(w, ids, images, valids, labels, nodata)
+    masks = _segment(w, ids, images, valids, labels, nodata, swirs)
     live = [k for k in range(len(cells)) if not nodata[k]]
     captions: list[list[str]] = [[] for _ in cells]
     metrics: list[dict[str, float]] = [{} for _ in cells]
@@ -128,11 +133,29 @@ def compute_real(w: WorkerJob, task: RealTask) -> list[TileRecord]:
             rec.artefacts["mask"] = f"real/mask/{ids[k]}.tif"
             writes.append((rec.artefacts["mask"], partial(write_mask_tile, mask=mask, transform=t, crs=crs)))
             if not nodata[k]:
-                TILES.put(w.job_id, ids[k], to_uint8(images[k], valids[k]), mask)
+                TILES.put(w.job_key, ids[k], to_uint8(images[k], valids[k]), mask)
         if labels:
             rec.artefacts["labels"] = f"real/labels/{ids[k]}.tif"
             writes.append((rec.artefacts["labels"], partial(write_mask_tile, mask=labels[k], transform=t, crs=crs)))
         w.fill(rec, mask, captions[k], metrics[k], valids[k])
+        if w.ctx.reference is not None:
+            rec.metrics.update(reference_agreement(w.ctx.reference, c, mask))
         recs.append(rec)
     w.write_all(writes)
     return recs
+
+
+def reference_agreement(reference: dict[str, np.ndarray], cell: Cell, mask: np.ndarray | None) -> dict[str, float]:
+    """ref_points (sample pixels this tile owns) and ref_agreement (share of them whose mask class is the
+    reference class; left out when none is mapped) of one real tile."""
+    from groundsynth.tiling.reference import points_in_tile
+
+    owned = (reference["owner_row"] == cell.row) & (reference["owner_col"] == cell.col)
+    rr, cc, cls = points_in_tile(reference, cell, owned)
+    out = {"ref_points": float(rr.size)}
+    if mask is not None and rr.size:
+        mapped = mask[rr, cc]
+        seen = mapped != NODATA
+        if seen.any():
+            out["ref_agreement"] = float(np.mean(mapped[seen] == cls[seen]))
+    return out

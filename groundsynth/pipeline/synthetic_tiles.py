@@ -101,7 +101,7 @@ def synthesis_state(run: JobRun, real: Sequence[TileRecord]) -> Any:
 def real_tile(w: WorkerJob, t: SourceTile, with_image: bool) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
     """(image float32 or None, valid, mask) of a finished real tile: from this worker's memory when it made
     the tile, else read from its files (the same values)."""
-    cached = TILES.get(w.job_id, t.tile_id)
+    cached = TILES.get(w.job_key, t.tile_id)
     if cached is not None:
         data, mask = cached
         if with_image:

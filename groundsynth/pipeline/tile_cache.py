@@ -52,8 +52,9 @@ class TileCache:
             return item
 
     def drop_job(self, job_id: str) -> None:
+        """Forget a job's tiles (keys are the job's id, or "<id>@<job folder>" as WorkerJob.job_key)."""
         with self._lock:
-            for key in [k for k in self._items if k[0] == job_id]:
+            for key in [k for k in self._items if k[0].split("@", 1)[0] == job_id]:
                 image, mask = self._items.pop(key)
                 self._bytes -= image.nbytes + mask.nbytes
 

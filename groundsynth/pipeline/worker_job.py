@@ -30,6 +30,8 @@ class WorkerJob:
     def __init__(self, ctx: JobContext, timer: StageTimer):
         self.ctx = ctx
         self.job_id = ctx.job_id
+        # the job as this process caches it: its id AND folder (an id alone is not unique across workspaces)
+        self.job_key = f"{ctx.job_id}@{ctx.job_dir}"
         self.timer = timer
         self.transform = Affine(*ctx.transform[:6])
         self.stretch = Stretch.from_dict(ctx.stretch)
@@ -39,6 +41,7 @@ class WorkerJob:
         ectx = EngineContext(seed=ctx.seed, device=ctx.device, workspace=ctx.workspace, models_dir=ctx.models_dir,
                              has_nir=ctx.has_nir,
                              extra={"stretch": dict(ctx.stretch), "label_raster_path": ctx.label_raster_path,
+                                    "swir_roles": list(ctx.swir_roles),
                                     "job_id": ctx.job_id})
         for plan in ctx.plans:
             with timer(f"load_{plan.stage}"):
@@ -141,7 +144,7 @@ _jobs_lock = threading.Lock()
 def worker_job(ctx: JobContext, timer: StageTimer) -> WorkerJob:
     """This process's WorkerJob for `ctx` (built on first use; per thread, as the inline executor runs
     concurrent jobs in threads of one process)."""
-    key = (ctx.job_id, threading.get_ident())
+    key = (ctx.job_id, str(ctx.job_dir), threading.get_ident())
     with _jobs_lock:
         job = _jobs.get(key)
         if job is not None:

@@ -3,7 +3,8 @@
 Built from the report.json document (`render_html(doc, job_dir)`), so the page
 and the JSON never disagree. Sections: headline numbers, engines, class
 composition real vs synthetic, score histograms, per-class fidelity, grounding
-by dominant class, segmentation vs labels (when labels were given), a strip of
+by dominant class, segmentation vs labels (when labels were given), accuracy against the reference
+sample (when one was given: groundsynth.report.accuracy_html), a strip of
 the best and worst tiles (real image, mask, synthetic image, its mask and
 conditioning mask, caption), and versions/spec for reproduction.
 Plots use matplotlib's Agg canvas directly (no pyplot state: safe in server threads).
@@ -41,6 +42,16 @@ border:1px solid #ccc}.cap{min-width:150px;max-width:300px;font-size:0.85em}.leg
 .warn{background:#fff4e5;border:1px solid #f0c36d;padding:6px 10px;border-radius:6px}
 details pre{background:#fff;border:1px solid #ddd;padding:8px;overflow:auto;max-height:400px;font-size:0.8em}
 """
+
+
+CARDS = {"tiles_real": ("real tiles", 0), "tiles_synthetic": ("synthetic tiles", 0),
+         "grounding_mean": ("grounding (0-100)", 1), "fidelity_miou_mean": ("fidelity mIoU", 3),
+         "redundancy": ("caption redundancy", 4), "composition_js": ("composition JS (bits)", 4),
+         "seg_macro_f1": ("segmenter macro F1", 3), "seg_miou": ("segmenter mIoU", 3),
+         "seg_accuracy": ("segmenter accuracy", 3),
+         "ref_overall_accuracy_test": ("reference OA, test split", 3),
+         "ref_macro_f1_test": ("reference macro F1, test split", 3),
+         "ref_overall_accuracy": ("reference OA", 3), "ref_macro_f1": ("reference macro F1", 3)}
 
 
 def _figure(figsize: tuple[float, float], panels: int = 1):
@@ -258,12 +269,7 @@ def render_html(doc: dict, job_dir: str | Path) -> str:
         parts.append(f"<p class='warn'>{html.escape(str(w))}</p>")
 
     cards = []
-    labels = {"tiles_real": ("real tiles", 0), "tiles_synthetic": ("synthetic tiles", 0),
-              "grounding_mean": ("grounding (0-100)", 1), "fidelity_miou_mean": ("fidelity mIoU", 3),
-              "redundancy": ("caption redundancy", 4), "composition_js": ("composition JS (bits)", 4),
-              "seg_macro_f1": ("segmenter macro F1", 3), "seg_miou": ("segmenter mIoU", 3),
-              "seg_accuracy": ("segmenter accuracy", 3)}
-    for k, (label, digits) in labels.items():
+    for k, (label, digits) in CARDS.items():
         if k in summary:
             v = summary[k]
             text = f"{100 * v:.2f} %" if k == "redundancy" else f"{v:.{digits}f}"
@@ -313,6 +319,9 @@ def render_html(doc: dict, job_dir: str | Path) -> str:
                      f"{_fmt(lab['accuracy'])} over {lab['tiles']} tiles.</p>"
                      + _table(["class", "F1", "IoU", "label pixels"], rows))
 
+    from groundsynth.report.accuracy_html import accuracy_section
+
+    parts.append(accuracy_section(doc))
     parts.append("<h2>Best and worst tiles</h2>" + thumbnail_strip(job_dir, tiles))
 
     versions = doc.get("versions") or {}

@@ -13,6 +13,7 @@ Layout (schema_version 1):
     aggregates      {"all"|"real"|"synthetic": {metric: {n, mean, median, p10, p90, min, max}}}
     set_metrics     redundancy, composition shift, score distributions (ground engine summary)
     label_evaluation  whole-set segmenter vs labels (groundsynth.metrics.segmentation.segmentation_scores) or null
+    accuracy_assessment  segmentation vs the job's reference sample (groundsynth.report.accuracy_report) or null
     summary         the headline numbers (also sent in ReportReady.summary)
 Scores are fractions in 0..1 except grounding (0..100). Undefined values are null.
 """
@@ -127,7 +128,8 @@ def label_evaluation(job_dir: Path, records: Sequence[TileRecord],
     return out
 
 
-def headline(records: Sequence[TileRecord], set_metrics: dict, labels: dict | None) -> dict[str, float]:
+def headline(records: Sequence[TileRecord], set_metrics: dict, labels: dict | None,
+             accuracy: dict | None = None) -> dict[str, float]:
     """Flat numbers for ReportReady.summary; keys whose value is undefined are left out."""
     live = [r for r in records if not r.nodata]
 
@@ -149,6 +151,11 @@ def headline(records: Sequence[TileRecord], set_metrics: dict, labels: dict | No
     }
     if labels:
         out.update(seg_macro_f1=labels["macro_f1"], seg_miou=labels["miou"], seg_accuracy=labels["accuracy"])
+    if accuracy:
+        for key, part in (("", accuracy["all"]), *((f"_{s}", p) for s, p in accuracy["splits"].items())):
+            out[f"ref_points{key}"] = part["n"]
+            out[f"ref_overall_accuracy{key}"] = part["overall_accuracy"]
+            out[f"ref_macro_f1{key}"] = part["macro_f1"]
     return {k: float(v) for k, v in out.items() if v is not None and math.isfinite(v)}
 
 
@@ -164,6 +171,12 @@ def build_report(job_dir: Path, spec: JobSpec, records: Sequence[TileRecord], co
         set_metrics = summarise_records(records)
     per_tile_labels: dict[str, dict] = {}
     labels = label_evaluation(job_dir, records, per_tile_labels)
+    accuracy = None
+    if context.get("reference"):
+        from groundsynth.report.accuracy_report import assess
+
+        ref = context["reference"]
+        accuracy = assess(job_dir, records, ref["sample"], ref["owner"], ref["cells"], seed=spec.seed)
     grid_crs = next((r.crs for r in records if r.crs), "")
     tiles = []
     for r in records:
@@ -192,7 +205,8 @@ def build_report(job_dir: Path, spec: JobSpec, records: Sequence[TileRecord], co
         "aggregates": aggregates(records),
         "set_metrics": set_metrics,
         "label_evaluation": labels,
-        "summary": headline(records, set_metrics, labels),
+        "accuracy_assessment": accuracy,
+        "summary": headline(records, set_metrics, labels, accuracy),
         "reproduce": {
             "how": "JobSpec.from_dict(report['spec']) with the engines and seed above, same package versions; "
                    "or `groundsynth export` to rebuild the training set from this job dir",

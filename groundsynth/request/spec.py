@@ -38,6 +38,39 @@ class BandMapping:
     green: int = 2
     blue: int = 3
     nir: int = 0   # 0 = default (4 if the raster has 4+ bands), -1 = none
+    swir1: int = 0  # 0 = auto (the band described "swir1" or "B11", else none), -1 = none
+    swir2: int = 0  # 0 = auto (the band described "swir2" or "B12", else none), -1 = none
+
+
+REFERENCE_SPLITS = ("", "tune", "test")   # ReferenceSamples.split: "" = every feature
+
+
+@dataclass
+class ReferenceFeature:
+    """One reference sample unit given inline: a point or polygon with its reference class."""
+
+    wkt: str                   # POINT / POLYGON / MULTI* WKT in ReferenceSamples.crs
+    class_value: str           # class name (Tree .. Water) or ESA WorldCover code ("80")
+    id: str = ""
+    split: str = ""            # the feature's split (e.g. "tune", "test"); "" = none
+    stratum: str = ""          # stratum of a stratified sample ("" = unstratified)
+    stratum_size: float = 0.0  # size of that stratum in the sampling frame (pixels or area; > 0 to weight)
+
+
+@dataclass
+class ReferenceSamples:
+    """Reference data to assess the segmentation with (groundsynth.tiling.reference)."""
+
+    path: str = ""             # GeoPackage / GeoJSON / shapefile / CSV of points or polygons
+    features: list[ReferenceFeature] = field(default_factory=list)   # or inline
+    crs: str = ""              # CRS of inline features and CSV coordinates; "" = EPSG:4326 (files carry theirs)
+    class_field: str = ""      # attribute with the class; "" = the first of class, class_name, label, code
+    layer: str = ""            # layer of a multi-layer file; "" = the first
+    split: str = ""            # assess only the features of this split ("" = all; "test" = held-out part)
+
+    @property
+    def given(self) -> bool:
+        return bool(self.path or self.features)
 
 
 @dataclass
@@ -87,6 +120,7 @@ class JobSpec:
     name: str = ""
     split: SplitOptions = field(default_factory=SplitOptions)
     executor: str = ""         # where the tile work runs: inline, process or ray; "" = the backend's default
+    reference: ReferenceSamples = field(default_factory=ReferenceSamples)   # accuracy assessment sample
 
     # ---------------------------------------------------------------- helpers
     def stage(self, name: str) -> StageConfig | None:
@@ -113,8 +147,10 @@ class JobSpec:
         for role in ("red", "green", "blue"):
             if getattr(b, role) < 1:
                 raise InvalidArgument(f"expected a 1-based band index, got {getattr(b, role)}", f"bands.{role}")
-        if b.nir < -1:
-            raise InvalidArgument(f"expected a 1-based band index, 0 (default) or -1 (none), got {b.nir}", "bands.nir")
+        for role in ("nir", "swir1", "swir2"):
+            if getattr(b, role) < -1:
+                raise InvalidArgument(f"expected a 1-based band index, 0 (default) or -1 (none), "
+                                      f"got {getattr(b, role)}", f"bands.{role}")
         a = s.aoi
         if a is None or (a.bbox is None) == (not a.polygon_wkt):
             raise InvalidArgument("give exactly one of a bbox or a polygon", "aoi")
@@ -168,6 +204,7 @@ class JobSpec:
         if s.executor and s.executor not in EXECUTOR_NAMES:
             raise InvalidArgument(f"expected one of {', '.join(EXECUTOR_NAMES)} (or empty: the backend's default), "
                                   f"got {s.executor!r}", "executor")
+        s.reference = _normalised_reference(s.reference)
         return s
 
     # ---------------------------------------------------------------- JSON
@@ -192,6 +229,7 @@ class JobSpec:
             stages=[StageConfig(**st) for st in d.pop("stages", [])],
             synthesis=SynthesisOptions(**d.pop("synthesis", {})),
             split=SplitOptions(**d.pop("split", {})),
+            reference=_reference_from_dict(d.pop("reference", None) or {}),
             **d,
         )
 
@@ -239,3 +277,49 @@ def _normalised_split(split: SplitOptions) -> SplitOptions:
     if not 1 <= out.block_tiles <= 64:
         raise InvalidArgument(f"expected 1..64 tiles, got {out.block_tiles}", "split.block_tiles")
     return out
+
+
+def _reference_from_dict(d: dict[str, Any]) -> ReferenceSamples:
+    d = dict(d)
+    feats = [ReferenceFeature(**f) for f in d.pop("features", [])]
+    return ReferenceSamples(features=feats, **d)
+
+
+def _normalised_reference(ref: ReferenceSamples) -> ReferenceSamples:
+    out = dataclasses.replace(ref, path=(ref.path or "").strip(), features=list(ref.features),
+                              split=(ref.split or "").strip())
+    if out.path and out.features:
+        raise InvalidArgument("give a path or inline features, not both", "reference")
+    if out.split not in REFERENCE_SPLITS:
+        raise InvalidArgument(f"expected one of 'tune', 'test' or empty (all), got {out.split!r}", "reference.split")
+    for i, f in enumerate(out.features):
+        if not f.wkt.strip():
+            raise InvalidArgument("expected a point or polygon as WKT", f"reference.features[{i}].wkt")
+        if reference_class(f.class_value) is None:
+            raise InvalidArgument(f"unknown class {f.class_value!r}; expected one of {', '.join(CLASS_NAMES)} or "
+                                  "an ESA WorldCover code (10, 20, ..., 100)", f"reference.features[{i}].class_value")
+        if not math.isfinite(f.stratum_size) or f.stratum_size < 0:
+            raise InvalidArgument(f"expected a non-negative stratum size, got {f.stratum_size}",
+                                  f"reference.features[{i}].stratum_size")
+    return out
+
+
+def reference_class(value: Any) -> int | None:
+    """Class index of a reference label: a class name (case-insensitive) or an ESA WorldCover code; else None."""
+    from groundsynth.request.classes import WORLDCOVER_TO_CLASS
+
+    if value is None or isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return WORLDCOVER_TO_CLASS.get(int(value)) if float(value).is_integer() else None
+    text = str(value).strip()
+    if not text:
+        return None
+    try:
+        return WORLDCOVER_TO_CLASS.get(int(float(text))) if float(text).is_integer() else None
+    except ValueError:
+        pass
+    try:
+        return class_index(text)
+    except KeyError:
+        return None

@@ -1,7 +1,8 @@
 """What Submit checks about the files a job will open, before the pipeline sees the spec.
 
 `check_job_files(spec, config)` runs security.check_raster on the source (raster_path, or the file of an
-upload id) and on label_raster_path, and security.check_weights_path on every `path` parameter of the
+upload id) and on label_raster_path, security.resolve_source on a reference sample file
+(JobSpec.reference.path: an allowed root), and security.check_weights_path on every `path` parameter of the
 chosen engines (neural `weights`). It returns the spec with those paths resolved (symlinks followed), so the
 job opens exactly what was checked, and the source file. The same checks run again when a job runs or
 resumes (`source_file`).
@@ -15,7 +16,7 @@ from pathlib import Path
 from groundsynth.request.errors import InvalidArgument, NotFound
 from groundsynth.request.spec import JobSpec
 from groundsynth.service.config import ServerConfig
-from groundsynth.service.security import check_raster, check_weights_path
+from groundsynth.service.security import check_raster, check_weights_path, resolve_source
 
 UPLOAD_ID_RE = re.compile(r"^[0-9a-f]{32}$")
 
@@ -37,6 +38,8 @@ def source_file(config: ServerConfig, spec: JobSpec, blocks: bool = True) -> Pat
     roots = config.roots()
     if spec.label_raster_path:
         check_raster(spec.label_raster_path, roots, "label_raster_path", blocks=blocks)
+    if spec.reference.path:
+        resolve_source(spec.reference.path, roots, "reference.path")
     if spec.raster_path:
         return check_raster(spec.raster_path, roots, "raster_path", blocks=blocks)
     path = upload_file(config, spec.upload_id or "")
@@ -52,6 +55,10 @@ def check_job_files(spec: JobSpec, config: ServerConfig) -> tuple[JobSpec, Path]
     roots = config.roots()
     if spec.label_raster_path:
         spec.label_raster_path = str(check_raster(spec.label_raster_path, roots, "label_raster_path"))
+    if spec.reference.path:
+        # a reference sample file is read by the backend too: under an allowed root, recorded resolved
+        spec.reference = dataclasses.replace(spec.reference, path=str(resolve_source(spec.reference.path, roots,
+                                                                                     "reference.path")))
     source = source_file(config, spec)
     models_dir = default_models_dir(str(config.workspace))
     stages = []

@@ -2,9 +2,13 @@
 
 - `SourceRaster` opens the job's source, maps bands to R, G, B(, NIR) and reads
   pixel windows (also past the raster edge) with a validity mask.
-- `Stretch`: one radiometric stretch per job (per band 2nd/98th percentile of
-  valid pixels from a decimated read of the AOI window) so brightness is
-  comparable between tiles.
+- `Stretch`: one radiometric stretch per job so brightness is comparable between
+  tiles, from a decimated read of the AOI window: per band low = 1st percentile of
+  the valid pixels, high = 99.5th percentile of the valid LAND pixels (NIR above
+  green) when the job has NIR. (Before issue 11 it was 2/98 % of all valid pixels:
+  on a scene that is mostly water, the 98th percentile fell inside the land's range
+  and clipped 96 % of bare ground at 255.) The SWIR bands, when mapped, are
+  stretched like the others and follow the image bands.
 (Tile GeoTIFFs the pipeline writes are in groundsynth.artefacts.tiles.)
 
 Broken files: `check_blocks_readable` reads the first and the last pixel block of every band (a truncated
@@ -34,6 +38,15 @@ from groundsynth.tiling.grid import check_transform
 
 BAND_NAMES = ("red", "green", "blue", "nir")
 STRETCH_SAMPLE_PX = 1024      # long side of the decimated read used for the stretch
+STRETCH_PCT = (1.0, 99.5)     # percentiles: low of all valid pixels, high of the valid land pixels
+LAND_MIN_SHARE = 0.02         # fewer land pixels than this share of the valid ones: high from all of them
+
+
+def land_pixels(data: np.ndarray, valid: np.ndarray, has_nir: bool) -> np.ndarray | None:
+    """Land pixels of a raw (C, H, W) read for the stretch: NIR above green (NDWI < 0); None without NIR."""
+    if not has_nir or data.shape[0] < 4:
+        return None
+    return valid & (data[3] > data[1])
 
 
 # ---------------------------------------------------------------- source
@@ -73,11 +86,30 @@ class SourceRaster:
             if not 1 <= b <= count:
                 raise InvalidArgument(f"band {b} does not exist: {self.path.name} has {count} band(s)", f"bands.{role}")
             idx.append(b)
-        self.indexes: list[int] = idx
         self.has_nir = len(idx) == 4
+        self.n_main = len(idx)                    # R, G, B(, NIR): the image channels
+        swir = self._swir_bands(bands, count)
+        self.swir_roles = [role for role, _ in swir]           # "swir1" and/or "swir2", in read order
+        self.swir_indexes = [b for _, b in swir]
+        idx += self.swir_indexes
+        self.indexes: list[int] = idx             # read order: R, G, B(, NIR)(, SWIR1)(, SWIR2)
         self.nodata = ds.nodata
         flags = [ds.mask_flag_enums[i - 1] for i in idx]
         self._all_valid = all(f == [MaskFlags.all_valid] for f in flags)
+
+    def _swir_bands(self, bands: BandMapping, count: int) -> list[tuple[str, int]]:
+        """Optional SWIR bands (1-based), in the order swir1, swir2; 0 = the band described swir1/B11 (swir2/B12)."""
+        descs = [(d or "").strip().lower() for d in self.ds.descriptions]
+        out = []
+        for role, b, names in (("swir1", bands.swir1, ("swir1", "b11")), ("swir2", bands.swir2, ("swir2", "b12"))):
+            if b == 0:
+                b = next((i + 1 for i, d in enumerate(descs) if d in names), -1)
+            if b == -1:
+                continue
+            if not 1 <= b <= count:
+                raise InvalidArgument(f"band {b} does not exist: {self.path.name} has {count} band(s)", f"bands.{role}")
+            out.append((role, b))
+        return out
 
     # convenient passthroughs
     @property
@@ -109,7 +141,7 @@ class SourceRaster:
         ds = self.ds
         return {"path": str(self.path), "crs": ds.crs.to_string(), "width": ds.width, "height": ds.height,
                 "count": ds.count, "dtype": ds.dtypes[0], "nodata": ds.nodata, "bands": self.indexes,
-                "has_nir": self.has_nir, "transform": list(ds.transform)[:6], "res": list(ds.res)}
+                "has_nir": self.has_nir, "swir": self.swir_indexes, "transform": list(ds.transform)[:6], "res": list(ds.res)}
 
     def _valid(self, data: np.ndarray, window: Window, out_shape: tuple[int, int] | None = None) -> np.ndarray:
         if self.nodata is not None:
@@ -191,14 +223,22 @@ class Stretch:
     high: list[float]
 
     @classmethod
-    def from_sample(cls, data: np.ndarray, valid: np.ndarray, pct: tuple[float, float] = (2.0, 98.0)) -> Stretch:
+    def from_sample(cls, data: np.ndarray, valid: np.ndarray, pct: tuple[float, float] = STRETCH_PCT,
+                    land: np.ndarray | None = None) -> Stretch:
+        """low = pct[0] percentile of the valid non-zero pixels; high = pct[1] percentile of the valid LAND
+        pixels when a `land` mask is given (and holds at least LAND_MIN_SHARE of them), else of all valid
+        ones. A scene that is mostly water then no longer puts the top of the stretch inside the land's
+        range (which clipped bright sand and bare fields at 1)."""
         lows, highs = [], []
+        use_land = land is not None and bool(valid.any()) and float(land[valid].mean()) >= LAND_MIN_SHARE
         for band in data:
             vals = band[valid & (band != 0)]
+            top = band[valid & (band != 0) & land] if use_land and land is not None else vals
             if vals.size == 0:
                 lo, hi = 0.0, 1.0
             else:
-                lo, hi = (float(v) for v in np.percentile(vals, pct))
+                lo = float(np.percentile(vals, pct[0]))
+                hi = float(np.percentile(top if top.size else vals, pct[1]))
             if hi <= lo:
                 hi = lo + 1.0
             lows.append(lo)

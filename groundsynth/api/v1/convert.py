@@ -17,6 +17,8 @@ from groundsynth.request.spec import (
     Aoi,
     BandMapping,
     JobSpec,
+    ReferenceFeature,
+    ReferenceSamples,
     SplitOptions,
     StageConfig,
     SynthesisOptions,
@@ -36,7 +38,8 @@ def spec_from_proto(m: Any) -> JobSpec:
         # on the wire 0 is the default (proto3 cannot tell unset from 0); a negative count is a mistake
         raise InvalidArgument(f"expected 0 (the default: 1 when synthesising) or 1..16 variants, got "
                               f"{m.synthesis.variants}", "synthesis.variants")
-    bands = BandMapping(m.bands.red or 1, m.bands.green or 2, m.bands.blue or 3, m.bands.nir)
+    bands = BandMapping(m.bands.red or 1, m.bands.green or 2, m.bands.blue or 3, m.bands.nir, m.bands.swir1,
+                        m.bands.swir2)
     synthesis = SynthesisOptions(
         # proto3 cannot tell an unset 0 from 0: 0 means "default" (1 if synthesise runs)
         variants=m.synthesis.variants or -1,
@@ -57,12 +60,28 @@ def spec_from_proto(m: Any) -> JobSpec:
         name=m.name,
         split=SplitOptions(m.split.train, m.split.val, m.split.test, m.split.block_tiles),
         executor=m.executor,
+        reference=reference_from_proto(m.reference),
     )
+
+
+def reference_from_proto(r: Any) -> ReferenceSamples:
+    return ReferenceSamples(
+        path=r.path, crs=r.crs, class_field=r.class_field, layer=r.layer, split=r.split,
+        features=[ReferenceFeature(wkt=f.wkt, class_value=f.class_value, id=f.id, split=f.split, stratum=f.stratum,
+                                   stratum_size=f.stratum_size) for f in r.features])
+
+
+def reference_to_proto(ref: ReferenceSamples) -> Any:
+    return pb.ReferenceSamples(
+        path=ref.path, crs=ref.crs, class_field=ref.class_field, layer=ref.layer, split=ref.split,
+        features=[pb.ReferenceFeature(wkt=f.wkt, class_value=f.class_value, id=f.id, split=f.split,
+                                      stratum=f.stratum, stratum_size=f.stratum_size) for f in ref.features])
 
 
 def spec_to_proto(spec: JobSpec) -> Any:
     m = pb.JobSpec(
-        bands=pb.BandMapping(red=spec.bands.red, green=spec.bands.green, blue=spec.bands.blue, nir=spec.bands.nir),
+        bands=pb.BandMapping(red=spec.bands.red, green=spec.bands.green, blue=spec.bands.blue, nir=spec.bands.nir,
+                             swir1=spec.bands.swir1, swir2=spec.bands.swir2),
         tile_size=spec.tile_size, overlap=spec.overlap, seed=spec.seed,
         label_raster_path=spec.label_raster_path or "", name=spec.name,
         synthesis=pb.SynthesisOptions(variants=max(spec.synthesis.variants, 0),
@@ -72,6 +91,7 @@ def spec_to_proto(spec: JobSpec) -> Any:
         split=pb.SplitOptions(train=spec.split.train, val=spec.split.val, test=spec.split.test,
                               block_tiles=spec.split.block_tiles),
         executor=spec.executor or "",
+        reference=reference_to_proto(spec.reference),
     )
     if spec.raster_path:
         m.raster_path = spec.raster_path
