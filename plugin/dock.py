@@ -35,6 +35,7 @@ from .panels.area import AreaPanel
 from .panels.backend import BackendPanel
 from .panels.input import InputPanel, is_file_layer, layer_file
 from .panels.jobs import JobsPanel
+from .panels.reference import ReferencePanel
 from .panels.run import RunPanel
 from .panels.stages import StagesPanel
 from .panels.synthesis import SynthesisPanel
@@ -42,12 +43,13 @@ from .settings import PluginSettings
 from .tasks.async_call import call_async
 from .tasks.job_task import JobTask
 
-TABS = (("Backend", ("backend_panel",)), ("Input and area", ("input_panel", "area_panel")),
+TABS = (("Backend", ("backend_panel",)), ("Input and area", ("input_panel", "area_panel", "reference_panel")),
         ("Engines", ("stages_panel", "synthesis_panel")), ("Results", ("jobs_panel",)))
 
 
 class GroundSynthDock(DockActions, QgsDockWidget):
     job_finished = pyqtSignal(str, str)     # job_id, final state
+    job_deleted = pyqtSignal(str, bool)     # job_id ("" on error), deleted
     capabilities_loaded = pyqtSignal()
 
     def __init__(self, iface, backend: LocalBackend | None = None, settings: PluginSettings | None = None,
@@ -79,9 +81,10 @@ class GroundSynthDock(DockActions, QgsDockWidget):
         self.synthesis_panel = SynthesisPanel()
         self.run_panel = RunPanel()
         self.jobs_panel = JobsPanel(self.settings)
+        self.reference_panel = ReferencePanel(self.canvas)
         # in the order a request is filled: synthesis reads the stages the Stages panel chose
         self.panels = (self.backend_panel, self.input_panel, self.area_panel, self.stages_panel,
-                       self.synthesis_panel, self.run_panel, self.jobs_panel)
+                       self.synthesis_panel, self.run_panel, self.jobs_panel, self.reference_panel)
         for panel in self.panels:
             panel.log.connect(self.log)
             panel.notify.connect(self.message)
@@ -124,6 +127,8 @@ class GroundSynthDock(DockActions, QgsDockWidget):
         self.jobs_panel.score_changed.connect(self._score_changed)
         self.jobs_panel.refresh_requested.connect(self.refresh_jobs)
         self.jobs_panel.reload_requested.connect(self.reload_job)
+        self.jobs_panel.delete_requested.connect(self.delete_job)
+        self.reference_panel.write_requested.connect(self.write_reference)
         self.jobs_panel.tile_filter_changed.connect(self._tile_filter_changed)
         self.jobs_panel.export_requested.connect(self.export_job)
         self.jobs_panel.diagnostics_requested.connect(self.copy_diagnostics)
@@ -342,11 +347,15 @@ class GroundSynthDock(DockActions, QgsDockWidget):
     def _update_score_choices(self) -> None:
         if self.results is None or "tiles" not in self.results.layers:
             return
-        self.jobs_panel.set_score_choices(styling.score_fields(self.results.layers["tiles"], self.results.classes))
+        shown = self.results.score_shown()
+        self.jobs_panel.set_score_choices(styling.score_fields(self.results.layers["tiles"], self.results.classes),
+                                          shown)
+        self.log(f"tile grid coloured by {shown or 'nothing (no score)'}")
 
     def _tile_filter_changed(self, kind: str, variant: int) -> None:
         if self.results is not None:
             self.results.set_tile_filter(kind, variant)
+            self._update_score_choices()          # "auto" picks among the tiles shown
 
     def _score_changed(self, score: str) -> None:
         if score and self.results is not None:
@@ -375,6 +384,7 @@ class GroundSynthDock(DockActions, QgsDockWidget):
             task.cancel_now()
             task.waitForFinished(timeout_ms)
         self.area_panel.shutdown()
+        self.reference_panel.shutdown()
         self.settings.score = self.jobs_panel.score_combo.currentText()
         self.settings.tile_size = self.area_panel.tile_size.value()
         self.settings.fetch_artefacts = self.jobs_panel.remote()

@@ -1,14 +1,19 @@
 """What the dock does besides running a job: write a non-file layer's AOI to a GeoTIFF first, check that a
-backend started here may read the raster, and export a job as a training set."""
+backend started here may read the raster, export a job as a training set, delete a finished job, and write reference samples to GeoJSON."""
 from __future__ import annotations
 
 import hashlib
+import shutil
 from pathlib import Path
 
 from qgis.core import Qgis, QgsApplication, QgsCoordinateTransform, QgsProject
-from qgis.PyQt.QtWidgets import QFileDialog
+from qgis.PyQt.QtWidgets import QFileDialog, QMessageBox
 
+from . import reference
 from .errors import InputError, PluginError
+from .layers.safe_files import UnsafeJobFile, job_folder
+from .panels.jobs import FINAL_STATES
+from .tasks.async_call import call_async
 from .tasks.commands import CommandsTask, Step
 from .tasks.render import RenderTask
 
@@ -34,7 +39,8 @@ class DockActions:
             geom.transform(QgsCoordinateTransform(area.crs, layer.crs(), QgsProject.instance()))
         extent = geom.boundingBox().intersect(layer.extent())
         resolution = self.input_panel.resolution.value()
-        key = hashlib.sha1(f"{layer.source()}|{extent.toString(6)}|{resolution}".encode()).hexdigest()[:10]
+        key = hashlib.sha1(f"{layer.source()}|{extent.toString(6)}|{resolution}".encode(),
+                           usedforsecurity=False).hexdigest()[:10]       # a file name, not security
         dest = Path(self.backend_panel.workspace.filePath()) / "inputs" / f"{_safe(layer.name())}-{key}.tif"
         try:
             task = RenderTask(layer, extent, resolution, dest)
@@ -109,6 +115,92 @@ class DockActions:
         self.export_task = task
         QgsApplication.taskManager().addTask(task)
         return task
+
+    # ------------------------------------------------------------ delete
+    def delete_job(self, job_id: str, confirm: bool = True) -> bool:
+        """DeleteJob of a finished job from the list, after a confirm dialog; its layer groups and cached files
+        go once the backend has removed it. False when nothing was asked of the backend."""
+        state = self.jobs_panel.job_state(job_id)
+        running = self.task is not None and self.task.job_id == job_id
+        if not job_id:
+            self.message("Delete job", "choose a job in the list (Refresh)", Qgis.MessageLevel.Warning)
+            return False
+        if running or state not in FINAL_STATES:
+            self.message("Delete job", f"job {job_id} is {'RUNNING' if running else state or 'not listed'}: only a "
+                         "finished job (SUCCEEDED, FAILED, CANCELLED) can be deleted; cancel it first, then Refresh",
+                         Qgis.MessageLevel.Warning)
+            return False
+        if confirm and QMessageBox.question(
+                self, "Delete job", f"Delete job {job_id} ({state}) on the backend: its masks, images, tile grid "
+                "and report, and its layers in this project? This cannot be undone.",
+                QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
+                QMessageBox.StandardButton.No) != QMessageBox.StandardButton.Yes:
+            return False
+        client = self.client()
+
+        def call():
+            try:
+                return client.delete_job(job_id)
+            finally:
+                client.close()
+
+        self.log(f"deleting job {job_id} on {client.address}")
+        call_async(call, lambda resp: self._job_deleted(job_id, resp), self._delete_failed, self)
+        return True
+
+    def _delete_failed(self, exc: BaseException) -> None:
+        self.show_error(exc)
+        self.job_deleted.emit("", False)
+
+    def _job_deleted(self, job_id: str, resp) -> None:
+        for res in [r for r in self.all_results if r.job_id == job_id]:
+            res.remove()
+            self.all_results.remove(res)
+            if res is self.results:
+                self.results = None
+        root = QgsProject.instance().layerTreeRoot()
+        for group in root.findGroups():            # groups of an earlier session (a saved project)
+            if group.name().startswith("GroundSynth ") and group.name().endswith(f" {job_id}"):
+                for layer_id in group.findLayerIds():
+                    QgsProject.instance().removeMapLayer(layer_id)
+                root.removeChildNode(group)
+        cache = self.settings.cache_dir
+        try:
+            folder = job_folder(cache, job_id) if cache else None
+        except UnsafeJobFile:
+            folder = None
+        if folder is not None and folder.is_dir():
+            shutil.rmtree(folder, ignore_errors=True)
+        self.jobs_panel.drop_job(job_id)
+        self.message("Delete job", f"job {job_id} deleted: {resp.files_removed} file(s), "
+                     f"{resp.bytes_freed / 2 ** 20:.1f} MiB freed", Qgis.MessageLevel.Success, 5)
+        self.job_deleted.emit(job_id, True)
+
+    # ------------------------------------------------------------ reference samples
+    def write_reference(self, dest: str = "") -> Path | None:
+        """Write the Reference samples section's layer to `dest` (default `<workspace>/inputs/reference-<layer>
+        .geojson`, which a backend always reads) for the accuracy assessment."""
+        panel = self.reference_panel
+        layer = panel.layer()
+        if layer is None:
+            self.message(reference.ReferenceError.title, "choose a layer of reference points or polygons, or "
+                         "digitise points on the map", Qgis.MessageLevel.Warning)
+            return None
+        if not dest:
+            dest = str(Path(self.backend_panel.workspace.filePath()) / "inputs" / f"reference-{_safe(layer.name())}"
+                                                                                  ".geojson")
+        try:
+            path, n = reference.write_reference(layer, panel.class_field.currentField(), dest,
+                                                panel.selected_only.isChecked())
+        except (PluginError, OSError) as exc:
+            self.show_error(exc)
+            return None
+        self.log(f"wrote {n} reference sample(s) of {layer.name()} to {path}")
+        self.message(reference.ReferenceError.title, f"{n} sample(s) written to {path}: the backend assesses a job's "
+                     f"segmentation against them with `groundsynth run ... --reference {path}`",
+                     Qgis.MessageLevel.Success, 10)
+        panel.count_label.setText(f"{n} sample(s) written to {path.name}")
+        return path
 
 
 def _safe(name: str) -> str:

@@ -86,6 +86,8 @@ def _grpc_message(grpc, exc, address: str) -> tuple[str, str]:
                 "with --allow-root <folder>")
     if code == grpc.StatusCode.FAILED_PRECONDITION:
         return "Backend cannot run this", details
+    if code == grpc.StatusCode.NOT_FOUND:
+        return "Not found", f"the backend{where} has no such job or file ({details})"
     if code == grpc.StatusCode.RESOURCE_EXHAUSTED:
         return "Backend limit reached", details
     if code == grpc.StatusCode.DEADLINE_EXCEEDED:

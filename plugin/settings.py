@@ -38,7 +38,7 @@ class PluginSettings:
     backend_mode: str = "managed"   # one of BACKEND_MODES
     python: str = ""             # an existing interpreter that runs `-m groundsynth serve` (mode "python")
     cache_dir: str = ""          # where artefacts of a remote backend are fetched to
-    score: str = "grounding"     # score that colours the tile grid
+    score: str = "auto"          # score that colours the tile grid ("auto": styling.default_score)
     tile_size: int = 256
     fetch_artefacts: bool = False   # always download job files (FetchArtefact), even if the job dir is visible
 

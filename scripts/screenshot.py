@@ -5,7 +5,7 @@ workspace, builds the Sentinel-2 demo raster there (groundsynth.demo.scene), ope
 the GroundSynth dock in an offscreen QGIS, runs a job on an area of the scene
 with the backend's default engines (the first available engine where a
 default is unavailable), then renders three map panels (real image with the
-tile grid coloured by grounding, the real land-cover mask, a synthetic
+tile grid coloured by the dock's "auto" score, the real land-cover mask, a synthetic
 variant) next to the dock (widget.grab()) into docs/screenshot.png.
 
     python scripts/screenshot.py [--out docs/screenshot.png] [--tiles 3] [--tile-size 256] [--keep]
@@ -143,7 +143,7 @@ def main(argv=None) -> int:
         styling.style_image(layer)
         canvas.setDestinationCrs(layer.crs())
         settings = PluginSettings(address=address, workspace=str(workspace), backend_mode="python",
-                                  python=sys.executable, cache_dir=str(tmp / "cache"), score="grounding",
+                                  python=sys.executable, cache_dir=str(tmp / "cache"), score="auto",
                                   tile_size=args.tile_size)
         report = ReportPanel()
         dock = GroundSynthDock(iface, settings=settings, report_panel=report)
@@ -206,7 +206,7 @@ def main(argv=None) -> int:
         tiles = res.layers["tiles"]
         first = render([tiles, res.layers["real_image"]], extent, crs, panel)
         draw_map_tip(first, tiles)
-        panels = [("Real image + tile grid (colour: grounding) + map tip", first),
+        panels = [(f"Real image + tile grid (colour: {res.score_shown() or 'none'}) + map tip", first),
                   ("Land-cover mask (segment)", render([res.layers["real_mask"]], extent, crs, panel))]
         if "synthetic_image_v1" in res.layers:
             panels.append(("Synthetic image, variant 1 (synthesise)",

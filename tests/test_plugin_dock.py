@@ -22,6 +22,7 @@ from qgis.core import (
     QgsRectangle,
     QgsVectorLayer,
 )
+from qgis.PyQt.QtCore import Qt
 
 from groundsynth.request import classes as palette
 from plugin.connection.api import BackendClient, state_name
@@ -121,6 +122,15 @@ def test_dock_runs_a_job_and_lands_styled_layers(server, dock, qgis_iface, qtbot
     # the user picks another score: the grid is re-styled by it
     dock.jobs_panel.score_combo.setCurrentText("fidelity_miou")
     assert tiles.renderer().classAttribute() == "fidelity_miou"
+    # "auto" (the default setting): a score that varies over the tiles, named in the choice's tooltip
+    from plugin.layers.styling import default_score
+    dock.jobs_panel.score_combo.setCurrentText("auto")
+    assert dock.jobs_panel.score_combo.itemText(0) == "auto"
+    auto = tiles.renderer().classAttribute()
+    assert auto == default_score(tiles) and auto in ("grounding", "fidelity_miou")    # test engines: constant
+    res.set_score("auto")
+    dock._update_score_choices()
+    assert dock.jobs_panel.score_combo.itemData(0, Qt.ItemDataRole.ToolTipRole) == f"auto: coloured by {auto}"
     # the report opened in its panel
     assert dock.report_panel.path == str(Path(res.source.output_dir) / "report.html")
     text = dock.report_panel.browser.toPlainText()
@@ -385,3 +395,69 @@ def test_an_xyz_layer_is_written_to_a_geotiff_then_run(server, dock, qgis_iface,
         assert ds.read(1).std() > 0                               # real pixels, not an empty canvas
     assert (spec.bands.red, spec.bands.green, spec.bands.blue, spec.bands.nir) == (1, 2, 3, -1)
     assert isinstance(dock.results.layers["real_mask"].renderer(), QgsPalettedRasterRenderer)
+
+
+# ------------------------------------------------------------------ DeleteJob from the job list
+def test_delete_job_removes_a_finished_job_and_its_group_and_refuses_a_running_one(server, dock, qgis_iface,
+                                                                                  qtbot, monkeypatch):
+    import grpc
+    from qgis.PyQt.QtWidgets import QMessageBox
+
+    layer = add_raster(server.raster)
+    dock.input_panel.raster_combo.setLayer(layer)
+    dock.area_panel.set_drawn_rectangle(layer.extent(), layer.crs())
+    for stage in ("synthesise", "caption", "ground"):
+        dock.stages_panel.set_engine(stage, TEST_ENGINES[stage], enabled=False)
+    with qtbot.waitSignal(dock.job_finished, timeout=30000) as finished:
+        dock.run_job()
+    done_id = finished.args[0]
+    assert finished.args[1] == "SUCCEEDED", critical(qgis_iface)
+    group_name = dock.results.group.name()
+    with BackendClient(server.address, server.token) as c:
+        job_dir = Path(c.get_job(done_id).output_dir)
+    assert job_dir.is_dir()
+    # a running job: the list shows it, Delete is greyed out and the dock refuses it without asking the backend
+    dock.area_panel.tile_size.setValue(32)
+    dock.stages_panel.set_engine("segment", "test-bright", {"sleep": "0.1"})
+    task = dock.run_job()
+    qtbot.waitUntil(lambda: dock.job_id not in ("", done_id), timeout=20000)
+    running_id = dock.job_id
+    dock.refresh_jobs()
+    qtbot.waitUntil(lambda: dock.jobs_panel.jobs_combo.findData(running_id) >= 0, timeout=10000)
+    panel = dock.jobs_panel
+    panel.jobs_combo.setCurrentIndex(panel.jobs_combo.findData(running_id))
+    assert not panel.jobs_delete.isEnabled()
+    clear_bar(qgis_iface)
+    assert dock.delete_job(running_id) is False
+    assert any("only a finished job" in m for m in bar_messages(qgis_iface, Qgis.MessageLevel.Warning))
+    with qtbot.waitSignal(dock.job_finished, timeout=30000):
+        task.cancel()
+    # the finished job: "No" in the confirm dialog keeps it, "Yes" deletes files, rows and its layer group
+    dock.refresh_jobs()
+    qtbot.waitUntil(lambda: panel.job_state(running_id) == "CANCELLED", timeout=10000)
+    panel.jobs_combo.setCurrentIndex(panel.jobs_combo.findData(done_id))
+    assert panel.jobs_delete.isEnabled()
+    monkeypatch.setattr(QMessageBox, "question", lambda *a, **k: QMessageBox.StandardButton.No)
+    panel.jobs_delete.click()
+    assert job_dir.is_dir() and QgsProject.instance().layerTreeRoot().findGroup(group_name) is not None
+    cached = Path(dock.settings.cache_dir) / done_id / "real_mask.vrt"      # as remote mode fetches it
+    cached.parent.mkdir(parents=True)
+    cached.write_text("<VRTDataset/>")
+    monkeypatch.setattr(QMessageBox, "question", lambda *a, **k: QMessageBox.StandardButton.Yes)
+    with qtbot.waitSignal(dock.job_deleted, timeout=20000) as deleted:
+        panel.jobs_delete.click()
+    assert deleted.args == [done_id, True]
+    assert not job_dir.exists() and not cached.parent.exists() and QgsProject.instance().layerTreeRoot().findGroup(group_name) is None
+    assert panel.jobs_combo.findData(done_id) < 0 and all(r.job_id != done_id for r in dock.all_results)
+    assert any(m.startswith("Delete job:") and done_id in m
+               for m in bar_messages(qgis_iface, Qgis.MessageLevel.Success))
+    with BackendClient(server.address, server.token) as c, pytest.raises(grpc.RpcError) as err:
+        c.get_job(done_id)
+    assert err.value.code() == grpc.StatusCode.NOT_FOUND
+    # a job someone else deleted meanwhile: the backend's NOT_FOUND reaches the message bar
+    with BackendClient(server.address, server.token) as c:
+        c.delete_job(running_id)
+    with qtbot.waitSignal(dock.job_deleted, timeout=20000) as deleted:
+        dock.delete_job(running_id, confirm=False)
+    assert deleted.args == ["", False]
+    assert any(m.startswith("Not found:") and running_id in m for m in critical(qgis_iface)), critical(qgis_iface)

@@ -132,6 +132,65 @@ def test_tiles_style_with_one_score_value_is_one_class(qgis_new_project, job_dir
     assert r.ranges()[0].symbol().symbolLayer(0).strokeColor().name() == "#1a9641"     # the "good" end
 
 
+def score_layer(**columns) -> QgsVectorLayer:
+    """A memory tile grid with four tiles and the given numeric columns (lists of 4 values, None = NULL)."""
+    from qgis.core import QgsFeature, QgsField, QgsGeometry, QgsRectangle
+    from qgis.PyQt.QtCore import QVariant
+
+    layer = QgsVectorLayer("Polygon?crs=EPSG:32618", "tiles", "memory")
+    prov = layer.dataProvider()
+    prov.addAttributes([QgsField("tile_id", QVariant.Type.String), QgsField("pct_water", QVariant.Type.Double)]
+                       + [QgsField(k, QVariant.Type.Double) for k in columns])
+    layer.updateFields()
+    feats = []
+    for i in range(4):
+        f = QgsFeature(layer.fields())
+        f["tile_id"], f["pct_water"] = f"t{i}", 10.0 * i                 # a class share varies but is no score
+        for k, values in columns.items():
+            f[k] = values[i]
+        f.setGeometry(QgsGeometry.fromRect(QgsRectangle(i, 0, i + 1, 1)))
+        feats.append(f)
+    prov.addFeatures(feats)
+    return layer
+
+
+@pytest.mark.parametrize(("columns", "expected"), [
+    # composition grounding is 100 on every tile: the margin against the mask colours the grid
+    ({"grounding": [100] * 4, "fidelity_miou": [None, 0.4, 0.5, 0.6], "grounding_mask_margin": [10, 30, 25, 40]},
+     "grounding_mask_margin"),
+    # a margin against reference samples beats one against the mask, and accuracy agreement beats grounding
+    ({"grounding_mask_margin": [10, 30, 25, 40], "grounding_reference_margin": [5, 9, 7, 1]},
+     "grounding_reference_margin"),
+    ({"grounding": [90, 80, 70, 100], "ref_agreement": [1.0, 0.5, 0.0, 0.75]}, "ref_agreement"),
+    ({"grounding": [90, 80, 70, 100], "ref_agreement": [1.0, 0.5, None, 0.75]}, "grounding"),   # a tile unscored
+    # a score on every tile beats one that only synthetic tiles have (tiles without a value are not drawn)
+    ({"grounding": [100, 100, 100, 100], "fidelity_miou": [None, 0.4, None, 0.6], "clipscore": [20, 25, 30, 31]},
+     "clipscore"),
+    ({"fidelity_miou": [None, 0.4, None, 0.6], "resegment_agreement": [0.9, 0.8, 0.9, 0.8]}, "resegment_agreement"),
+    ({"grounding": [100, 100, 100, 100], "fidelity_miou": [None, 0.4, None, 0.6]}, "fidelity_miou"),
+    # a preferred score that does not vary is passed over
+    ({"self_consistency_margin": [0] * 4, "grounding": [100] * 4, "fidelity_miou": [0.1, 0.4, 0.5, 0.6]},
+     "fidelity_miou"),
+    ({"grounding": [100] * 4, "clipscore": [20, 25, 30, 31]}, "clipscore"),
+    # nothing varies: the first preferred score the grid has
+    ({"fidelity_miou": [0.5] * 4, "grounding": [100] * 4}, "grounding"),
+    ({}, None),
+])
+def test_auto_tile_style_uses_a_preferred_score_that_varies(qgis_new_project, columns, expected):
+    layer = score_layer(**columns)
+    assert styling.default_score(layer) == expected
+    r = styling.style_tiles(layer, styling.AUTO_SCORE)
+    if expected is None:
+        assert r is None
+        return
+    assert isinstance(layer.renderer(), QgsGraduatedSymbolRenderer) and r.classAttribute() == expected
+    distinct = {v for v in columns[expected] if v is not None}
+    assert len(r.ranges()) == min(5, len(distinct))                    # graduated over the values it takes
+    assert styling.style_tiles(layer, "no_such_field").classAttribute() == expected
+    if "grounding" in columns:                                          # a chosen score is kept, varying or not
+        assert styling.style_tiles(layer, "grounding").classAttribute() == "grounding"
+
+
 # ------------------------------------------------------------------ results from a fake stream
 def test_results_follow_the_event_stream(qgis_new_project, job_dir, tmp_path, qtbot):
     jd = job_dir["dir"]
@@ -203,4 +262,27 @@ def test_label_mosaic_is_styled_as_classes(qgis_new_project, job_dir):
     res.handle(pb.JobEvent(job_id="jobL", seq=1, layer=pb.LayerReady(layer="real_labels", path="real_mask.tif",
                                                                        format="vrt")))
     assert isinstance(res.layers["real_labels"].renderer(), QgsPalettedRasterRenderer)
+    res.remove()
+
+
+def test_auto_score_follows_the_tile_filter(qgis_new_project, tmp_path):
+    """fidelity_miou is only on synthetic tiles: with every tile shown it is the score that varies; with the real
+    tiles only, it has no value there, and auto falls back to grounding."""
+    from qgis.core import QgsField
+    from qgis.PyQt.QtCore import QVariant
+
+    layer = score_layer(grounding=[100] * 4, fidelity_miou=[None, 0.4, None, 0.6])
+    layer.dataProvider().addAttributes([QgsField("kind", QVariant.Type.String)])
+    layer.updateFields()
+    kinds = {f.id(): ("real" if f["fidelity_miou"] is None else "synthetic") for f in layer.getFeatures()}
+    layer.dataProvider().changeAttributeValues({fid: {layer.fields().indexOf("kind"): k} for fid, k in kinds.items()})
+    res = JobResults("jobF", ArtefactSource("jobF", str(tmp_path)), score=styling.AUTO_SCORE,
+                     project=QgsProject.instance())
+    res._insert("tiles", layer)
+    res.set_score(styling.AUTO_SCORE)
+    assert res.score_shown() == "fidelity_miou"
+    res.set_tile_filter("real")
+    assert res.score_shown() == "grounding"
+    res.set_tile_filter("synthetic")
+    assert res.score_shown() == "fidelity_miou"
     res.remove()

@@ -83,7 +83,7 @@ def test_provider_lists_a_full_job_and_each_stage(qgis_processing):
     try:
         ids = sorted(a.id() for a in provider.algorithms())
         assert ids == ["groundsynth:caption", "groundsynth:ground", "groundsynth:runjob", "groundsynth:segment",
-                       "groundsynth:synthesise"]
+                       "groundsynth:synthesise", "groundsynth:writereference"]
         alg = QgsApplication.processingRegistry().algorithmById("groundsynth:segment")
         names = {p.name() for p in alg.parameterDefinitions()}
         assert {"INPUT", "EXTENT", "AOI_LAYER", "RED", "NIR", "ADDRESS", "TOKEN_FILE"} <= names

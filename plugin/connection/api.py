@@ -94,9 +94,25 @@ class BackendClient:
     def get_job(self, job_id: str):
         return self.stub.GetJob(pb.GetJobRequest(job_id=job_id), metadata=self.metadata, timeout=self.timeout)
 
-    def list_jobs(self, limit: int = 0):
-        return self.stub.ListJobs(pb.ListJobsRequest(limit=limit), metadata=self.metadata,
-                                  timeout=self.timeout).jobs
+    def list_jobs(self, limit: int = 0, max_jobs: int = 1000):
+        """Jobs, newest first (abbreviated entries: `get_job` has the full spec), page by page; `limit` 0 = up to
+        `max_jobs`."""
+        want = min(limit, max_jobs) if limit > 0 else max_jobs
+        jobs: list = []
+        token = ""
+        while len(jobs) < want:
+            page = self.stub.ListJobs(pb.ListJobsRequest(limit=want - len(jobs), page_token=token),
+                                      metadata=self.metadata, timeout=self.timeout)
+            jobs.extend(page.jobs)
+            token = page.next_page_token
+            if not token or not page.jobs:
+                break
+        return jobs[:want]
+
+    def delete_job(self, job_id: str):
+        """Remove a finished job's files and rows on the backend; a DeleteJobResponse (files_removed,
+        bytes_freed). FAILED_PRECONDITION for a queued or running job, NOT_FOUND for an unknown id."""
+        return self.stub.DeleteJob(pb.DeleteJobRequest(job_id=job_id), metadata=self.metadata, timeout=60)
 
     def upload_raster(self, path: str | os.PathLike, chunk_bytes: int = 1024 * 1024) -> str:
         """Send a raster file with UploadRaster (for a backend on another machine); returns its upload id."""

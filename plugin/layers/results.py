@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import re
-import xml.etree.ElementTree as ET
 from pathlib import Path
 
 from qgis.core import (
@@ -30,6 +29,7 @@ from qgis.core import (
 from qgis.PyQt.QtCore import QObject, QVariant, pyqtSignal
 
 from . import styling
+from .safe_files import inside, job_folder, vrt_sources
 from .styling import LandCoverClass, class_field
 
 N_CAPTIONS = 5
@@ -63,7 +63,7 @@ class ArtefactSource:
         self.job_id = job_id
         self.output_dir = Path(output_dir) if output_dir else None
         self.client = client
-        self.cache_dir = Path(cache_dir) / job_id if cache_dir else None
+        self.cache_dir = job_folder(cache_dir, job_id) if cache_dir else None
         self.force_fetch = force_fetch
 
     @property
@@ -77,20 +77,27 @@ class ArtefactSource:
         return self.output_dir if self.local else self.cache_dir
 
     def path(self, rel: str) -> Path:
-        """Local path of a job file, fetching it (and for a VRT its sources) if remote."""
+        """Local path of a job file, fetching it (and for a VRT its sources) if remote. A name that leaves the
+        job folder or the cache (absolute, `..`, a symlink out of the cache, a VRT source outside it) is
+        refused with UnsafeJobFile (layers/safe_files.py) before anything is written or opened."""
         if self.local:
-            return self.output_dir / rel
+            return inside(self.output_dir, rel)
         if self.client is None or self.cache_dir is None:
             raise FileNotFoundError(f"job file {rel} is on a remote backend and no client/cache is set")
-        dest = self.cache_dir / rel
+        self.cache_dir.mkdir(parents=True, exist_ok=True)
+        dest = inside(self.cache_dir, rel, resolve=True)
         self.client.fetch_artefact(self.job_id, rel, dest)
         if rel.lower().endswith(".vrt"):
-            base = Path(rel).parent
-            for src in ET.parse(dest).getroot().iter("SourceFilename"):
-                if src.get("relativeToVRT") == "1" and src.text:
-                    sub = (base / src.text).as_posix()
-                    if not (self.cache_dir / sub).exists():
-                        self.client.fetch_artefact(self.job_id, sub, self.cache_dir / sub)
+            base = Path(rel.replace("\\", "/")).parent
+            try:
+                subs = [(base / text).as_posix() for text in vrt_sources(dest, rel)]
+                targets = [(sub, inside(self.cache_dir, sub, resolve=True)) for sub in subs]
+            except Exception:
+                dest.unlink(missing_ok=True)      # never leave a VRT that points outside for GDAL to open
+                raise
+            for sub, target in targets:
+                if not target.exists():
+                    self.client.fetch_artefact(self.job_id, sub, target)
         return dest
 
 
@@ -196,11 +203,22 @@ class JobResults(QObject):
             layer = self.layers.get(name)
             if layer is not None:
                 layer.setSubsetString(self.tile_filter)
+                if self.score in (None, "", styling.AUTO_SCORE):     # "auto" picks among the tiles shown
+                    styling.style_tiles(layer, self.score, self.classes)
                 layer.triggerRepaint()
         return self.tile_filter
 
+    def score_shown(self) -> str:
+        """The field that colours the tile grid now (what "auto" chose), "" when none does."""
+        for kind in ("tiles", LIVE_TILES):
+            layer = self.layers.get(kind)
+            renderer = layer.renderer() if layer is not None else None
+            if renderer is not None and hasattr(renderer, "classAttribute"):
+                return renderer.classAttribute()
+        return ""
+
     def set_score(self, score: str) -> None:
-        """Re-style the tile layers by another score."""
+        """Re-style the tile layers by another score ("auto": one that varies, styling.default_score)."""
         self.score = score
         for kind in ("tiles", LIVE_TILES):
             layer = self.layers.get(kind)
@@ -248,7 +266,7 @@ class JobResults(QObject):
         feat.setGeometry(QgsGeometry.fromRect(QgsRectangle(b.minx, b.miny, b.maxx, b.maxy)))
         prov.addFeatures([feat])
         layer.updateExtents()
-        if t.metrics and (self.score in t.metrics or self.score is None):
+        if t.metrics and (self.score in t.metrics or self.score in (None, "", styling.AUTO_SCORE)):
             styling.style_tiles(layer, self.score, self.classes)
         else:
             layer.setMapTipTemplate(styling.map_tip_html(self.classes, layer))

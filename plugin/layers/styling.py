@@ -116,6 +116,44 @@ def style_image(layer: QgsRasterLayer, cut: tuple[float, float] = (0.02, 0.98),
 
 
 # ------------------------------------------------------------------ tiles
+AUTO_SCORE = "auto"
+# The tile grid's default colouring ("auto"), best first: a grounding margin (own minus a mismatched tile's
+# score) against reference data, labels, the mask or the captioner's own mask; the agreement of the mask with
+# reference samples; then the engines' scores. The first that varies over the tiles wins: a score that is 100
+# on every tile (composition grounding against the very mask its captions were written from) shows nothing.
+# The same order as the backend's report (tile_grid.default_score), with ref_agreement added.
+TILE_SCORE_PREFERENCE = ("grounding_reference_margin", "grounding_labels_margin", "grounding_mask_margin",
+                         "self_consistency_margin", "ref_agreement", "grounding", "fidelity_miou",
+                         "resegment_agreement")
+
+
+def _distinct(layer: QgsVectorLayer, name: str) -> set[float]:
+    index = layer.fields().indexOf(name)
+    return {v for v in layer.uniqueValues(index) if isinstance(v, (int, float)) and v == v} if index >= 0 else set()
+
+
+def default_score(layer: QgsVectorLayer, classes: list[LandCoverClass] | None = None) -> str | None:
+    """The score "auto" colours the grid by, among TILE_SCORE_PREFERENCE (in that order), then any other score
+    field: the first that takes more than one value and has one on every tile shown (a graduated renderer
+    does not draw a tile without a value); else the first that varies on some tiles (fidelity is only on
+    synthetic tiles); else the first the layer has; None without any score field."""
+    fields = score_fields(layer, classes)
+    order = [f for f in TILE_SCORE_PREFERENCE if f in fields] + [f for f in fields if f not in TILE_SCORE_PREFERENCE]
+    if not order:
+        return None
+    values: dict[str, set[float]] = {f: set() for f in order}
+    missing: set[str] = set()
+    for feat in layer.getFeatures():
+        for f in order:
+            v = feat[f]
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and v == v:
+                values[f].add(float(v))
+            else:
+                missing.add(f)
+    varies = [f for f in order if len(values[f]) > 1]
+    return next((f for f in varies if f not in missing), varies[0] if varies else order[0])
+
+
 def score_fields(layer: QgsVectorLayer, classes: list[LandCoverClass] | None = None) -> list[str]:
     """Numeric attributes of a tiles layer that are scores (not ids, grid or class shares)."""
     classes = classes or classes_from_capabilities()
@@ -152,13 +190,13 @@ def map_tip_html(classes: list[LandCoverClass] | None = None, layer: QgsVectorLa
 
 def style_tiles(layer: QgsVectorLayer, score: str | None = None, classes: list[LandCoverClass] | None = None,
                 n_classes: int = 5) -> QgsGraduatedSymbolRenderer | None:
-    """Graduated fill by `score` (default: the first score field) and a map tip; returns the renderer."""
+    """Graduated fill by `score` (None, "auto" or a field the layer lacks: `default_score`, one that varies) and
+    a map tip; returns the renderer."""
     classes = classes or classes_from_capabilities()
-    fields = score_fields(layer, classes)
     layer.setMapTipTemplate(map_tip_html(classes, layer))
     layer.setDisplayExpression('"tile_id"')
-    if score is None or layer.fields().indexOf(score) < 0:
-        score = next((f for f in ("grounding", "fidelity_miou") if f in fields), fields[0] if fields else None)
+    if score in (None, "", AUTO_SCORE) or layer.fields().indexOf(score) < 0:
+        score = default_score(layer, classes)
     if score is None:
         return None
     symbol = QgsFillSymbol.createSimple({"color": "0,0,0,0", "outline_color": "40,40,40,255", "outline_width": "0.5"})
@@ -167,7 +205,7 @@ def style_tiles(layer: QgsVectorLayer, score: str | None = None, classes: list[L
     renderer.setSourceSymbol(symbol)
     renderer.setSourceColorRamp(ramp)
     renderer.setClassificationMethod(QgsClassificationQuantile())
-    distinct = {v for v in layer.uniqueValues(layer.fields().indexOf(score)) if isinstance(v, (int, float)) and v == v}
+    distinct = _distinct(layer, score)
     renderer.updateClasses(layer, max(1, min(n_classes, len(distinct))))
     renderer.updateColorRamp(ramp)
     if len(distinct) <= 1:      # every tile has the same score: one class, shown as the top of the ramp

@@ -1,21 +1,27 @@
 """Results section: the score that colours the tile grid, which tiles the grid shows (real, synthetic,
-one variant: synthetic tiles lie exactly over their real tile), the backend's job list (reload),
+one variant: synthetic tiles lie exactly over their real tile), the backend's job list (reload, delete a
+finished job),
 remote mode, export of the job as a training set and "Copy diagnostics"."""
 from __future__ import annotations
 
 import time
 
-from qgis.PyQt.QtCore import pyqtSignal
+from qgis.PyQt.QtCore import Qt, pyqtSignal
 from qgis.PyQt.QtWidgets import QCheckBox, QComboBox, QFormLayout, QHBoxLayout, QPushButton
 
 from ..connection.api import state_name
+from ..layers.styling import AUTO_SCORE
 from .base import Panel, compact
+
+FINAL_STATES = ("SUCCEEDED", "FAILED", "CANCELLED")
+STATE_ROLE = Qt.ItemDataRole.UserRole + 1
 
 
 class JobsPanel(Panel):
     score_changed = pyqtSignal(str)
     refresh_requested = pyqtSignal()
     reload_requested = pyqtSignal(str)      # job id
+    delete_requested = pyqtSignal(str)      # job id
     tile_filter_changed = pyqtSignal(str, int)      # kind ("" = all), variant (0 = any)
     export_requested = pyqtSignal()
     diagnostics_requested = pyqtSignal()
@@ -25,8 +31,11 @@ class JobsPanel(Panel):
         form = QFormLayout(self)
         self.score_combo = compact(QComboBox(), 12)
         self.score_combo.setEditable(True)
-        self.score_combo.addItems(["grounding", "fidelity_miou"])
-        self.score_combo.setCurrentText(settings.score)
+        self.score_combo.addItems([AUTO_SCORE, "grounding", "fidelity_miou"])
+        self.score_combo.setCurrentText(settings.score or AUTO_SCORE)
+        self.score_combo.setToolTip("the score that colours the tile grid; auto: a grounding margin or the agreement "
+                                    "with reference samples when the job has them, else grounding or fidelity, "
+                                    "the first that varies over the tiles")
         self.score_combo.currentTextChanged.connect(self.score_changed)
         form.addRow("Colour tiles by", self.score_combo)
         self.tile_filter = compact(QComboBox(), 12)
@@ -38,12 +47,19 @@ class JobsPanel(Panel):
         self.jobs_combo = compact(QComboBox(), 10)
         self.jobs_refresh = QPushButton("Refresh")
         self.jobs_load = QPushButton("Load")
+        self.jobs_delete = QPushButton("Delete")
+        self.jobs_delete.setObjectName("delete_job")
+        self.jobs_delete.setToolTip("remove the chosen finished job on the backend (its files and rows) and its "
+                                    "layer group here")
         self.jobs_refresh.clicked.connect(self.refresh_requested)
         self.jobs_load.clicked.connect(lambda: self.reload_requested.emit(self.jobs_combo.currentData() or ""))
-        row.addWidget(self.jobs_combo, 1)
+        self.jobs_delete.clicked.connect(lambda: self.delete_requested.emit(self.jobs_combo.currentData() or ""))
+        self.jobs_combo.currentIndexChanged.connect(lambda _i: self._update_delete())
+        form.addRow("Jobs", self.jobs_combo)
         row.addWidget(self.jobs_refresh)
         row.addWidget(self.jobs_load)
-        form.addRow("Jobs", row)
+        row.addWidget(self.jobs_delete)
+        form.addRow("", row)
         self.fetch_check = QCheckBox("Remote backend (upload, download)")
         self.fetch_check.setChecked(bool(settings.fetch_artefacts))
         self.fetch_check.setToolTip("for a backend on another machine: send the raster with UploadRaster, and fetch "
@@ -70,12 +86,36 @@ class JobsPanel(Panel):
         for j in jobs:
             when = time.strftime("%Y-%m-%d %H:%M", time.localtime(j.created))
             self.jobs_combo.addItem(f"{j.job_id} {j.spec.name} [{state_name(j.state)}] {when}", j.job_id)
+            self.jobs_combo.setItemData(self.jobs_combo.count() - 1, state_name(j.state), STATE_ROLE)
+        self._update_delete()
 
-    def set_score_choices(self, fields: list[str]) -> None:
+    def job_state(self, job_id: str) -> str:
+        """The state the list last showed for `job_id` ("" when it is not listed)."""
+        index = self.jobs_combo.findData(job_id)
+        return (self.jobs_combo.itemData(index, STATE_ROLE) or "") if index >= 0 else ""
+
+    def drop_job(self, job_id: str) -> None:
+        index = self.jobs_combo.findData(job_id)
+        if index >= 0:
+            self.jobs_combo.removeItem(index)
+        self._update_delete()
+
+    def _update_delete(self) -> None:
+        state = self.job_state(self.jobs_combo.currentData() or "")
+        self.jobs_delete.setEnabled(state in FINAL_STATES)
+        self.jobs_delete.setToolTip(self.jobs_delete.toolTip().split("\n")[0]
+                                    + ("" if state in FINAL_STATES or not state else
+                                       f"\n(this job is {state}: only a finished job can be deleted)"))
+
+    def set_score_choices(self, fields: list[str], shown: str = "") -> None:
+        """Offer "auto" and the tile grid's score fields; `shown` is the field "auto" chose (its tooltip)."""
         current = self.score_combo.currentText()
+        fields = [AUTO_SCORE, *[f for f in fields if f != AUTO_SCORE]]
         self.score_combo.blockSignals(True)
         self.score_combo.clear()
         self.score_combo.addItems(fields)
+        if shown:
+            self.score_combo.setItemData(0, f"auto: coloured by {shown}", Qt.ItemDataRole.ToolTipRole)
         self.score_combo.setCurrentText(current if current in fields else (fields[0] if fields else current))
         self.score_combo.blockSignals(False)
 

@@ -255,6 +255,8 @@ class GroundSynthAlgorithm(QgsProcessingAlgorithm):
         except grpc.RpcError as exc:
             title, text = user_message(exc, client.address)
             raise QgsProcessingException(f"{title}: {text}") from None
+        except PluginError as exc:          # e.g. UnsafeJobFile: a job file named outside the cache
+            raise QgsProcessingException(f"{exc.title}: {exc.text}") from None
         finally:
             client.close()
         feedback.pushInfo(f"job {state['job_id']} ended {state['final'] or 'without a final state'}")

@@ -7,6 +7,7 @@ from qgis.core import QgsProcessingProvider
 from qgis.PyQt.QtGui import QIcon
 
 from .algorithms import ALGORITHMS
+from .reference_alg import WriteReferenceAlgorithm
 
 ICON = Path(__file__).resolve().parents[1] / "icon.svg"
 
@@ -25,5 +26,5 @@ class GroundSynthProvider(QgsProcessingProvider):
         return QIcon(str(ICON))
 
     def loadAlgorithms(self):
-        for alg in ALGORITHMS:
+        for alg in (*ALGORITHMS, WriteReferenceAlgorithm):
             self.addAlgorithm(alg())
