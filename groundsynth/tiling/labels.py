@@ -40,13 +40,18 @@ def check_label_raster(path: str | os.PathLike) -> None:
         raise InvalidArgument(f"expected a raster file GDAL can read (an ESA WorldCover GeoTIFF), got {path!r}",
                               FIELD) from None
     with src:
-        if src.count < 1:
-            raise InvalidArgument(f"{path!r} has no bands", FIELD)
-        if not np.issubdtype(np.dtype(src.dtypes[0]), np.integer):
-            raise InvalidArgument(f"expected integer WorldCover codes, got {src.dtypes[0]} values in {path!r}", FIELD)
-        if src.crs is None:
-            raise InvalidArgument(f"{path!r} has no CRS; the labels cannot be placed on the tile grid", FIELD)
+        _check_label_dataset(src, path)
         check_blocks_readable(src, os.path.basename(path), FIELD)
+
+
+def _check_label_dataset(src: Any, path: str) -> None:
+    """An open label raster has a band of integer codes and a CRS (InvalidArgument naming the problem)."""
+    if src.count < 1:
+        raise InvalidArgument(f"{path!r} has no bands", FIELD)
+    if not np.issubdtype(np.dtype(src.dtypes[0]), np.integer):
+        raise InvalidArgument(f"expected integer WorldCover codes, got {src.dtypes[0]} values in {path!r}", FIELD)
+    if src.crs is None:
+        raise InvalidArgument(f"{path!r} has no CRS; the labels cannot be placed on the tile grid", FIELD)
 
 
 def read_labels(path: str | os.PathLike, dst_crs: Any, dst_transform: Any, shape: tuple[int, int]) -> np.ndarray:
@@ -68,12 +73,7 @@ def read_labels(path: str | os.PathLike, dst_crs: Any, dst_transform: Any, shape
     except RasterioIOError as exc:
         raise InvalidArgument(f"cannot read {path!r} as a raster ({exc})", FIELD) from None
     with src:
-        if src.count < 1:
-            raise InvalidArgument(f"{path!r} has no bands", FIELD)
-        if not np.issubdtype(np.dtype(src.dtypes[0]), np.integer):
-            raise InvalidArgument(f"expected integer WorldCover codes, got {src.dtypes[0]} values in {path!r}", FIELD)
-        if src.crs is None:
-            raise InvalidArgument(f"{path!r} has no CRS; the labels cannot be placed on the tile grid", FIELD)
+        _check_label_dataset(src, path)
         codes = np.zeros((h, w), dtype=np.int32)
         reproject(source=rasterio.band(src, 1), destination=codes,
                   src_nodata=src.nodata if src.nodata is not None else 0,
