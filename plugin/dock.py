@@ -200,6 +200,7 @@ class GroundSynthDock(DockActions, QgsDockWidget):
         request = JobRequest()
         for panel in self.panels:
             panel.fill(request)
+        self.fill_reference(request)
         return request.check() if check else request
 
     def run_job(self, request: JobRequest | None = None) -> JobTask | None:

@@ -177,6 +177,22 @@ class DockActions:
         self.job_deleted.emit(job_id, True)
 
     # ------------------------------------------------------------ reference samples
+    def fill_reference(self, request) -> None:
+        """Reference samples for the job: the GeoJSON written to <workspace>/inputs for a backend on this machine,
+        inline features for a remote one (it cannot read this machine's files)."""
+        panel = self.reference_panel
+        if not panel.in_use():
+            return
+        layer, class_field = panel.layer(), panel.class_field.currentField()
+        if self.jobs_panel.remote():
+            request.reference_features = reference.inline_features(
+                reference.reference_features(layer, class_field, panel.selected_only.isChecked()))
+            return
+        dest = Path(self.backend_panel.workspace.filePath()) / "inputs" / f"reference-{_safe(layer.name())}.geojson"
+        path, n = reference.write_reference(layer, class_field, dest, panel.selected_only.isChecked())
+        request.reference_path = str(path.resolve())
+        self.log(f"reference samples: {n} of {layer.name()} in {path}")
+
     def write_reference(self, dest: str = "") -> Path | None:
         """Write the Reference samples section's layer to `dest` (default `<workspace>/inputs/reference-<layer>
         .geojson`, which a backend always reads) for the accuracy assessment."""

@@ -40,6 +40,10 @@ class JobRequest:
     mask_strategy: str = "real"
     boost_targets: dict[str, float] = field(default_factory=dict)
     name: str = ""
+    # Reference samples for the accuracy assessment: a GeoJSON/GeoPackage/CSV path the backend reads, or inline
+    # features (dicts of wkt in EPSG:4326, class_value, id, split, stratum, stratum_size; plugin/reference.py).
+    reference_path: str = ""
+    reference_features: list[dict] = field(default_factory=list)
 
     def check(self) -> JobRequest:
         """Raise a PluginError naming the problem; return self when fine."""
@@ -93,6 +97,12 @@ class JobRequest:
             spec.synthesis.CopyFrom(pb.SynthesisOptions(
                 variants=self.variants, mask_strategy=self.mask_strategy,
                 boost_targets={k: float(v) for k, v in self.boost_targets.items()}))
+        if self.reference_path:
+            spec.reference.path = self.reference_path
+        elif self.reference_features:
+            spec.reference.crs = "EPSG:4326"
+            for f in self.reference_features:
+                spec.reference.features.add(**f)
         return spec
 
 

@@ -140,6 +140,24 @@ def write_reference(layer: QgsVectorLayer, class_field: str, dest: str | os.Path
     return write_geojson(features, dest, layer.name()), len(features)
 
 
+def inline_features(features: list[dict]) -> list[dict]:
+    """GeoJSON features (from `reference_features`) as JobSpec.reference.features entries (WKT, EPSG:4326)."""
+    out = []
+    for f in features:
+        props = f["properties"]
+        geom = QgsGeometry.fromWkt(_geojson_wkt(f["geometry"]))
+        out.append({"wkt": geom.asWkt(8), "class_value": str(props["class"]), "id": str(props.get("id", "")),
+                    "split": str(props.get("split", "")), "stratum": str(props.get("stratum", "")),
+                    "stratum_size": float(props.get("stratum_size") or 0.0)})
+    return out
+
+
+def _geojson_wkt(geometry: dict) -> str:
+    from osgeo import ogr
+
+    return ogr.CreateGeometryFromJson(json.dumps(geometry)).ExportToIsoWkt()
+
+
 # ------------------------------------------------------------------ digitised on the map
 def digitised_layer(crs: QgsCoordinateReferenceSystem, name: str = "reference points (digitised)") -> QgsVectorLayer:
     """A memory point layer with a `class` attribute, for samples digitised on the map."""
@@ -170,4 +188,4 @@ def add_sample(layer: QgsVectorLayer, point: QgsPointXY, crs: QgsCoordinateRefer
 
 
 __all__ = ["ReferenceError", "add_sample", "digitised_layer", "reference_class", "reference_features",
-           "source_features", "write_geojson", "write_reference"]
+           "inline_features", "source_features", "write_geojson", "write_reference"]

@@ -461,3 +461,39 @@ def test_delete_job_removes_a_finished_job_and_its_group_and_refuses_a_running_o
         dock.delete_job(running_id, confirm=False)
     assert deleted.args == ["", False]
     assert any(m.startswith("Not found:") and running_id in m for m in critical(qgis_iface)), critical(qgis_iface)
+
+
+# ------------------------------------------------------------------ reference samples with the job
+def test_reference_samples_go_with_the_job_local_file_and_remote_inline(server, dock, qgis_iface, qtbot):
+    import json
+
+    layer = add_raster(server.raster)
+    dock.input_panel.raster_combo.setLayer(layer)
+    dock.area_panel.set_drawn_rectangle(layer.extent(), layer.crs())
+    for stage in ("synthesise", "caption", "ground"):
+        dock.stages_panel.set_engine(stage, TEST_ENGINES[stage], enabled=False)
+    # digitised on the map, in another CRS than the raster's: one point in each 128 px tile
+    e = layer.extent()
+    to_wgs = QgsCoordinateTransform(layer.crs(), QgsCoordinateReferenceSystem("EPSG:4326"), QgsProject.instance())
+    panel = dock.reference_panel
+    for i, (fx, fy) in enumerate(((0.25, 0.25), (0.75, 0.25), (0.25, 0.75), (0.75, 0.75))):
+        panel.class_picker.setCurrentText(("Water", "Crop", "Tree", "Grass")[i])
+        p = to_wgs.transform(e.xMinimum() + fx * e.width(), e.yMinimum() + fy * e.height())
+        panel.add_point(p, QgsCoordinateReferenceSystem("EPSG:4326"))
+    assert panel.in_use()
+    for remote in (False, True):
+        dock.jobs_panel.fetch_check.setChecked(remote)
+        with qtbot.waitSignal(dock.job_finished, timeout=30000) as finished:
+            dock.run_job()
+        assert finished.args[1] == "SUCCEEDED", critical(qgis_iface)
+        with BackendClient(server.address, server.token) as c:
+            info = c.get_job(finished.args[0])
+        if remote:      # the backend cannot read this machine's files: the samples went inline
+            assert not info.spec.reference.path and len(info.spec.reference.features) == 4
+            assert info.spec.reference.features[0].wkt.upper().startswith("POINT")
+        else:           # the GeoJSON in <workspace>/inputs, which the backend reads
+            assert Path(info.spec.reference.path).parent == server.workspace / "inputs"
+        doc = json.loads((Path(info.output_dir) / "report.json").read_text())
+        assert doc["accuracy_assessment"], doc.get("accuracy_assessment")
+        tiles = dock.results.layers["tiles"]
+        assert sum(f["ref_points"] or 0 for f in tiles.getFeatures()) == 4

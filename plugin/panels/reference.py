@@ -1,6 +1,7 @@
 """Reference samples section: a point or polygon layer with a class attribute (any CRS; names or WorldCover
 codes), or points digitised on the map with a class picker; **Write GeoJSON** writes them to
-`<workspace>/inputs` (always readable by the backend) for the accuracy assessment (plugin/reference.py)."""
+`<workspace>/inputs` (always readable by the backend); with "Assess the job against them", Run sends them
+with the job (DockActions.fill_reference) for the accuracy assessment (plugin/reference.py)."""
 from __future__ import annotations
 
 from qgis.core import QgsMapLayerProxyModel, QgsProject
@@ -32,7 +33,14 @@ class ReferencePanel(Panel):
                                     "Built-up, Barren, Water) or an ESA WorldCover code (10 ... 100)")
         form.addRow("Class attribute", self.class_field)
         self.selected_only = QCheckBox("Selected features only")
+        self.use_check = QCheckBox("Assess the job against them")
+        self.use_check.setObjectName("use_reference")
+        self.use_check.setChecked(True)
+        self.use_check.setToolTip("Run sends the samples with the job (a local backend reads the GeoJSON written to "
+                                  "<workspace>/inputs, a remote one gets them inline): report.json/html then hold "
+                                  "the error matrix and accuracies, the tile grid ref_points and ref_agreement")
         form.addRow(self.selected_only)
+        form.addRow(self.use_check)
         row = QHBoxLayout()
         self.class_picker = compact(QComboBox(), 8)
         self.class_picker.addItems(list(reference.CLASS_NAMES))
@@ -64,6 +72,9 @@ class ReferencePanel(Panel):
     # ------------------------------------------------------------ the layer
     def layer(self):
         return self.layer_combo.currentLayer()
+
+    def in_use(self) -> bool:
+        return self.layer() is not None and self.use_check.isChecked()
 
     def _layer_changed(self, layer) -> None:
         self.class_field.setLayer(layer)
