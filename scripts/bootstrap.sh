@@ -25,13 +25,13 @@ if [ ! -x .venv/bin/python ]; then
 fi
 
 stamp=.venv/.install.sha256
-want=$(cat pyproject.toml constraints.txt | sha256sum | cut -d' ' -f1)
+want=$(cat pyproject.toml constraints.txt scripts/bootstrap.sh | sha256sum | cut -d' ' -f1)
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   echo "[bootstrap] installing groundsynth (editable) with pinned extras (a few minutes the first time)" >&2
   .venv/bin/python -m pip install -q --upgrade pip >/dev/null 2>&1 || true
   .venv/bin/python -m pip install -q -c constraints.txt setuptools packaging wheel 2>&1 \
     | grep -v "is ignored: it is neither" >&2 || true
-  .venv/bin/python -m pip install -q --no-build-isolation -c constraints.txt -e ".[neural,torchgeo,test,lint]" 2>&1 \
+  .venv/bin/python -m pip install -q --no-build-isolation -c constraints.txt -e ".[neural,torchgeo,ray,test,lint]" 2>&1 \
     | grep -v "is ignored: it is neither" >&2 || true
   .venv/bin/python -c "import torch, rasterio, grpc, qgis.core, fiona, open_clip, transformers, torchgeo, lightning, pystac, groundsynth" \
     || { echo "[bootstrap] the package and its requirements did not install cleanly" >&2; exit 1; }
