@@ -257,6 +257,46 @@ def test_sigkill_mid_job_then_restart_completes_every_tile_once(tmp_path):
         server.kill()
 
 
+def test_tile_recorded_but_not_reported_before_a_crash_is_reported_once_on_restart(tmp_path):
+    """The journal records a tile, then the event log stores its `tile` event: two writes. A
+    SIGKILL between them (seen once in CI: 63 of 64 tiles reported) leaves the tile finished but
+    never reported, and the resumed run skips it. Build exactly that state and restart."""
+    import sqlite3
+
+    workspace = tmp_path / "workspace"
+    raster = make_test_raster(workspace / "data" / "src.tif", size=256)
+    server = start_server(workspace)
+    try:
+        with server.client() as c:
+            events = list(c.submit(spec_for(raster, bbox=raster_bbox(256), stages=TEST_STAGES(("segment",)))))
+        job_id = events[0].job_id
+        assert events[-1].done.state == pb.SUCCEEDED
+        server.stop()
+        tile_seqs = [e.seq for e in events if e.HasField("tile")]
+        cut = tile_seqs[len(tile_seqs) // 2]             # crash after recording this tile, before its event
+        db = sqlite3.connect(str(workspace / "journal.sqlite"))
+        with db:
+            db.execute("DELETE FROM job_events WHERE job_id = ? AND seq >= ?", (job_id, cut))
+        db.close()
+        journal = Journal.for_workspace(workspace)
+        try:
+            journal.set_state(job_id, "INTERRUPTED")
+        finally:
+            journal.close()
+
+        server = server.restart()
+        with server.client() as c:
+            rest = list(c.watch(job_id, after_seq=cut - 1))
+            assert rest[-1].done.state == pb.SUCCEEDED
+            all_events = list(c.watch(job_id))
+        assert [e.seq for e in all_events] == list(range(1, len(all_events) + 1))
+        reported = [e.tile.tile_id for e in all_events if e.HasField("tile")]
+        assert len(reported) == len(set(reported)) == 16
+        assert "recorded but not reported" in server.log()
+    finally:
+        server.kill()
+
+
 def test_sigterm_leaves_job_interrupted_and_restart_resumes(tmp_path):
     workspace = tmp_path / "workspace"
     raster = make_test_raster(workspace / "data" / "src.tif", size=256)

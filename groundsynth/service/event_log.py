@@ -101,6 +101,18 @@ class EventLog:
             out.append(ev)
         return out
 
+    def tile_ids(self, job_id: str) -> set[str]:
+        """Ids of the tiles the job's stored `tile` events report."""
+        with self._lock:
+            rows = self._db.execute("SELECT data FROM job_events WHERE job_id = ? AND kind = 'tile'",
+                                    (job_id,)).fetchall()
+        ids = set()
+        for (data,) in rows:
+            ev = pb.JobEvent()
+            ev.ParseFromString(data)
+            ids.add(ev.tile.tile_id)
+        return ids
+
     def last_kind(self, job_id: str) -> str | None:
         with self._lock:
             rows = self._db.execute("SELECT kind FROM job_events WHERE job_id = ? ORDER BY seq DESC LIMIT 1",

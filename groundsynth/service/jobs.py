@@ -33,7 +33,7 @@ from typing import Any
 
 from groundsynth.api.v1.contract import pb
 from groundsynth.api.v1.convert import event_to_proto, spec_to_proto
-from groundsynth.pipeline.events import Accepted, Event
+from groundsynth.pipeline.events import Accepted, Event, TileDone
 from groundsynth.request.errors import (
     FailedPrecondition,
     GroundSynthError,
@@ -90,6 +90,7 @@ class JobManager:
             except GroundSynthError as exc:
                 self._fail(row.job_id, exc.code.value[0], f"cannot resume: {exc.message}")
                 continue
+            self._report_unreported_tiles(row.job_id)
             self.journal.set_state(row.job_id, "QUEUED")
             with self._lock:
                 self._active[row.job_id] = _Active(row.job_id)
@@ -101,6 +102,17 @@ class JobManager:
             t.start()
             self._threads.append(t)
         return resumed
+
+    def _report_unreported_tiles(self, job_id: str) -> None:
+        """A crash between recording a tile (journal) and storing its `tile` event (event log) leaves
+        a finished tile that no stream ever reports, and the resumed run skips it. Store those
+        events now, from the journal's records, so every tile is reported exactly once."""
+        reported = self.events.tile_ids(job_id)
+        for rec in self.journal.tiles(job_id):
+            if rec.tile_id not in reported:
+                self.events.append(job_id, *event_to_proto(TileDone(rec)))
+                log.info("job %s: tile %s was recorded but not reported before the crash; reported now",
+                         job_id, rec.tile_id)
 
     def shutdown(self, grace_s: float | None = None) -> None:
         """Stop taking jobs, ask running ones to stop, leave the rest INTERRUPTED."""
