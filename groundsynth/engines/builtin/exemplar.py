@@ -45,6 +45,7 @@ import numpy as np
 
 from groundsynth.engines import register
 from groundsynth.engines.base import Param, Synthesiser
+from groundsynth.engines.builtin._reservoir import Reservoir
 from groundsynth.request.classes import CLASS_NAMES, NODATA, NUM_CLASSES
 from groundsynth.request.errors import FailedPrecondition, InvalidArgument
 
@@ -113,11 +114,15 @@ class Exemplar(Synthesiser):
             raise InvalidArgument(f"got {len(images)} images, {len(masks)} masks and {len(valids)} valid maps",
                                   "synthesise.fit")
         P = self.p["patch_size"]
-        stride = max(4, P // 4)
         rng = np.random.default_rng(int(self.ctx.seed) ^ 0x5EED)
-        cands: dict[int, list[tuple[float, np.ndarray, int]]] = {k: [] for k in range(NUM_CLASSES)}
-        pix: dict[int, list[np.ndarray]] = {k: [] for k in range(NUM_CLASSES)}
-        pix_t: dict[int, list[np.ndarray]] = {k: [] for k in range(NUM_CLASSES)}
+        # Bounded memory, whatever the sample size: per class, a uniform random sample of the pure
+        # candidate patches (the `pool_size` with the smallest random keys), the 8 purest candidates
+        # (a rare class's pool) and a uniform sample of its real pixels. Patches are copied out of the
+        # tile's class-filled image, so no tile outlives its turn.
+        pure = {k: Reservoir(self.p["pool_size"]) for k in range(NUM_CLASSES)}
+        purest = {k: Reservoir(8) for k in range(NUM_CLASSES)}
+        pix = {k: Reservoir(16384) for k in range(NUM_CLASSES)}
+        order = 0                               # candidate index across the sample: the pool's order
         sums = np.zeros((NUM_CLASSES, 8), np.float64)
         counts = np.zeros(NUM_CLASSES, np.int64)
         st = ExemplarState(tile_ids=[str(t) for t in tile_ids] if tile_ids is not None else [])
@@ -145,44 +150,58 @@ class Exemplar(Synthesiser):
                     own = core
                 vals = img[:, own]
                 take = rng.choice(vals.shape[1], size=min(vals.shape[1], 4096), replace=False)
-                pix[k].append(vals[:, take].T)
-                pix_t[k].append(np.full(take.size, t, np.int32))
-                sums[k, :C] += img[:, own].sum(axis=1)
+                pix[k].offer(rng.random(take.size), vals[:, take].T, np.full(take.size, t, np.int32))
+                sums[k, :C] += vals.sum(axis=1)
                 counts[k] += int(own.sum())
-                # fill every other pixel from the nearest pixel of class k: a pure texture of k
-                _, (iy, ix) = ndimage.distance_transform_edt(~own, return_indices=True)
-                filled = img[:, iy, ix]
-                purity = ndimage.uniform_filter(own.astype(np.float32), size=P, mode="constant")
-                ys = np.arange(0, H - P + 1, stride)
-                xs = np.arange(0, W - P + 1, stride)
-                pur = purity[ys[:, None] + P // 2, xs[None, :] + P // 2]
-                for y, x in zip(*np.nonzero(pur > 0), strict=True):
-                    cands[k].append((float(pur[y, x]), filled[:, ys[y]:ys[y] + P, xs[x]:xs[x] + P], t))
+                order = self._offer_patches(img, own, t, order, rng, pure[k], purest[k])
         if sized == 0 and smallest is not None:
             raise InvalidArgument(f"patch_size {P} is larger than the tiles ({smallest[0]} x {smallest[1]} px); "
                                   "choose a patch_size no larger than the tile size",
                                   "synthesise.exemplar.params.patch_size")
-        limit = self.p["pool_size"]
         for k in range(NUM_CLASSES):
-            if not cands[k]:
+            if not purest[k].size:
                 continue
-            purity = np.array([c[0] for c in cands[k]])
-            keep = np.flatnonzero(purity >= self.p["min_purity"])
-            if keep.size < 8:      # rare class: take its purest patches
-                keep = np.argsort(-purity)[:max(8, keep.size)]
-            if keep.size > limit:
-                keep = rng.choice(keep, size=limit, replace=False)
-            st.pools[k] = np.stack([cands[k][i][1] for i in sorted(keep)]).astype(np.float32)
-            st.pool_tiles[k] = np.array([cands[k][i][2] for i in sorted(keep)], np.int32)
+            chosen = pure[k] if pure[k].size >= 8 else purest[k]      # rare class: its purest patches
+            items, tiles_of, _ = chosen.items()                          # in the sample's order
+            st.pools[k] = np.ascontiguousarray(items, dtype=np.float32)
+            st.pool_tiles[k] = tiles_of.astype(np.int32)
             st.pool_means[k] = st.pools[k].mean(axis=(2, 3))
             st.means[k] = (sums[k, :st.channels] / max(counts[k], 1)).astype(np.float32)
-            allpix, alltiles = np.concatenate(pix[k]), np.concatenate(pix_t[k])
-            if len(allpix) > 16384:
-                pick = rng.choice(len(allpix), size=16384, replace=False)
-                allpix, alltiles = allpix[pick], alltiles[pick]
-            st.pixels[k] = allpix.astype(np.float32)
-            st.pixel_tiles[k] = alltiles
+            allpix, alltiles, _ = pix[k].items()
+            st.pixels[k] = np.asarray(allpix, dtype=np.float32)
+            st.pixel_tiles[k] = np.asarray(alltiles, dtype=np.int32)
         return st
+
+    def _offer_patches(self, img: np.ndarray, own: np.ndarray, t: int, order: int, rng: np.random.Generator,
+                       pure: Reservoir, purest: Reservoir) -> int:
+        """Offer tile t's candidate patches of one class (cut on a grid from the tile with every other pixel
+        filled from the class's nearest pixel: a pure texture of it) to the class's reservoirs; returns the
+        next candidate index."""
+        from scipy import ndimage
+
+        P, (_, H, W) = self.p["patch_size"], img.shape
+        stride = max(4, P // 4)
+        _, (iy, ix) = ndimage.distance_transform_edt(~own, return_indices=True)
+        filled = img[:, iy, ix]
+        purity = ndimage.uniform_filter(own.astype(np.float32), size=P, mode="constant")
+        ys = np.arange(0, H - P + 1, stride)
+        xs = np.arange(0, W - P + 1, stride)
+        pur = purity[ys[:, None] + P // 2, xs[None, :] + P // 2]
+        gy, gx = np.nonzero(pur > 0)
+        if gy.size == 0:
+            return order
+        y0, x0 = ys[gy], xs[gx]
+        cand_pur = pur[gy, gx].astype(np.float64)
+        index = np.arange(order, order + gy.size)
+
+        def patches(sel: np.ndarray) -> np.ndarray:
+            return np.stack([filled[:, y0[i]:y0[i] + P, x0[i]:x0[i] + P] for i in sel])
+
+        tiles = np.full(gy.size, t, np.int32)
+        is_pure = np.flatnonzero(cand_pur >= self.p["min_purity"])
+        pure.offer_lazy(rng.random(is_pure.size), is_pure, patches, tiles[is_pure], index[is_pure])
+        purest.offer_lazy(-cand_pur, np.arange(gy.size), patches, tiles, index)   # purest first; ties: earlier
+        return order + gy.size
 
     # ------------------------------------------------------------------ synthesise
     def synthesise(self, masks: Sequence[np.ndarray], seeds: Sequence[int],
