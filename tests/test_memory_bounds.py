@@ -90,3 +90,27 @@ def test_the_head_caps_the_gdal_block_cache_while_it_samples_the_aoi(tmp_path, m
         prepare_job(spec, tmp_path, RunOptions(gdal_cache_mb=1))
     used, cap = seen[-1]
     assert (used <= 1 << 20, cap) == (True, 1 << 20), f"{used >> 20} MiB of blocks cached, cap {cap >> 20} MiB"
+
+
+def test_the_head_caps_the_gdal_block_cache_while_it_builds_the_mosaics_overviews(source, tmp_path,  # noqa: F811
+                                                                                  monkeypatch):
+    """Overviews read every block of a mosaic; without the cap GDAL keeps them, up to 5 % of the machine's
+    memory, so the head's peak grew with the AOI."""
+    from groundsynth.pipeline import outputs
+
+    lib = _gdal_lib()
+    seen = []
+    build = outputs.build_overviews
+
+    def spy(*a, **kw):
+        out = build(*a, **kw)
+        seen.append(lib.GDALGetCacheMax64())
+        return out
+
+    monkeypatch.setattr(outputs, "build_overviews", spy)
+    journal = Journal(tmp_path / "journal.sqlite")
+    with test_engines():
+        assert run_job("o", make_spec(source), tmp_path, journal, Events(), lambda: False,
+                       RunOptions(executor="inline", gdal_cache_mb=3)) == "SUCCEEDED"
+    journal.close()
+    assert seen and set(seen) == {3 << 20}

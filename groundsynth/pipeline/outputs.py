@@ -25,6 +25,7 @@ from groundsynth.artefacts.tile_grid import write_tiles_gpkg
 from groundsynth.artefacts.vrt import VrtTile, build_overviews, write_vrt
 from groundsynth.pipeline.events import LayerReady, ReportReady
 from groundsynth.pipeline.job_run import JobRun
+from groundsynth.pipeline.prepare import gdal_cache_cap
 from groundsynth.request.classes import NODATA
 
 IMAGE_BANDS = ("red", "green", "blue", "nir")
@@ -131,7 +132,7 @@ def write_report(run: JobRun, t_start: float) -> None:
 
 def finish_outputs(run: JobRun, records: Sequence[TileRecord], summary: dict[str, Any]) -> None:
     """End of a job: overviews (<layer>.vrt.ovr) for the mosaics, the STAC collection of the tiles."""
-    with run.timer("overviews"):
+    with run.timer("overviews"), gdal_cache_cap(run.opt.gdal_cache_mb):
         for layer in run.layers.values():
             if layer["format"] == "vrt":
                 build_overviews(run.dir / layer["path"], palette=not layer["layer"].split("_v")[0].endswith("_image"))

@@ -97,6 +97,14 @@ class PreparedJob:
         return self.spec.synthesis.variants if "synthesise" in self.plans else 0
 
 
+def gdal_cache_cap(mb: int) -> Any:
+    """rasterio.Env capping GDAL's block cache at `mb` MiB (else up to 5 % of the machine's memory, kept for
+    every block a job's head reads: the AOI sample, the mosaics' overviews)."""
+    import rasterio
+
+    return rasterio.Env(GDAL_CACHEMAX=max(1, int(mb)) << 20)
+
+
 def new_job_id() -> str:
     """e.g. "j20261122T001500Z-3fa2c1": sortable, unique, safe as a directory name."""
     return "j" + _dt.datetime.now(_dt.UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
@@ -164,12 +172,10 @@ def prepare_job(spec: JobSpec, workspace: str | Path, options: RunOptions | None
     path, source_field = _resolve_source(spec, source_path)
     if spec.label_raster_path:
         check_label_raster(spec.label_raster_path)      # exists, integer codes, CRS, pixels readable
-    import rasterio
 
     # GDAL's block cache capped here as in the workers: the AOI sample touches every block of the AOI,
     # which GDAL would otherwise keep, up to 5 % of the machine's memory
-    with rasterio.Env(GDAL_CACHEMAX=max(1, options.gdal_cache_mb) << 20), \
-            SourceRaster(path, spec.bands, source_field) as src:
+    with gdal_cache_cap(options.gdal_cache_mb), SourceRaster(path, spec.bands, source_field) as src:
         aoi_px, aoi_crs, raster_crs, Transformer = _aoi_in_pixels(spec, src)
         grid = build_grid(aoi_px, src.width, src.height, spec.tile_size, spec.overlap, max_cells=options.max_tiles)
         if not grid.cells:
