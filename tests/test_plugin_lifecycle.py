@@ -7,6 +7,7 @@ import socket
 import sys
 from pathlib import Path
 
+import pytest
 from qgis.core import Qgis, QgsApplication, QgsProject, QgsRasterLayer, QgsSettings
 
 from plugin import classFactory
@@ -176,6 +177,47 @@ def test_a_backend_that_cannot_start_says_why(qgis_iface, qgis_new_project, qtbo
             bp.start_button.click()
             assert any(m.startswith("Backend not set up:") and "Set up backend" in m
                        for m in bar_messages(qgis_iface, Qgis.MessageLevel.Critical))
+    finally:
+        plugin.unload()
+        QgsSettings().remove("groundsynth")
+
+
+def _crashing_python(tmp_path: Path, times: int) -> str:
+    """A 'python' that dies of SIGSEGV before printing anything on its first `times` runs, then is Debian's."""
+    script = tmp_path / "python-crashing"
+    count = tmp_path / "runs"
+    script.write_text(f"#!/bin/sh\necho x >> '{count}'\n"
+                      f"if [ $(wc -l < '{count}') -le {times} ]; then kill -SEGV $$; fi\n"
+                      'exec /usr/bin/python3 "$@"\n')
+    script.chmod(0o755)
+    return str(script)
+
+
+@pytest.mark.parametrize("crashes", [1, 2])
+def test_a_backend_that_crashes_before_it_starts_is_started_once_more(qgis_iface, qgis_new_project, qtbot,
+                                                                       tmp_path, monkeypatch, crashes):
+    """A start killed by a signal before any output (seen once in a full suite run: a QProcess child crashed
+    between fork and exec, "exit code 11: no output") is tried once more; a second crash is named as one."""
+    QgsSettings().remove("groundsynth")
+    monkeypatch.delenv("PYTHONPATH", raising=False)
+    clear_bar(qgis_iface)
+    plugin = classFactory(qgis_iface)
+    plugin.initGui()
+    try:
+        dock, bp = _dock_with_python(plugin, _crashing_python(tmp_path, crashes), tmp_path / "ws")
+        lines: list[str] = []
+        bp.backend.output.connect(lines.append)
+        bp.start_button.click()
+        qtbot.waitUntil(lambda: any(m.startswith("Backend did not start:")
+                                    for m in bar_messages(qgis_iface, Qgis.MessageLevel.Critical)), timeout=20000)
+        msg = next(m for m in bar_messages(qgis_iface, Qgis.MessageLevel.Critical)
+                   if m.startswith("Backend did not start:"))
+        assert any("crashed before it started (signal 11)" in ln for ln in lines), lines
+        assert len((tmp_path / "runs").read_text().split()) == 2          # tried twice, not more
+        if crashes == 1:
+            assert "No module named groundsynth" in msg                      # the second start ran
+        else:
+            assert "crashed (signal 11)" in msg
     finally:
         plugin.unload()
         QgsSettings().remove("groundsynth")

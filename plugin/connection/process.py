@@ -28,6 +28,8 @@ class LocalBackend(QObject):
         self.allowed_roots: list[str] = []
         self.tail: deque[str] = deque(maxlen=20)
         self._stopping = False
+        self._start_args: tuple | None = None
+        self._retried = False
 
     def is_running(self) -> bool:
         return self.process is not None and self.process.state() != QProcess.ProcessState.NotRunning
@@ -36,6 +38,11 @@ class LocalBackend(QObject):
               allowed_roots: list[str] | None = None) -> QProcess:
         if self.is_running():
             return self.process
+        self._start_args, self._retried = (address, workspace, python, extra_args, allowed_roots), False
+        return self._start(address, workspace, python, extra_args, allowed_roots)
+
+    def _start(self, address: str, workspace: str, python: str, extra_args: list[str] | None,
+               allowed_roots: list[str] | None) -> QProcess:
         Path(workspace).mkdir(parents=True, exist_ok=True)
         proc = QProcess(self)
         proc.setProcessChannelMode(QProcess.ProcessChannelMode.MergedChannels)
@@ -69,9 +76,24 @@ class LocalBackend(QObject):
                 self.tail.append(line)
                 self.output.emit(line)
 
-    def _finished(self, code: int, _status) -> None:
+    def _finished(self, code: int, status) -> None:
         self._read()
-        if not self._stopping and code != 0:
+        if self._stopping:
+            return
+        crashed = status == QProcess.ExitStatus.CrashExit
+        if crashed and not self.tail and not self._retried and self._start_args is not None:
+            # killed by a signal before it printed anything (seen once in a few hundred starts from a busy
+            # process: the child crashed between fork and exec): try once more, and say so
+            self._retried = True
+            self.output.emit(f"the backend process crashed before it started (signal {code}); starting it again")
+            old = self.process
+            self._start(*self._start_args)
+            if old is not None:
+                old.deleteLater()
+            return
+        if crashed:
+            self.failed.emit(code, "\n".join([*self.tail, f"the backend process crashed (signal {code})"]))
+        elif code != 0:
             self.failed.emit(code, "\n".join(self.tail))
 
     def _error(self, error) -> None:
