@@ -155,31 +155,47 @@ def test_rasters_the_user_picks_are_allowed_and_others_are_named(qgis_iface, qgi
         QgsSettings().remove("groundsynth")
 
 
-def test_a_backend_that_cannot_start_says_why(qgis_iface, qgis_new_project, qtbot, tmp_path, monkeypatch):
-    """The issue's first failure: an interpreter without the backend package. The message bar says so."""
+@pytest.fixture
+def plugin_without_backend(qgis_iface, qgis_new_project, monkeypatch):
+    """The loaded plugin, fresh settings, an empty message bar, and no PYTHONPATH: Debian's python3 has no
+    groundsynth."""
     QgsSettings().remove("groundsynth")
     monkeypatch.delenv("PYTHONPATH", raising=False)
     clear_bar(qgis_iface)
     plugin = classFactory(qgis_iface)
     plugin.initGui()
     try:
-        dock, bp = _dock_with_python(plugin, "/usr/bin/python3", tmp_path / "ws")   # Debian's: no groundsynth
-        bp.start_button.click()
-        qtbot.waitUntil(lambda: any(m.startswith("Backend did not start:")
-                                    for m in bar_messages(qgis_iface, Qgis.MessageLevel.Critical)), timeout=20000)
-        msg = next(m for m in bar_messages(qgis_iface, Qgis.MessageLevel.Critical)
-                   if m.startswith("Backend did not start:"))
-        assert "No module named groundsynth" in msg
-        # the managed environment, not set up: Start says to set it up
-        clear_bar(qgis_iface)
-        bp.mode.setCurrentIndex(bp.mode.findData("managed"))
-        if not bp.python_for_start():
-            bp.start_button.click()
-            assert any(m.startswith("Backend not set up:") and "Set up backend" in m
-                       for m in bar_messages(qgis_iface, Qgis.MessageLevel.Critical))
+        yield plugin
     finally:
         plugin.unload()
         QgsSettings().remove("groundsynth")
+
+
+def _start_fails(bp, qgis_iface, qtbot) -> str:
+    """Press Start; the message bar's "Backend did not start: ..." message."""
+    bp.start_button.click()
+
+    def failures() -> list[str]:
+        return [m for m in bar_messages(qgis_iface, Qgis.MessageLevel.Critical)
+                if m.startswith("Backend did not start:")]
+
+    qtbot.waitUntil(lambda: bool(failures()), timeout=20000)
+    return failures()[0]
+
+
+def test_a_backend_that_cannot_start_says_why(plugin_without_backend, qgis_iface, qtbot, tmp_path):
+    """The issue's first failure: an interpreter without the backend package. The message bar says so."""
+    plugin = plugin_without_backend
+    dock, bp = _dock_with_python(plugin, "/usr/bin/python3", tmp_path / "ws")   # Debian's: no groundsynth
+    msg = _start_fails(bp, qgis_iface, qtbot)
+    assert "No module named groundsynth" in msg
+    # the managed environment, not set up: Start says to set it up
+    clear_bar(qgis_iface)
+    bp.mode.setCurrentIndex(bp.mode.findData("managed"))
+    if not bp.python_for_start():
+        bp.start_button.click()
+        assert any(m.startswith("Backend not set up:") and "Set up backend" in m
+                   for m in bar_messages(qgis_iface, Qgis.MessageLevel.Critical))
 
 
 def _crashing_python(tmp_path: Path, times: int) -> str:
@@ -194,30 +210,18 @@ def _crashing_python(tmp_path: Path, times: int) -> str:
 
 
 @pytest.mark.parametrize("crashes", [1, 2])
-def test_a_backend_that_crashes_before_it_starts_is_started_once_more(qgis_iface, qgis_new_project, qtbot,
-                                                                       tmp_path, monkeypatch, crashes):
+def test_a_backend_that_crashes_before_it_starts_is_started_once_more(plugin_without_backend, qgis_iface, qtbot,
+                                                                       tmp_path, crashes):
     """A start killed by a signal before any output (seen once in a full suite run: a QProcess child crashed
     between fork and exec, "exit code 11: no output") is tried once more; a second crash is named as one."""
-    QgsSettings().remove("groundsynth")
-    monkeypatch.delenv("PYTHONPATH", raising=False)
-    clear_bar(qgis_iface)
-    plugin = classFactory(qgis_iface)
-    plugin.initGui()
-    try:
-        dock, bp = _dock_with_python(plugin, _crashing_python(tmp_path, crashes), tmp_path / "ws")
-        lines: list[str] = []
-        bp.backend.output.connect(lines.append)
-        bp.start_button.click()
-        qtbot.waitUntil(lambda: any(m.startswith("Backend did not start:")
-                                    for m in bar_messages(qgis_iface, Qgis.MessageLevel.Critical)), timeout=20000)
-        msg = next(m for m in bar_messages(qgis_iface, Qgis.MessageLevel.Critical)
-                   if m.startswith("Backend did not start:"))
-        assert any("crashed before it started (signal 11)" in ln for ln in lines), lines
-        assert len((tmp_path / "runs").read_text().split()) == 2          # tried twice, not more
-        if crashes == 1:
-            assert "No module named groundsynth" in msg                      # the second start ran
-        else:
-            assert "crashed (signal 11)" in msg
-    finally:
-        plugin.unload()
-        QgsSettings().remove("groundsynth")
+    plugin = plugin_without_backend
+    dock, bp = _dock_with_python(plugin, _crashing_python(tmp_path, crashes), tmp_path / "ws")
+    lines: list[str] = []
+    bp.backend.output.connect(lines.append)
+    msg = _start_fails(bp, qgis_iface, qtbot)
+    assert any("crashed before it started (signal 11)" in ln for ln in lines), lines
+    assert len((tmp_path / "runs").read_text().split()) == 2          # tried twice, not more
+    if crashes == 1:
+        assert "No module named groundsynth" in msg                      # the second start ran
+    else:
+        assert "crashed (signal 11)" in msg

@@ -94,24 +94,14 @@ class EventLog:
             rows = self._db.execute(
                 "SELECT data FROM job_events WHERE job_id = ? AND seq > ? ORDER BY seq LIMIT ?",
                 (job_id, int(after_seq), int(limit))).fetchall()
-        out = []
-        for (data,) in rows:
-            ev = pb.JobEvent()
-            ev.ParseFromString(data)
-            out.append(ev)
-        return out
+        return _parse(rows)
 
     def tile_ids(self, job_id: str) -> set[str]:
         """Ids of the tiles the job's stored `tile` events report."""
         with self._lock:
             rows = self._db.execute("SELECT data FROM job_events WHERE job_id = ? AND kind = 'tile'",
                                     (job_id,)).fetchall()
-        ids = set()
-        for (data,) in rows:
-            ev = pb.JobEvent()
-            ev.ParseFromString(data)
-            ids.add(ev.tile.tile_id)
-        return ids
+        return {ev.tile.tile_id for ev in _parse(rows)}
 
     def last_kind(self, job_id: str) -> str | None:
         with self._lock:
@@ -154,3 +144,13 @@ class EventLog:
         self.wake_all()
         with self._lock:
             self._db.close()
+
+
+def _parse(rows: list[tuple[bytes]]) -> list[Any]:
+    """pb.JobEvents of (data,) rows of job_events."""
+    out = []
+    for (data,) in rows:
+        ev = pb.JobEvent()
+        ev.ParseFromString(data)
+        out.append(ev)
+    return out

@@ -39,7 +39,7 @@ class LocalBackend(QObject):
         if self.is_running():
             return self.process
         self._start_args, self._retried = (address, workspace, python, extra_args, allowed_roots), False
-        return self._start(address, workspace, python, extra_args, allowed_roots)
+        return self._start(*self._start_args)
 
     def _start(self, address: str, workspace: str, python: str, extra_args: list[str] | None,
                allowed_roots: list[str] | None) -> QProcess:
