@@ -147,3 +147,65 @@ def test_bands_left_out_default_to_red_green_blue_as_qgis_process_needs(server, 
     assert ok, msg
     req = alg.build_request(params, QgsProcessingContext(), QgsProcessingFeedback())
     assert (req.red, req.green, req.blue, req.nir) == (1, 2, 3, 0)
+
+
+def _reference_layer(raster: Path, rows: list[tuple[float, float, str]]) -> QgsVectorLayer:
+    """A memory point layer in EPSG:4326 (not the raster's CRS) of (column, row, class) in raster pixels."""
+    import rasterio
+    from qgis.core import (
+        QgsCoordinateReferenceSystem,
+        QgsCoordinateTransform,
+        QgsFeature,
+        QgsField,
+        QgsGeometry,
+        QgsPointXY,
+        QgsProject,
+    )
+    from qgis.PyQt.QtCore import QVariant
+
+    with rasterio.open(raster) as src:
+        xy = [(src.xy(r, c), v) for c, r, v in rows]
+        crs = QgsCoordinateReferenceSystem(src.crs.to_string())
+    to_wgs84 = QgsCoordinateTransform(crs, QgsCoordinateReferenceSystem("EPSG:4326"), QgsProject.instance())
+    layer = QgsVectorLayer("Point?crs=EPSG:4326", "samples", "memory")
+    layer.dataProvider().addAttributes([QgsField("label", QVariant.Type.String)])
+    layer.updateFields()
+    feats = []
+    for (x, y), value in xy:
+        f = QgsFeature(layer.fields())
+        f.setGeometry(QgsGeometry.fromPointXY(to_wgs84.transform(QgsPointXY(x, y))))
+        f["label"] = value
+        feats.append(f)
+    layer.dataProvider().addFeatures(feats)
+    return layer
+
+
+def test_a_job_algorithm_sends_reference_samples_and_returns_the_accuracy(server, provider, tmp_path):
+    import json
+
+    import processing
+
+    layer = _reference_layer(server.raster, [(20, 20, "Water"), (200, 40, "80"), (100, 220, "Tree")])
+    out = processing.run("groundsynth:segment", base_params(
+        server, tmp_path, ENGINES="segment=test-bright", PARAMS="segment.sleep=0", REFERENCE=layer,
+        REFERENCE_CLASS="label"))
+    assert out["STATE"] == "SUCCEEDED"
+    doc = json.loads((Path(out["OUTPUT_DIR"]) / "report.json").read_text())
+    assessed = doc["accuracy_assessment"]
+    assert assessed["source"] == "inline" and assessed["all"]["n"] == 3
+    assert out["OVERALL_ACCURACY"] == pytest.approx(assessed["all"]["overall_accuracy"])
+    plain = processing.run("groundsynth:segment", base_params(server, tmp_path, ENGINES="segment=test-bright",
+                                                              PARAMS="segment.sleep=0"))
+    assert plain["STATE"] == "SUCCEEDED" and plain.get("OVERALL_ACCURACY") is None
+
+
+def test_bad_reference_samples_are_refused_before_a_job_is_sent(server, provider, tmp_path):
+    import processing
+
+    bad = _reference_layer(server.raster, [(20, 20, "Snow")])
+    with pytest.raises(QgsProcessingException, match="label = 'Snow' is neither"):
+        processing.run("groundsynth:segment", base_params(server, tmp_path, ENGINES="segment=test-bright",
+                                                          REFERENCE=bad, REFERENCE_CLASS="label"))
+    with pytest.raises(QgsProcessingException, match="REFERENCE_CLASS.*has: label"):
+        processing.run("groundsynth:segment", base_params(server, tmp_path, ENGINES="segment=test-bright",
+                                                          REFERENCE=bad))

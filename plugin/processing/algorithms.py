@@ -35,6 +35,7 @@ from qgis.core import (
     QgsProcessingParameterEnum,
     QgsProcessingParameterExtent,
     QgsProcessingParameterFeatureSource,
+    QgsProcessingParameterField,
     QgsProcessingParameterFile,
     QgsProcessingParameterNumber,
     QgsProcessingParameterRasterLayer,
@@ -46,6 +47,7 @@ from ..connection.api import BackendClient, read_token, state_name
 from ..errors import PluginError, user_message
 from ..job_request import JobRequest, StageChoice, parse_engines, parse_params, parse_targets
 from ..layers.results import ArtefactSource
+from ..reference import ReferenceError, inline_features, source_features
 from ..settings import PluginSettings
 
 MASK_STRATEGIES = ("real", "boost", "layout")
@@ -62,6 +64,7 @@ class GroundSynthAlgorithm(QgsProcessingAlgorithm):
     INPUT, EXTENT, AOI_LAYER = "INPUT", "EXTENT", "AOI_LAYER"
     RED, GREEN, BLUE, NIR = "RED", "GREEN", "BLUE", "NIR"
     LABELS, TILE_SIZE, ENGINES, PARAMS = "LABELS", "TILE_SIZE", "ENGINES", "PARAMS"
+    REFERENCE, REFERENCE_CLASS = "REFERENCE", "REFERENCE_CLASS"
     VARIANTS, SEED, MASK_STRATEGY, BOOST = "VARIANTS", "SEED", "MASK_STRATEGY", "BOOST"
     ADDRESS, TOKEN_FILE, CACHE_DIR, REMOTE = "ADDRESS", "TOKEN_FILE", "CACHE_DIR", "REMOTE"
     OUTPUT_DIR, TILES, MASK, REPORT, JOB_ID, STATE_OUT = "OUTPUT_DIR", "TILES", "MASK", "REPORT", "JOB_ID", "STATE"
@@ -85,7 +88,10 @@ class GroundSynthAlgorithm(QgsProcessingAlgorithm):
         return (f"{self.HELP}<br><br>Needs a running GroundSynth backend (address, token file = "
                 "&lt;workspace&gt;/token). The area of interest is the extent, or the polygons of the AOI layer "
                 "when given. Engine choice: 'segment=spectral; caption=composition'. Engine parameters: "
-                "'segment.param=value; ...'. Boost targets: 'Shrub=0.3, Water=0.1'.")
+                "'segment.param=value; ...'. Boost targets: 'Shrub=0.3, Water=0.1'. Reference samples (points "
+                "or polygons, any CRS, the class attribute a class name or a WorldCover code) are sent with the "
+                "job: its report then holds the accuracy assessment of the segmentation (error matrix, overall, "
+                "user's and producer's accuracy with 95 % confidence intervals).")
 
     def has_synthesis(self) -> bool:
         return "synthesise" in self.STAGES
@@ -107,6 +113,12 @@ class GroundSynthAlgorithm(QgsProcessingAlgorithm):
             self.addParameter(QgsProcessingParameterBand(key, label, default, self.INPUT, optional=optional))
         self.addParameter(QgsProcessingParameterRasterLayer(self.LABELS, "Label raster (WorldCover codes)",
                                                             optional=True))
+        self.addParameter(QgsProcessingParameterFeatureSource(
+            self.REFERENCE, "Reference samples (points or polygons with a class attribute)",
+            [QgsProcessing.SourceType.TypeVectorPoint, QgsProcessing.SourceType.TypeVectorPolygon], optional=True))
+        self.addParameter(QgsProcessingParameterField(
+            self.REFERENCE_CLASS, "Reference class attribute (class name or WorldCover code)",
+            parentLayerParameterName=self.REFERENCE, optional=True))
         self.addParameter(QgsProcessingParameterNumber(self.TILE_SIZE, "Tile size (pixels)",
                                                        QgsProcessingParameterNumber.Type.Integer, 256, False, 32, 2048))
         self.addParameter(QgsProcessingParameterString(self.ENGINES, "Engines (stage=engine; ...)", "",
@@ -139,6 +151,8 @@ class GroundSynthAlgorithm(QgsProcessingAlgorithm):
         self.addOutput(QgsProcessingOutputString(self.JOB_ID, "Job id"))
         self.addOutput(QgsProcessingOutputString(self.STATE_OUT, "Final job state"))
         self.addOutput(QgsProcessingOutputNumber("TILE_COUNT", "Real tiles"))
+        self.addOutput(QgsProcessingOutputNumber("OVERALL_ACCURACY", "Overall accuracy against the reference "
+                                                                     "samples (0-1; only with REFERENCE)"))
 
     # ------------------------------------------------------------ request
     def build_request(self, parameters, context, feedback) -> JobRequest:
@@ -193,7 +207,26 @@ class GroundSynthAlgorithm(QgsProcessingAlgorithm):
             req.boost_targets = parse_targets(self.parameterAsString(parameters, self.BOOST, context))
         else:
             req.variants = 0
+        req.reference_features = self._reference(parameters, context)
         return req.check()
+
+    def _reference(self, parameters, context) -> list[dict]:
+        """The reference samples as inline JobSpec features (EPSG:4326), so that a backend on this machine or
+        another reads them alike; [] when none is given."""
+        if not parameters.get(self.REFERENCE):
+            return []
+        source = self.parameterAsSource(parameters, self.REFERENCE, context)
+        if source is None:
+            raise QgsProcessingException("Invalid input: REFERENCE is not a vector layer")
+        class_field = self.parameterAsString(parameters, self.REFERENCE_CLASS, context)
+        name = source.sourceName() or "REFERENCE"
+        if not class_field:
+            raise QgsProcessingException(f"Invalid input: REFERENCE_CLASS, the class attribute of {name}, is missing "
+                                         f"(it has: {', '.join(source.fields().names()) or 'no attributes'})")
+        try:
+            return inline_features(source_features(source, class_field, name, source.sourceCrs()))
+        except ReferenceError as exc:
+            raise QgsProcessingException(f"{exc.title}: {exc.text}") from None
 
     def _band(self, parameters, key: str, default: int, context) -> int:
         """A band parameter; left out or empty = `default`."""
@@ -272,6 +305,8 @@ class GroundSynthAlgorithm(QgsProcessingAlgorithm):
             out[self.MASK] = str(source.path(state["layers"]["real_mask"]))
         if state["report"]:
             out[self.REPORT] = str(source.path(state["report"]))
+        if "ref_overall_accuracy" in state.get("summary", {}):
+            out["OVERALL_ACCURACY"] = state["summary"]["ref_overall_accuracy"]
         return out
 
 
@@ -290,6 +325,10 @@ def _on_event(ev, state: dict, feedback) -> None:
         state["layers"][ev.layer.layer] = ev.layer.path
     elif which == "report":
         state["report"] = ev.report.html_path
+        state["summary"] = dict(ev.report.summary)
+        if "ref_overall_accuracy" in state["summary"]:
+            feedback.pushInfo(f"overall accuracy against the reference samples: "
+                              f"{100 * state['summary']['ref_overall_accuracy']:.1f} %")
     elif which == "failed":
         if ev.failed.tile_id:
             feedback.reportError(f"tile {ev.failed.tile_id}: {ev.failed.message}")
