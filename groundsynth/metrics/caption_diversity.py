@@ -4,7 +4,7 @@
 - Canonical redundancy: the same over canonical forms. A caption's canonical form is the set
   of claims groundsynth.metrics.claims.parse_claims reads from it -- every synonym mapped
   back to its class, every slot phrase (place, amount, structure, count, parcel size, linear
-  feature, shoreline, ranking, dominance, negation) to its slot and value -- sorted, so word
+  feature, shoreline, ranking, dominance, negation, water tone and gradient, no data) to its slot and value -- sorted, so word
   order, lead-ins, tails and synonyms make no difference. A caption from which the parser reads
   no claim keeps its own text (lower case, punctuation and spacing normalised) as its form:
   with nothing mapped back there is nothing to merge it with.
@@ -32,6 +32,8 @@ def claim_items(c: Claims) -> list[str]:
     items |= {f"count:{n}:{lo}-{hi}" for n, lo, hi in c.counts} | {f"linear:{n}:{lo}-{hi}" for n, lo, hi in c.linear}
     items |= {f"shore_orientation:{o}" for o in c.shore_orientation} | {f"shore_shape:{s}" for s in c.shore_shape}
     items |= {"rank:" + ">".join(r) for r in c.rankings}
+    items |= {f"nodata:{r}" for r in c.nodata_at}
+    items |= {f"water_tone:{t}" for t in c.water_tone} | {f"water_paler_toward:{d}" for d in c.water_paler_toward}
     if c.shoreline:
         items.add("shoreline")
     if c.no_dominant:

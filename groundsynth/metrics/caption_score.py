@@ -20,6 +20,13 @@ not bear out (claims: groundsynth.metrics.claims; measurements: groundsynth.metr
 | a shoreline orientation more than 25 degrees off | 5; more than 50 degrees off (or none clear): 10 |
 | a shoreline shape (straight / indented) it does not have | 5 |
 | a ranking with a class ahead of a larger one (by more than the tolerance) | 10 per pair, at most 20 |
+| no data in a region where the tile's nodata is not concentrated (< 1), or a tile without nodata (< 1 %) | 10 |
+| a water tone (dark / pale) off by more than TONE_TOLERANCE (0.02) beyond its threshold | 10 |
+| water said to grow paler toward a direction: no clear gradient (change < 0.02) or > 90 degrees off | 10; 45-90 degrees off: 5 |
+
+Water-look claims need the tile's image (`image`): without one (e.g. scored against a label raster or in
+the mask-only grounding control) they are not checked, and neither are they when the tile has too little
+water to measure (tile_facts.water_look).
 
 Captions that name nothing only lose the unnamed-major penalties.
 """
@@ -30,7 +37,16 @@ from collections.abc import Sequence
 import numpy as np
 
 from groundsynth.metrics.claims import Claims, parse_claims
-from groundsynth.metrics.tile_facts import ORIENTATIONS, PARCEL_BUCKETS, TileFacts, angle_difference
+from groundsynth.metrics.tile_facts import (
+    COMPASS,
+    ORIENTATIONS,
+    PARCEL_BUCKETS,
+    TONE_DARK,
+    TONE_PALE,
+    TileFacts,
+    angle_difference,
+    direction_difference,
+)
 from groundsynth.request.classes import CLASS_NAMES
 
 NEGATION_SHARE = 0.05
@@ -44,6 +60,9 @@ LINEAR_PENALTY = 15.0
 SHORE_PENALTY = 20.0
 RANK_PENALTY = 10.0
 NO_DOMINANT_PENALTY = 20.0
+LOOK_PENALTY = 10.0           # water tone, water gradient
+TONE_TOLERANCE = 0.02
+GRADIENT_CHECK_MIN = 0.02
 STRUCTURE_ORDER = ("contiguous", "main", "few", "scattered")
 PARCEL_ORDER = tuple(name for name, _ in PARCEL_BUCKETS)
 
@@ -56,13 +75,14 @@ def _idx(name: str) -> int:
 
 def score_caption(text: str, mask: np.ndarray, present_share: float = 0.01, major_share: float = 0.2,
                   absent_penalty: float = 40.0, dominance_tolerance: float = 0.03,
-                  facts: TileFacts | None = None) -> tuple[float, list[str]]:
-    """Claim score 0..100 of one caption against a class mask, and the reasons for each deduction.
+                  facts: TileFacts | None = None, image: np.ndarray | None = None) -> tuple[float, list[str]]:
+    """Claim score 0..100 of one caption against a class mask (and the tile's image, for the water look),
+    and the reasons for each deduction.
 
-    `facts` (TileFacts of the same mask) saves recomputing them for several captions.
+    `facts` (TileFacts of the same mask and image) saves recomputing them for several captions.
     Raises ValueError if the mask has no valid pixel.
     """
-    facts = facts if facts is not None else TileFacts(mask)
+    facts = facts if facts is not None else TileFacts(mask, image)
     if facts.shares.sum() <= 0:
         raise ValueError("mask has no valid pixel")
     claims = parse_claims(text)
@@ -74,13 +94,16 @@ def score_caption(text: str, mask: np.ndarray, present_share: float = 0.01, majo
     _patches(claims, facts, deductions)
     _shore(claims, facts, deductions)
     _rankings(claims, facts, dominance_tolerance, deductions)
+    _water_look(claims, facts, deductions)
+    _nodata(claims, facts, deductions)
     score = float(np.clip(100.0 - sum(d for d, _ in deductions), 0.0, 100.0))
     return score, [why for _, why in deductions]
 
 
-def score_captions(captions: Sequence[str], mask: np.ndarray, **params) -> list[float]:
-    """score_caption of each caption against one mask (the mask's facts computed once)."""
-    facts = TileFacts(mask)
+def score_captions(captions: Sequence[str], mask: np.ndarray, image: np.ndarray | None = None,
+                   **params) -> list[float]:
+    """score_caption of each caption against one mask and image (the facts computed once)."""
+    facts = TileFacts(mask, image)
     return [score_caption(c, mask, facts=facts, **params)[0] for c in captions]
 
 
@@ -205,3 +228,32 @@ def _rankings(claims: Claims, f: TileFacts, tol: float, out: Deductions) -> None
         if wrong:
             out.append((min(2 * RANK_PENALTY, RANK_PENALTY * len(wrong)),
                         "ranks " + ", ".join(f"{a} ahead of {b}" for a, b in wrong) + ", which are larger the other way"))
+
+
+def _water_look(claims: Claims, f: TileFacts, out: Deductions) -> None:
+    if not (claims.water_tone or claims.water_paler_toward):
+        return
+    look = f.water_look
+    if look is None:
+        return
+    for tone in claims.water_tone:
+        if tone == "dark" and look.brightness > TONE_DARK + TONE_TOLERANCE:
+            out.append((LOOK_PENALTY, f"says the water is dark, but its median brightness is {look.brightness:.2f}"))
+        elif tone == "pale" and look.brightness < TONE_PALE - TONE_TOLERANCE:
+            out.append((LOOK_PENALTY, f"says the water is pale, but its median brightness is {look.brightness:.2f}"))
+    for toward in claims.water_paler_toward:
+        off = direction_difference(COMPASS[toward], look.angle)
+        if look.change < GRADIENT_CHECK_MIN or off > 90:
+            out.append((LOOK_PENALTY, f"says the water grows paler toward the {toward}, but it grows paler "
+                                      f"toward {look.angle:.0f} degrees (change {look.change:.3f})"))
+        elif off > 45:
+            out.append((LOOK_PENALTY / 2, f"says the water grows paler toward the {toward}, {off:.0f} degrees off"))
+
+
+def _nodata(claims: Claims, f: TileFacts, out: Deductions) -> None:
+    for region in claims.nodata_at:
+        share = 1.0 - f.n_valid / f.mask.size
+        if share < 0.01:
+            out.append((LOOK_PENALTY, f"says there is no data in the {region}, but the tile has {100 * share:.1f}%"))
+        elif f.nodata_concentration(region) < 1.0:
+            out.append((LOOK_PENALTY, f"says there is no data in the {region}, where the nodata is not concentrated"))

@@ -141,6 +141,23 @@ ORIENTATION_PATTERNS: tuple[tuple[str, str], ...] = (
 )
 SHORE_SHAPES = {"straight": "straight", "fairly straight": "straight", "smooth": "straight",
                 "indented": "indented", "ragged": "indented", "jagged": "indented", "deeply cut": "indented"}
+# ------------------------------------------------------------------ water look (tile_facts.WaterLook)
+
+# Tone of the water: "the water looks dark", "pale water" (tied to the class named nearest; only Water counts).
+WATER_TONES = {"dark": "dark", "dark-toned": "dark", "deep-toned": "dark", "pale": "pale", "light-toned": "pale",
+               "pale-toned": "pale"}
+# Brightness gradient: "<verb> paler|lighter|brighter toward(s) the <compass>" (darker: the opposite way).
+# Blanked, so its compass word is no position claim.
+GRADIENT_VERBS = ("grows", "turns", "gets", "becomes", "is", "looks")
+GRADIENT_PALER = ("paler", "lighter", "brighter")
+GRADIENT_DARKER = ("darker",)
+COMPASS_WORDS = ("north-east", "north-west", "south-east", "south-west", "north", "south", "east", "west")
+
+# No data in part of the tile: "no data along the eastern edge", "nodata in the south-western corner". Blanked.
+NODATA_CUES = ("no data", "no image data", "no valid data", "nodata")
+NODATA_PREPOSITIONS = ("along", "in", "on", "across", "toward", "towards")
+NODATA_PLACES = ("edge", "side", "part", "corner", "strip", "half", "margin")
+
 # A sentence part (between ";" or ".") with one of these ranks the classes it names, largest first.
 RANK_CUES = ("in order of extent", "ranked by area", "from most to least cover", "largest first",
              "by extent", "largest to smallest", "followed by", "ahead of", "then")

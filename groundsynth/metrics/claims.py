@@ -22,6 +22,10 @@ Vocabulary: groundsynth.metrics.claim_vocab; geometry: groundsynth.metrics.tile_
   linear features ("a narrow strip of trees", "two thin lines of built-up land");
 - the shoreline ("a shoreline", "the coast"), its orientation ("runs north-south") and
   shape ("indented", "straight");
+- the water's look: its tone ("the water looks dark", "pale water") and the direction toward which it
+  grows paler ("the water grows paler toward the north-west", "brightens toward the east"; "darker
+  toward the west" = paler toward the east), checked against the image (tile_facts.WaterLook);
+- where the tile has no data ("no data along the eastern edge");
 - rankings: a sentence part (between ";" or ".") with a rank cue ("in order of extent",
   "followed by", "ahead of", "then") orders the classes it names, largest first.
 A phrase is tied to the class named last before it in the clause, else the first after
@@ -90,9 +94,12 @@ def _compiled() -> _Rules:
         ("no_dominant", None, _words(V.NO_DOMINANT)),
         ("dispersed", None, _words(V.DISPERSED)),
         *(("orientation", name, re.compile(rf"\b(?:{pat})\b", re.I)) for name, pat in V.ORIENTATION_PATTERNS),
+        *(("water_gradient", value, pattern) for value, pattern in _gradient_patterns()),
+        *(("nodata", value, pattern) for value, pattern in _nodata_patterns()),
     )
     kept = (("amount", _words(a for a, _ in V.AMOUNTS)), ("count", count), ("linear", linear),
-            ("parcels", parcels), ("shore", _words(V.SHORE_TERMS)), ("shore_shape", _words(V.SHORE_SHAPES)))
+            ("parcels", parcels), ("shore", _words(V.SHORE_TERMS)), ("shore_shape", _words(V.SHORE_SHAPES)),
+            ("water_tone", _words(V.WATER_TONES)))
     return _Rules(
         term_to_class=term_to_class, terms=_words(term_to_class),
         neg=re.compile(rf"\b(?:{_alternation(V.NEGATION_CUES)})\b", re.I),
@@ -101,6 +108,29 @@ def _compiled() -> _Rules:
         region=re.compile("|".join(rf"(?P<r{i}>\b(?:{pat})\b)" for i, (_, pat) in enumerate(V.REGION_PATTERNS)),
                           re.I),
         blanked=blanked, kept=kept, rank=_words(V.RANK_CUES))
+
+
+def _gradient_patterns() -> list[tuple[str, re.Pattern]]:
+    """(compass direction toward which the water grows paler, pattern) per compass word, compound ones first."""
+    from groundsynth.metrics.tile_facts import COMPASS
+
+    opposite = {name: min(COMPASS, key=lambda k: abs((COMPASS[k] - angle - 180.0) % 360.0)) for name, angle in
+                COMPASS.items()}
+    verbs = _alternation(V.GRADIENT_VERBS)
+    out = []
+    for word in V.COMPASS_WORDS:
+        where = rf"(?:toward|towards)\s+the\s+{re.escape(word)}(?![\w-])"
+        for shades, value in ((V.GRADIENT_PALER, word), (V.GRADIENT_DARKER, opposite[word])):
+            out.append((value, re.compile(rf"\b(?:(?:{verbs})\s+)?(?:{_alternation(shades)})\s+{where}", re.I)))
+        out.append((word, re.compile(rf"\bbrightens\s+{where}", re.I)))
+    return out
+
+
+def _nodata_patterns() -> list[tuple[str, re.Pattern]]:
+    """(region, pattern) of "no data along the eastern edge" per compass word, compound ones first."""
+    cues, preps, places = (_alternation(v) for v in (V.NODATA_CUES, V.NODATA_PREPOSITIONS, V.NODATA_PLACES))
+    return [(word, re.compile(rf"\b(?:{cues})\s+(?:{preps})\s+(?:the|its)\s+{re.escape(word)}(?:ern)?\s+(?:{places})\b",
+                              re.I)) for word in V.COMPASS_WORDS]
 
 
 # ------------------------------------------------------------------ claims
@@ -130,6 +160,9 @@ class Claims:
     shore_orientation: list[str] = field(default_factory=list)      # tile_facts.ORIENTATIONS keys
     shore_shape: list[str] = field(default_factory=list)            # straight | indented
     rankings: list[list[str]] = field(default_factory=list)         # classes, largest first
+    water_tone: list[str] = field(default_factory=list)             # dark | pale (tile_facts.WaterLook.tone)
+    water_paler_toward: list[str] = field(default_factory=list)     # tile_facts.COMPASS keys
+    nodata_at: list[str] = field(default_factory=list)              # regions said to have no data
 
     @property
     def named(self) -> list[str]:
@@ -200,6 +233,8 @@ def _value(kind: str, m: re.Match) -> object:
         return V.PARCEL_SIZES[re.sub(r"\s+", " ", m.group("size").lower())]
     if kind == "shore_shape":
         return V.SHORE_SHAPES[word]
+    if kind == "water_tone":
+        return V.WATER_TONES[word]
     return True
 
 
@@ -215,6 +250,9 @@ def parse_claims(text: str) -> Claims:
         present, local = _read_clause(text, c0, c1, rules, claims)
         _tie_phrases([p for p in phrases if c0 <= p[2] < c1], present, local[0] if local else "all", claims)
     claims.no_dominant = any(p[0] == "no_dominant" for p in phrases)
+    for kind, value, *_ in phrases:
+        if kind == "nodata":
+            _add(claims.nodata_at, value)
     claims.rankings = _rankings(text, rules)
     return claims
 
@@ -272,11 +310,14 @@ def _tie_phrases(phrases: list, present: list[Mention], region: str, claims: Cla
             target = claims.shore_orientation if kind == "orientation" else claims.shore_shape
             if has_shore and value not in target:
                 target.append(value)
-        elif kind != "no_dominant":
+        elif kind not in ("no_dominant", "nodata"):
             pick = _nearest(present, start, prefer_after=kind == "linear")
             if pick is None:
                 continue
-            if kind == "dispersed":
+            if kind in ("water_tone", "water_gradient"):
+                if pick.cls == "Water":
+                    _add(claims.water_tone if kind == "water_tone" else claims.water_paler_toward, value)
+            elif kind == "dispersed":
                 _add(claims.dispersed, pick.cls)
             elif kind == "amount":
                 _add(claims.amounts, (pick.cls, region, *value))

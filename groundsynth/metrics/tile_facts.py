@@ -23,6 +23,17 @@ Pure numpy + scipy.ndimage; every threshold is a module constant documented here
   orientation is the principal axis of the shoreline pixels (degrees from east, counter-clockwise,
   0..180; north-south = 90), stated only when the axis is clear (elongation = sqrt of the eigenvalue
   ratio >= 2). Straightness = principal length / shoreline length: straight >= 0.6, indented <= 0.35.
+- Water look (needs the tile's image: float (C, H, W) in [0, 1], the job's stretched bands, red, green,
+  blue first; `water_look`): over the water pixels (at least WATER_LOOK_MIN_SHARE of the valid pixels and
+  WATER_LOOK_MIN_PX), brightness = the mean of red, green and blue. Tone: *dark* when the median brightness
+  is below TONE_DARK (0.17), *pale* at or above TONE_PALE (0.235), else none is stated; on the demo scene
+  this tells the dark estuary and creek water from the paler, more turbid sea. Gradient: a least-squares
+  plane of brightness over the water pixels (coordinates in tile sides); its *change* across one tile side
+  and the compass direction (8 sectors) toward which the water grows paler, stated when the change is at
+  least GRADIENT_MIN (0.04, about 10 grey levels of 255): sediment plumes, shallows, depth.
+- No data: where the tile's nodata pixels (outside the scene or its AOI) lie, when they cover at least
+  NODATA_MIN_SHARE (2 %) of the tile and less than all of it: their centroid region, if they are
+  concentrated there (enrichment over the whole tile >= 1.2; "centre" is not stated).
 """
 from __future__ import annotations
 
@@ -41,6 +52,12 @@ LINEAR_MIN_PX, LINEAR_MIN_LENGTH, LINEAR_MAX_WIDTH = 30, 0.15, 3.0
 SHORE_MIN_SHARE, SHORE_MIN_LENGTH, SHORE_MIN_ELONGATION = 0.02, 0.25, 2.0
 ORIENTATIONS = {"east-west": 0.0, "north-east to south-west": 45.0, "north-south": 90.0,
                 "north-west to south-east": 135.0}
+WATER_LOOK_MIN_SHARE, WATER_LOOK_MIN_PX = 0.2, 1000
+TONE_DARK, TONE_PALE = 0.17, 0.235
+GRADIENT_MIN = 0.04
+NODATA_MIN_SHARE = 0.02
+COMPASS = {"east": 0.0, "north-east": 45.0, "north": 90.0, "north-west": 135.0, "west": 180.0,
+           "south-west": 225.0, "south": 270.0, "south-east": 315.0}
 REGIONS = ("north-west", "north-east", "south-west", "south-east", "north", "south", "west", "east",
            "centre", "all")
 _S8 = np.ones((3, 3), dtype=bool)
@@ -120,6 +137,61 @@ def _principal(ys: np.ndarray, xs: np.ndarray) -> tuple[float, float, float]:
     return 4.0 * math.sqrt(major), math.sqrt(major / minor), math.degrees(math.atan2(vy, vx)) % 180.0
 
 
+def direction_difference(a: float, b: float) -> float:
+    """Smallest difference between two compass directions in degrees (0..180)."""
+    d = abs(a - b) % 360.0
+    return min(d, 360.0 - d)
+
+
+@dataclass
+class WaterLook:
+    brightness: float       # median brightness of the water pixels (0..1)
+    change: float           # brightness change across one tile side along the gradient (plane fit)
+    angle: float            # direction toward which the water grows paler, degrees from east (ccw, 0..360)
+
+    @property
+    def tone(self) -> str | None:
+        return "dark" if self.brightness < TONE_DARK else "pale" if self.brightness >= TONE_PALE else None
+
+    @property
+    def paler_toward(self) -> str | None:
+        """The compass direction (COMPASS) toward which the water grows paler, when the change is clear."""
+        if self.change < GRADIENT_MIN:
+            return None
+        return min(COMPASS, key=lambda k: direction_difference(COMPASS[k], self.angle))
+
+
+def water_look(image: np.ndarray | None, mask: np.ndarray) -> WaterLook | None:
+    """Tone and brightness gradient of the tile's water (module doc); None without an image of 3+ bands or
+    with too little water."""
+    if image is None:
+        return None
+    image = np.asarray(image)
+    mask = np.asarray(mask)
+    if image.ndim != 3 or image.shape[0] < 3 or image.shape[1:] != mask.shape:
+        return None
+    water = mask == WATER
+    n = int(water.sum())
+    n_valid = int((mask != NODATA).sum())
+    if n < WATER_LOOK_MIN_PX or n < WATER_LOOK_MIN_SHARE * n_valid:
+        return None
+    scale = 255.0 if np.issubdtype(image.dtype, np.integer) else 1.0
+    ys, xs = np.nonzero(water)
+    b = image[:3, ys, xs].astype(np.float64).mean(axis=0) / scale
+    h, w = mask.shape
+    x = xs / w - xs.mean() / w                     # east, in tile sides
+    y = ys.mean() / h - ys / h                     # north, in tile sides
+    bc = b - b.mean()
+    sxx, syy, sxy = float(x @ x), float(y @ y), float(x @ y)
+    det = sxx * syy - sxy * sxy
+    if det <= 1e-12 * max(1.0, sxx * syy):        # water on one line: no plane
+        gx = gy = 0.0
+    else:
+        sxb, syb = float(x @ bc), float(y @ bc)
+        gx, gy = (syy * sxb - sxy * syb) / det, (sxx * syb - sxy * sxb) / det
+    return WaterLook(float(np.median(b)), math.hypot(gx, gy), math.degrees(math.atan2(gy, gx)) % 360.0)
+
+
 @dataclass
 class Shoreline:
     length: int             # shoreline pixels
@@ -142,8 +214,9 @@ class Shoreline:
 class TileFacts:
     """Measurements of one class mask (computed lazily, cached)."""
 
-    def __init__(self, mask: np.ndarray):
+    def __init__(self, mask: np.ndarray, image: np.ndarray | None = None):
         self.mask = np.asarray(mask)
+        self.image = image          # the tile's image, for the water look (None: not known)
         self.height, self.width = self.mask.shape
         self.valid = self.mask != NODATA
         self.n_valid = int(self.valid.sum())
@@ -257,6 +330,31 @@ class TileFacts:
             return None
         length, elongation, angle = _principal(ys, xs)
         return Shoreline(int(ys.size), angle, elongation, length / ys.size)
+
+    # ------------------------------------------------------------ no data
+    def nodata_concentration(self, region: str) -> float:
+        """(share of the nodata pixels inside the region) / (region's share of the tile); NaN without nodata."""
+        nodata = ~self.valid
+        n = int(nodata.sum())
+        if n == 0:
+            return float("nan")
+        inside = region_mask(region, self.height, self.width)
+        return (int((nodata & inside).sum()) / n) / (inside.sum() / self.mask.size)
+
+    @cached_property
+    def nodata_side(self) -> str | None:
+        """Where the tile's nodata lies (module doc), or None."""
+        share = 1.0 - self.n_valid / self.mask.size
+        if share < NODATA_MIN_SHARE or self.n_valid == 0:
+            return None
+        region = centroid_region(np.where(self.valid, 0, 1).astype(np.uint8), 1)
+        if region in (None, "centre") or self.nodata_concentration(region) < 1.2:
+            return None
+        return region
+
+    @cached_property
+    def water_look(self) -> WaterLook | None:
+        return water_look(self.image, self.mask)
 
     def water_side(self) -> str | None:
         """Where the water lies (its centroid region), if the water is concentrated there (enrichment >= 1.2)."""

@@ -9,11 +9,13 @@ Each tile gets `n_captions` captions (5 by default), each with its own focus:
 5. extent: qualitative amounts ("about half of", "a sliver of"), never numbers.
 More than 5 captions cycle through the focuses with fresh wording.
 
-Each caption also carries two *details* of the tile (one when the tile has only one), dealt
+Each caption also carries `details` (3) *details* of the tile (fewer when the tile has fewer), dealt
 out in turn over the tile's captions (a seeded order): the number of sizeable patches of a class
 ("cropland breaks into seven sizeable patches"), its parcel size ("grassland lies in small
 parcels"), linear features ("a narrow strip of trees runs through the tile"), the
-shoreline (orientation, straight or indented, which side the water lies) and small classes
+shoreline (orientation, straight or indented, which side the water lies), the water's look read from
+the tile's image (dark or pale; the direction toward which it grows paler: "the water grows paler
+toward the north-west"), where the tile has no data ("no data along the eastern edge") and small classes
 the main clause leaves out (`trace_share` <= share < 10 %: "bare ground takes a sliver of the tile"). All measurements
 come from groundsynth.metrics.tile_facts, the same code the grounder checks them with.
 
@@ -43,7 +45,6 @@ from groundsynth.request.classes import CLASS_NAMES, NODATA, NUM_CLASSES
 from groundsynth.request.errors import InvalidArgument
 
 FOCUSES = ("overview", "layout", "structure", "ranking", "extent")
-MAX_DETAILS = 2          # details per caption
 TRACE_MAX = 0.1          # a trace ("a sliver of X") covers less than this (claim_vocab.AMOUNTS: 0-12 %)
 
 
@@ -54,8 +55,9 @@ def _cap(s: str) -> str:
 class _TileFacts(TileFacts):
     """TileFacts plus what the captioner decided to name."""
 
-    def __init__(self, mask: np.ndarray, min_share: float, max_classes: int, trace_share: float = 0.0):
-        super().__init__(mask)
+    def __init__(self, mask: np.ndarray, min_share: float, max_classes: int, trace_share: float = 0.0,
+                 image: np.ndarray | None = None):
+        super().__init__(mask, image)
         order = [int(i) for i in np.argsort(-self.shares, kind="stable") if self.shares[i] > 0]
         named = [i for i in order if self.shares[i] >= min_share][:max_classes]
         self.classes = named or order[:1]       # at least the largest class
@@ -82,6 +84,8 @@ class CompositionCaptioner(Captioner):
         Param("trace_share", "float", 0.02, "Classes covering at least this share (and less than 10 %) that the "
               "captions do not otherwise mention appear in one detail as 'a sliver of ...'; 0 = never.",
               min=0.0, max=0.1),
+        Param("details", "int", 3, "Details of the tile each caption carries (patch counts, parcel sizes, linear "
+              "features, shoreline, water look, no data, small classes), dealt out in turn.", min=0, max=6),
     )
     reads_mask = True        # captions come from the mask: grounding them against it is self-consistency
 
@@ -91,17 +95,19 @@ class CompositionCaptioner(Captioner):
         if len(masks) != len(seeds) or (images is not None and len(images) != len(masks)):
             raise InvalidArgument(f"got {len(images) if images is not None else 'no'} images, {len(masks)} masks "
                                   f"and {len(seeds)} seeds; expected one of each per tile", "caption.masks")
-        return [self.caption_mask(m, s) for m, s in zip(masks, seeds, strict=True)]
+        ims = images if images is not None else [None] * len(masks)
+        return [self.caption_mask(m, s, im) for m, s, im in zip(masks, seeds, ims, strict=True)]
 
-    def caption_mask(self, mask: np.ndarray, seed: int) -> list[str]:
+    def caption_mask(self, mask: np.ndarray, seed: int, image: np.ndarray | None = None) -> list[str]:
+        """The tile's captions; `image` (float (C, H, W) in [0, 1]) adds what the water looks like."""
         mask = self._check_mask(mask)
         rng = random.Random(int(seed))
         n = self.p["n_captions"]
         if not (mask != NODATA).any():
             return rng.sample(P.EMPTY_CAPTIONS, n)
-        facts = _TileFacts(mask, self.p["min_share"], self.p["max_classes"], self.p["trace_share"])
+        facts = _TileFacts(mask, self.p["min_share"], self.p["max_classes"], self.p["trace_share"], image)
         details = self._details(facts, rng)
-        per = min(MAX_DETAILS, len(details))     # every caption carries up to two details of its tile
+        per = min(self.p["details"], len(details))     # every caption carries up to `details` details of its tile
         out: list[str] = []
         for k in range(n):
             focus = FOCUSES[k % len(FOCUSES)]
@@ -262,6 +268,13 @@ class CompositionCaptioner(Captioner):
                 out.append(partial(self._linear, f, c))
         if f.shoreline is not None and WATER in f.classes:
             out.append(partial(self._shore, f))
+        if f.nodata_side is not None:
+            out.append(partial(self._nodata, f.nodata_side, 1.0 - f.n_valid / f.mask.size))
+        look = f.water_look if WATER in f.classes else None
+        if look is not None and look.tone is not None:
+            out.append(partial(self._water_tone, look.tone))
+        if look is not None and look.paler_toward is not None:
+            out.append(partial(self._water_gradient, look.paler_toward))
         out += [partial(self._trace, f, c) for c in f.traces]
         rng.shuffle(out)
         return out
@@ -302,11 +315,29 @@ class CompositionCaptioner(Captioner):
         assert shore is not None
         noun = rng.choice(P.SHORE_NOUNS)
         shape = f"{rng.choice(P.SHORE_SHAPE_WORDS[shore.shape])} " if shore.shape and rng.random() < 0.7 else ""
+        article = "an" if (shape or noun)[:1] in "aeiou" else "a"
         if shore.orientation is not None:
-            text = f"a {shape}{noun} {rng.choice(P.SHORE_VERBS)} {rng.choice(P.ORIENTATION_WORDS[shore.orientation])}"
+            text = (f"{article} {shape}{noun} {rng.choice(P.SHORE_VERBS)} "
+                    f"{rng.choice(P.ORIENTATION_WORDS[shore.orientation])}")
         else:
-            text = rng.choice(P.SHORE_PLAIN).format(noun=f"{shape}{noun}")
+            text = rng.choice(P.SHORE_PLAIN).format(noun=f"{shape}{noun}", a=article)
         side = f.water_side()
         if side is not None:
             text += ", " + rng.choice(P.WATER_SIDE).format(where=self._region(f, WATER, side, rng))
         return text
+
+    @staticmethod
+    def _water_tone(tone: str, rng: random.Random) -> str:
+        return rng.choice(P.WATER_TONE_PHRASES[tone])
+
+    @staticmethod
+    def _water_gradient(toward: str, rng: random.Random) -> str:
+        return rng.choice(P.WATER_GRADIENT_PHRASES).format(toward=toward)
+
+    @staticmethod
+    def _nodata(side: str, share: float, rng: random.Random) -> str:
+        if "-" in side:
+            pool = P.NODATA_CORNER_PHRASES
+        else:
+            pool = P.NODATA_WIDE_PHRASES if share >= 0.25 else P.NODATA_SIDE_PHRASES
+        return rng.choice(pool).format(d=side)

@@ -145,7 +145,7 @@ class CompositionGrounder(Grounder):
             return {"valid_share": 0.0}
         out: dict[str, float] = {}
         if it.captions:
-            scores = score_captions(it.captions, reseg, **self.score_params())
+            scores = score_captions(it.captions, reseg, np.asarray(it.image), **self.score_params())
             out["grounding"] = float(np.mean(scores))
             out["grounding_min"] = float(np.min(scores))
         agreement = segmentation.pixel_accuracy(np.asarray(it.mask), reseg)

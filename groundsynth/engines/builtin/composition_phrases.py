@@ -120,5 +120,17 @@ ORIENTATION_WORDS = {"north-south": ("north-south", "from north to south", "nort
 SHORE_NOUNS = ("shoreline", "coastline", "waterline")
 SHORE_SHAPE_WORDS = {"straight": ("straight", "fairly straight", "smooth"), "indented": ("indented", "ragged", "jagged")}
 SHORE_VERBS = ("runs", "stretches", "passes", "extends")
-SHORE_PLAIN = ("a {noun} crosses the tile", "the tile takes in a stretch of {noun}", "a {noun} passes through it")
+SHORE_PLAIN = ("{a} {noun} crosses the tile", "the tile takes in a stretch of {noun}", "{a} {noun} passes through it")
 WATER_SIDE = ("with the water {where}", "the water lying {where}", "with open water {where}")
+
+# the water's look (tile_facts.WaterLook; read back by claims: claim_vocab.WATER_TONES, GRADIENT_*)
+WATER_TONE_PHRASES = {"dark": ("the water looks dark", "the water is dark-toned", "the water appears dark"),
+                      "pale": ("the water looks pale", "the water is light-toned", "the water appears pale")}
+WATER_GRADIENT_PHRASES = ("the water grows paler toward the {toward}", "the water turns lighter toward the {toward}",
+                          "the water brightens toward the {toward}", "the water gets paler towards the {toward}")
+# no data in part of the tile ("{d}": north ... south-west; read back by claims: claim_vocab.NODATA_*)
+NODATA_SIDE_PHRASES = ("the tile has no data along the {d}ern edge", "there is no data in the {d}ern strip",
+                       "the image holds no data along the {d}ern side")
+NODATA_WIDE_PHRASES = ("the tile has no data in its {d}ern part", "there is no data across the {d}ern side",
+                       "the image holds no data in the {d}ern part")       # nodata >= 25 % of the tile
+NODATA_CORNER_PHRASES = ("there is no data in the {d}ern corner", "the tile has no data in the {d}ern corner")
