@@ -336,6 +336,7 @@ class CompositionCaptioner(Captioner):
 
     @staticmethod
     def _nodata(side: str, share: float, rng: random.Random) -> str:
+        pool: tuple[str, ...]
         if "-" in side:
             pool = P.NODATA_CORNER_PHRASES
         else:
