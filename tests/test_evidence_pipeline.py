@@ -166,3 +166,4 @@ def test_caption_naming_an_absent_class_lowers_the_tiles_grounding(job):
     base = grounding(rec.captions)
     assert base == pytest.approx(rec.metrics["grounding"])
     assert grounding(rec.captions[:-1] + [rec.captions[-1] + "; shrubland covers the south."]) < base - 5
+

@@ -10,6 +10,7 @@ import rasterio
 from groundsynth.artefacts.records import TileRecord
 from groundsynth.pipeline.runner import run_job
 from groundsynth.pipeline.synthetic_tiles import fit_sample
+from groundsynth.report.realism import realism_section
 from groundsynth.request.spec import Aoi, JobSpec, SplitOptions, StageConfig, SynthesisOptions
 from groundsynth.service.journal import Journal
 from tests.helpers_engines import TEST_STAGES, test_engines
@@ -98,5 +99,14 @@ def test_texture_job_on_rgb_tiles_with_boost_reports_realism_against_held_out_ti
         assert "spread ratio real" in page
         water = np.mean([r.composition[6] for r in syn])
         assert water > 0.2                                               # boost asked for 30 % Water
+        # the section came from the workers (report_metrics: its parts side by side on the executor); it is
+        # what realism_section computes from the same records in one process
+        assert report["timings"].get("realism", 0) > 0
+        records = sorted(journal.tiles("tex"), key=lambda r: (r.kind != "real", r.row, r.col, r.variant))
+        here_per_tile: dict = {}
+        here = realism_section(job, records, journal.get_meta("tex", "synthesis_fit"), here_per_tile, seed=4)
+        assert json.loads(json.dumps(here)) == rz
+        in_report = {t["tile_id"]: t["realism"] for t in report["tiles"] if "realism" in t}
+        assert in_report == json.loads(json.dumps(here_per_tile))
     finally:
         journal.close()

@@ -17,7 +17,7 @@ towards diversity, so free text may be somewhat more diverse than this says.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from groundsynth.metrics.claims import Claims, parse_claims
 
@@ -59,9 +59,12 @@ def canonical_redundancy(captions: Iterable[str]) -> float:
     return redundancy(canonical_form(c) for c in captions)
 
 
-def diversity(captions: Iterable[str]) -> dict:
-    """{"captions", "exact", "canonical", "unique_canonical"} of a set of captions (None rates when empty)."""
+def diversity(captions: Iterable[str], forms: Sequence[str] | None = None) -> dict:
+    """{"captions", "exact", "canonical", "unique_canonical"} of a set of captions (None rates when empty);
+    `forms`: their canonical forms when already known (one per caption, in order)."""
     caps = list(captions)
-    forms = [canonical_form(c) for c in caps]
+    forms = [canonical_form(c) for c in caps] if forms is None else list(forms)
+    if len(forms) != len(caps):
+        raise ValueError(f"expected one canonical form per caption, got {len(forms)} for {len(caps)}")
     return {"captions": len(caps), "exact": redundancy(caps) if caps else None,
             "canonical": redundancy(forms) if caps else None, "unique_canonical": len(set(forms))}

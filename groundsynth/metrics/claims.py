@@ -94,8 +94,8 @@ def _compiled() -> _Rules:
         ("no_dominant", None, _words(V.NO_DOMINANT)),
         ("dispersed", None, _words(V.DISPERSED)),
         *(("orientation", name, re.compile(rf"\b(?:{pat})\b", re.I)) for name, pat in V.ORIENTATION_PATTERNS),
-        *(("water_gradient", value, pattern) for value, pattern in _gradient_patterns()),
-        *(("nodata", value, pattern) for value, pattern in _nodata_patterns()),
+        ("water_gradient", None, _gradient_pattern()),
+        ("nodata", None, _nodata_pattern()),
     )
     kept = (("amount", _words(a for a, _ in V.AMOUNTS)), ("count", count), ("linear", linear),
             ("parcels", parcels), ("shore", _words(V.SHORE_TERMS)), ("shore_shape", _words(V.SHORE_SHAPES)),
@@ -110,27 +110,34 @@ def _compiled() -> _Rules:
         blanked=blanked, kept=kept, rank=_words(V.RANK_CUES))
 
 
-def _gradient_patterns() -> list[tuple[str, re.Pattern]]:
-    """(compass direction toward which the water grows paler, pattern) per compass word, compound ones first."""
-    from groundsynth.metrics.tile_facts import COMPASS
-
-    opposite = {name: min(COMPASS, key=lambda k: abs((COMPASS[k] - angle - 180.0) % 360.0)) for name, angle in
-                COMPASS.items()}
-    verbs = _alternation(V.GRADIENT_VERBS)
-    out = []
-    for word in V.COMPASS_WORDS:
-        where = rf"(?:toward|towards)\s+the\s+{re.escape(word)}(?![\w-])"
-        for shades, value in ((V.GRADIENT_PALER, word), (V.GRADIENT_DARKER, opposite[word])):
-            out.append((value, re.compile(rf"\b(?:(?:{verbs})\s+)?(?:{_alternation(shades)})\s+{where}", re.I)))
-        out.append((word, re.compile(rf"\bbrightens\s+{where}", re.I)))
-    return out
+def _gradient_pattern() -> re.Pattern:
+    """ "[grows] paler|darker toward the <compass>", "brightens toward the <compass>" (groups: shade, toward)."""
+    verbs, compass = _alternation(V.GRADIENT_VERBS), _alternation(V.COMPASS_WORDS)
+    shades = _alternation(V.GRADIENT_PALER + V.GRADIENT_DARKER + ("brightens",))
+    return re.compile(rf"\b(?:(?:{verbs})\s+)?(?P<shade>{shades})\s+(?:toward|towards)\s+the\s+"
+                      rf"(?P<toward>{compass})(?![\w-])", re.I)
 
 
-def _nodata_patterns() -> list[tuple[str, re.Pattern]]:
-    """(region, pattern) of "no data along the eastern edge" per compass word, compound ones first."""
+def _nodata_pattern() -> re.Pattern:
+    """ "no data along the eastern edge" (group: where)."""
     cues, preps, places = (_alternation(v) for v in (V.NODATA_CUES, V.NODATA_PREPOSITIONS, V.NODATA_PLACES))
-    return [(word, re.compile(rf"\b(?:{cues})\s+(?:{preps})\s+(?:the|its)\s+{re.escape(word)}(?:ern)?\s+(?:{places})\b",
-                              re.I)) for word in V.COMPASS_WORDS]
+    compass = _alternation(V.COMPASS_WORDS)
+    return re.compile(rf"\b(?:{cues})\s+(?:{preps})\s+(?:the|its)\s+(?P<where>{compass})(?:ern)?\s+(?:{places})\b",
+                      re.I)
+
+
+def _matched_value(kind: str, value: object, m: re.Match) -> object:
+    """The value of a blanked phrase: fixed, or read from the match (water gradient, no data)."""
+    if kind == "nodata":
+        return m.group("where").lower()
+    if kind == "water_gradient":
+        from groundsynth.metrics.tile_facts import COMPASS
+
+        toward = m.group("toward").lower()
+        if m.group("shade").lower() in V.GRADIENT_DARKER:     # darker toward X = paler toward the opposite way
+            return min(COMPASS, key=lambda k: abs((COMPASS[k] - COMPASS[toward] - 180.0) % 360.0))
+        return toward
+    return value
 
 
 # ------------------------------------------------------------------ claims
@@ -209,12 +216,14 @@ def _number(word: str) -> tuple[int, int]:
 def _phrases(text: str, rules: _Rules) -> tuple[str, list[tuple[str, object, int, int]]]:
     """(text with the blanked phrases replaced by spaces, [(kind, value, start, end)] of every phrase)."""
     found: list[tuple[str, object, int, int]] = []
-    chars = list(text)
     for kind, value, pattern in rules.blanked:
-        for m in pattern.finditer("".join(chars)):
-            found.append((kind, value, m.start(), m.end()))
-            chars[m.start():m.end()] = " " * (m.end() - m.start())
-    text = "".join(chars)
+        parts, last = [], 0
+        for m in pattern.finditer(text):
+            found.append((kind, _matched_value(kind, value, m), m.start(), m.end()))
+            parts += [text[last:m.start()], " " * (m.end() - m.start())]
+            last = m.end()
+        if parts:
+            text = "".join(parts) + text[last:]
     for kind, pattern in rules.kept:
         for m in pattern.finditer(text):
             found.append((kind, _value(kind, m), m.start(), m.end()))

@@ -160,6 +160,18 @@ class SummaryTask:
 
 
 @dataclass(frozen=True)
+class RealismTask:
+    """One part ("table" or "copies") of the report's realism section (groundsynth.report.realism)."""
+
+    part: str
+    plan: Any              # groundsynth.report.realism.RealismPlan
+    seed: int
+
+    def label(self) -> str:
+        return f"realism {self.part}"
+
+
+@dataclass(frozen=True)
 class ControlPair:
     """One tile of the grounding-control pass: its captions, its reference and its partner's (artefact
     paths relative to the job directory), and the metric prefix of the reference's family."""
@@ -180,7 +192,7 @@ class ControlTask:
         return f"grounding control of {len(self.pairs)} tiles"
 
 
-Task = RealTask | SyntheticTask | FitTask | SummaryTask | ControlTask
+Task = RealTask | SyntheticTask | FitTask | SummaryTask | ControlTask | RealismTask
 
 
 @dataclass(frozen=True)

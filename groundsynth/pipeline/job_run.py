@@ -110,6 +110,11 @@ class JobRun:
 
     def execute_one(self, task: Task, shared: Any = None) -> TaskResult:
         """One task (the fit, the set metrics) run to its end: not cancellable half-way."""
+        return self.execute_all([task], shared)[0]
+
+    def execute_all(self, tasks: Sequence[Task], shared: Any = None) -> list[TaskResult]:
+        """Tasks run side by side on the executor, each to its end (not cancellable half-way); their results
+        in task order."""
         out: list[TaskResult] = []
         from groundsynth.pipeline.executors.base import drive
 
@@ -117,8 +122,8 @@ class JobRun:
             self.timer.add(result.timings)
             out.append(result)
 
-        drive(self.executor, self.ctx, [task], keep, lambda: False, shared=shared)
-        return out[0]
+        drive(self.executor, self.ctx, list(tasks), keep, lambda: False, shared=shared)
+        return out
 
     # ------------------------------------------------------------ records
     def record_all(self, result: TaskResult) -> None:

@@ -90,7 +90,6 @@ def write_layers(run: JobRun) -> None:
 
 
 def write_report(run: JobRun, t_start: float) -> None:
-    from groundsynth.pipeline.context import SummaryTask
     from groundsynth.pipeline.grounding_control import apply_grounding_control
     from groundsynth.report import write_report as write_report_files
 
@@ -99,9 +98,7 @@ def write_report(run: JobRun, t_start: float) -> None:
         write_layers(run)                        # the tile grid gets the control scores
     records = sorted_records(run)
     t0 = time.perf_counter()
-    set_metrics: dict[str, Any] = {}
-    if "ground" in run.stages:
-        set_metrics = run.execute_one(SummaryTask(tuple(records))).value
+    set_metrics, realism_parts = report_metrics(run, records)
     context = {
         "job_id": run.job_id,
         "engines": {s: {"name": p.cls.name, "params": p.params} for s, p in run.prep.plans.items()},
@@ -115,6 +112,7 @@ def write_report(run: JobRun, t_start: float) -> None:
         "synthesis_fit": run.journal.get_meta(run.job_id, "synthesis_fit"),
         "layers": sorted(run.layers.values(), key=lambda d: d["layer"]),
         "grounding_control": control,
+        "realism_parts": realism_parts,
     }
     if run.prep.reference is not None:
         context["reference"] = {"sample": run.prep.reference, "owner": run.prep.reference_owner,
@@ -128,6 +126,27 @@ def write_report(run: JobRun, t_start: float) -> None:
     run.journal.set_meta(run.job_id, "report", {"json_path": "report.json", "html_path": html, "summary": numeric})
     run.emit(ReportReady(json_path="report.json", html_path=html, summary=numeric))
     run.progress("report", 1, 1)
+
+
+def report_metrics(run: JobRun, records: Sequence[TileRecord]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The report's heavy numbers, computed side by side on the executor's workers: the grounder's set metrics
+    and the two parts of the realism section (groundsynth.report.realism). (set metrics, realism parts)."""
+    from groundsynth.pipeline.context import RealismTask, SummaryTask
+    from groundsynth.report.realism import PARTS, RealismPlan, realism_plan
+
+    tasks: list[Any] = [SummaryTask(tuple(records))] if "ground" in run.stages else []
+    plan = realism_plan(records, run.journal.get_meta(run.job_id, "synthesis_fit"))
+    if isinstance(plan, RealismPlan):
+        tasks += [RealismTask(part, plan, int(run.spec.seed or 0)) for part in PARTS]
+    results = run.execute_all(tasks) if tasks else []
+    set_metrics: dict[str, Any] = {}
+    parts: dict[str, Any] = {}
+    for task, result in zip(tasks, results, strict=True):
+        if isinstance(task, SummaryTask):
+            set_metrics = result.value
+        else:
+            parts[task.part] = result.value
+    return set_metrics, parts
 
 
 def finish_outputs(run: JobRun, records: Sequence[TileRecord], summary: dict[str, Any]) -> None:

@@ -22,6 +22,7 @@ from groundsynth.pipeline.context import (
     ControlTask,
     FitTask,
     JobContext,
+    RealismTask,
     RealTask,
     StageTimer,
     SummaryTask,
@@ -60,6 +61,11 @@ def run_task(ctx: JobContext, task: Task, shared: object = None) -> TaskResult:
                 from groundsynth.pipeline.grounding_control import compute_control
 
                 result.value = compute_control(w, task)
+            elif isinstance(task, RealismTask):
+                from groundsynth.report.realism import realism_part
+
+                with timer("realism"):
+                    result.value = realism_part(ctx.job_dir, task.plan, task.part, task.seed)
             elif isinstance(task, SummaryTask):
                 grounder = w.engines["ground"]
                 result.value = w.engine_call("ground", ["summary"],

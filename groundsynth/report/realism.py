@@ -17,6 +17,7 @@ from __future__ import annotations
 import html
 from collections import defaultdict
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -64,10 +65,22 @@ def _load(job_dir: Path, recs: Sequence[TileRecord], mask_key: str, group: str =
     return TileSet.from_float(images, masks, groups, valids)
 
 
-def realism_section(job_dir: str | Path, records: Sequence[TileRecord], fit: dict | None,
-                    per_tile: dict[str, dict] | None = None, seed: int = 0) -> dict[str, Any] | None:
-    """The report's "realism" entry (None without synthetic tiles); fills `per_tile` for synthetic tiles."""
-    job_dir = Path(job_dir)
+@dataclass(frozen=True)
+class RealismPlan:
+    """Which tiles the realism section compares (tile records; picklable, so a worker can compute a part)."""
+
+    synth: tuple[TileRecord, ...]         # synthetic tiles (sources not held out), at most MAX_TILES
+    held: tuple[TileRecord, ...]          # held-out real tiles
+    reference: tuple[TileRecord, ...]     # the synthetic tiles' sources, at most MAX_TILES
+    sources: tuple[TileRecord, ...]       # every source tile of `synth` (for the copy check)
+    split: str
+
+
+PARTS = ("table", "copies")
+
+
+def realism_plan(records: Sequence[TileRecord], fit: dict | None) -> RealismPlan | dict[str, Any] | None:
+    """The tiles to compare; None without synthetic tiles, or the section itself when it cannot be measured."""
     synth_all = [r for r in records if r.kind == "synthetic" and not r.nodata
                  and r.artefacts.get("image") and r.artefacts.get("cond_mask")]
     if not synth_all:
@@ -85,28 +98,69 @@ def realism_section(job_dir: str | Path, records: Sequence[TileRecord], fit: dic
     sources = sorted({r.source_tile_id for r in synth if r.source_tile_id in by_id})
     if not synth or not sources:
         return {"available": False, "reason": "every synthetic tile comes from a held-out tile"}
-    S = _load(job_dir, synth, "cond_mask", "source")
-    B = _load(job_dir, held, "mask")
-    R = _load(job_dir, [by_id[i] for i in _even(sources, MAX_TILES)], "mask")
-    out: dict[str, Any] = {"available": True, "held_out_split": split, **realism_table(S, B, R, seed)}
-    out.update(_copies_and_diversity(job_dir, synth, S, B, R, by_id, per_tile))
-    fid = [r.metrics["fidelity_miou"] for r in synth if r.metrics.get("fidelity_miou") is not None]
+    return RealismPlan(tuple(synth), tuple(held), tuple(by_id[i] for i in _even(sources, MAX_TILES)),
+                       tuple(by_id[i] for i in sources), split)
+
+
+def realism_part(job_dir: str | Path, plan: RealismPlan, part: str, seed: int = 0
+                 ) -> tuple[dict[str, Any], dict[str, dict]]:
+    """One independent part of the section, (entries, per synthetic tile entries): "table" (the metrics
+    table and the speckle per tile) or "copies" (verbatim copies per tile, variant and real-pair distance).
+    The parts can run on different workers at the same time (groundsynth.pipeline.report_tasks)."""
+    job_dir = Path(job_dir)
+    S = _load(job_dir, plan.synth, "cond_mask", "source")
+    B = _load(job_dir, plan.held, "mask")
+    R = _load(job_dir, plan.reference, "mask")
+    per_tile: dict[str, dict] = {}
+    if part == "table":
+        out = dict(realism_table(S, B, R, seed))
+        centres = colour_centres(B, seed=seed)
+        for r, sp in zip(plan.synth, speckle_rate(S, centres), strict=True):
+            per_tile[r.tile_id] = {"speckle": sp}
+        return out, per_tile
+    if part == "copies":
+        return _copies_and_diversity(job_dir, plan, S, B, R, per_tile), per_tile
+    raise ValueError(f"unknown realism part {part!r}; expected one of {', '.join(PARTS)}")
+
+
+def assemble(plan: RealismPlan, parts: dict[str, tuple[dict[str, Any], dict[str, dict]]],
+             per_tile: dict[str, dict] | None = None) -> dict[str, Any]:
+    """The section from its parts (a dict part name -> realism_part's result); fills `per_tile`."""
+    out: dict[str, Any] = {"available": True, "held_out_split": plan.split, **parts["table"][0]}
+    out.update(parts["copies"][0])
+    fid = [r.metrics["fidelity_miou"] for r in plan.synth if r.metrics.get("fidelity_miou") is not None]
     out["layout_agreement"] = {"fidelity_miou_mean": float(np.mean(fid)) if fid else None,
                                "note": "layout agreement (the mask was followed), not realism"}
     if per_tile is not None:
-        centres = colour_centres(B, seed=seed)
-        for r, sp in zip(synth, speckle_rate(S, centres), strict=True):
-            per_tile.setdefault(r.tile_id, {})["speckle"] = sp
+        for name in reversed(PARTS):            # copies first, then speckle: the per-tile order of earlier reports
+            for tile_id, entries in parts[name][1].items():
+                per_tile.setdefault(tile_id, {}).update(entries)
     return out
 
 
-def _copies_and_diversity(job_dir: Path, synth: Sequence[TileRecord], S: TileSet, B: TileSet, R: TileSet,
-                          by_id: dict[str, TileRecord], per_tile: dict[str, dict] | None) -> dict[str, Any]:
+def realism_section(job_dir: str | Path, records: Sequence[TileRecord], fit: dict | None,
+                    per_tile: dict[str, dict] | None = None, seed: int = 0,
+                    parts: dict[str, tuple[dict[str, Any], dict[str, dict]]] | None = None) -> dict[str, Any] | None:
+    """The report's "realism" entry (None without synthetic tiles); fills `per_tile` for synthetic tiles.
+    `parts`: the parts already computed (on workers) for this records' plan; the missing ones are computed here."""
+    plan = realism_plan(records, fit)
+    if not isinstance(plan, RealismPlan):
+        return plan
+    done = dict(parts or {})
+    for name in PARTS:
+        if name not in done:
+            done[name] = realism_part(job_dir, plan, name, seed)
+    return assemble(plan, done, per_tile)
+
+
+def _copies_and_diversity(job_dir: Path, plan: RealismPlan, S: TileSet, B: TileSet, R: TileSet,
+                          per_tile: dict[str, dict]) -> dict[str, Any]:
     held_hashes = copies.hash_set(B.images, [B.valid(i) for i in range(len(B))])
+    by_id = {r.tile_id: r for r in plan.sources}
     src_cache: dict[str, np.ndarray] = {}
     from_src, from_held = [], []
     variants: dict[str, list[int]] = defaultdict(list)
-    for i, r in enumerate(synth):
+    for i, r in enumerate(plan.synth):
         src = r.source_tile_id
         if src not in src_cache and src in by_id:
             T = _load(job_dir, [by_id[src]], "mask")
@@ -117,8 +171,7 @@ def _copies_and_diversity(job_dir: Path, synth: Sequence[TileRecord], S: TileSet
         from_src.append(a)
         from_held.append(b)
         variants[src].append(i)
-        if per_tile is not None:
-            per_tile.setdefault(r.tile_id, {}).update(copied_from_source=a, copied_from_held_out=b)
+        per_tile.setdefault(r.tile_id, {}).update(copied_from_source=a, copied_from_held_out=b)
     dists = [copies.variant_distance([S.images[i] for i in idx], np.logical_and.reduce([S.valid(i) for i in idx]))
              for idx in variants.values() if len(idx) > 1]
     pairs = [p for p in dists if p is not None]

@@ -191,8 +191,10 @@ def summarise_records(records: Sequence[Any]) -> dict[str, Any]:
     # tiles of more than one class: a one-class tile (open sea) has only a handful of true things to say
     mixed = [r for r in recs if len(r.composition) == len(CLASS_NAMES) and 0 < max(r.composition) < 0.999]
     groups = (("all", recs), ("real", real), ("synthetic", synth), ("kept", kept), ("mixed", mixed))
+    forms = {r.tile_id: [caption_diversity.canonical_form(c) for c in r.captions] for r in recs}   # parsed once
     return {
-        "caption_diversity": {name: caption_diversity.diversity(caps(rs)) for name, rs in groups},
+        "caption_diversity": {name: caption_diversity.diversity(caps(rs), [f for r in rs for f in forms[r.tile_id]])
+                              for name, rs in groups},
         "counts": {"tiles_real": len(real), "tiles_synthetic": len(synth),
                    "tiles_nodata": len(records) - len(recs),
                    "captions": len(caps(recs))},
