@@ -3,6 +3,7 @@
 Sets (from the tile records and the fit's tile ids, journal meta "synthesis_fit"):
 - held out: real tiles of the test split that the synthesiser's fit never saw; when the job has
   none (a small grid in large split blocks may give no test tile), its validation tiles not fitted;
+  at most MAX_TILES of them, evenly sampled (so that the section's memory stays flat with the AOI);
 - synthetic: synthetic tiles whose source is not held out (at most MAX_TILES, evenly sampled),
   grouped by source tile; their class masks are the conditioning masks (the layout asked for);
 - reference: the real tiles those synthetic tiles came from (same layouts), i.e. what a perfect
@@ -55,14 +56,14 @@ def held_out(records: Sequence[TileRecord], fitted: set[str]) -> tuple[list[Tile
 def _load(job_dir: Path, recs: Sequence[TileRecord], mask_key: str, group: str = "tile") -> TileSet:
     from groundsynth.artefacts.tiles import read_image_tile, read_mask_tile
 
-    images, masks, valids, groups = [], [], [], []
-    for r in recs:
+    images, masks, groups = [], [], []
+    for r in recs:      # one tile at a time to uint8: never every tile as float32 at once
         img, valid = read_image_tile(job_dir / r.artefacts["image"])
-        images.append(img)
-        valids.append(valid)
-        masks.append(read_mask_tile(job_dir / r.artefacts[mask_key]))
+        one = TileSet.from_float([img], [read_mask_tile(job_dir / r.artefacts[mask_key])], [""], [valid])
+        images += one.images
+        masks += one.masks
         groups.append(r.source_tile_id if group == "source" else r.tile_id)
-    return TileSet.from_float(images, masks, groups, valids)
+    return TileSet(images, masks, groups)
 
 
 @dataclass(frozen=True)
@@ -93,6 +94,7 @@ def realism_plan(records: Sequence[TileRecord], fit: dict | None) -> RealismPlan
         return {"available": False, "reason": fit.get("warning") or "no real tile was held out of the fit "
                 "(no test or validation tile outside the fit)"}
     held_ids = {r.tile_id for r in held}
+    held = _even(held, MAX_TILES)           # a bounded sample: the section's memory does not grow with the AOI
     synth = _even([r for r in synth_all if r.source_tile_id not in held_ids], MAX_TILES)
     by_id = {r.tile_id: r for r in records}
     sources = sorted({r.source_tile_id for r in synth if r.source_tile_id in by_id})
