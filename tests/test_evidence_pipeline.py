@@ -88,6 +88,12 @@ def test_every_captioned_tile_is_scored_against_itself_and_a_partner(job):
             assert "grounding_labels_margin" in m and 0 <= m["grounding_labels"] <= 100
     margins = [r.metrics["self_consistency_margin"] for r in scored]
     assert np.mean(margins) > 10 and len(set(np.round(margins, 3))) > 3
+    # the real tiles were scored beside the synthesis fit (the workers it leaves idle), the rest at the end
+    journal = Journal(job_dir.parent.parent / "journal.sqlite")
+    try:
+        assert journal.get_meta(job_dir.name, "grounding_control_done") == ["real"]
+    finally:
+        journal.close()
 
 
 def test_report_says_self_consistency_and_shows_the_control(job):

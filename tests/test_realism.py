@@ -131,3 +131,50 @@ def test_the_report_says_why_realism_is_not_measured(tmp_path):
     assert fitted_all["available"] is False and "held out" in fitted_all["reason"]
     warned = realism_section(tmp_path, recs, {"tiles": ["a"], "warning": "no train-split tile"})
     assert warned == {"available": False, "reason": "no train-split tile"}
+
+
+# ------------------------------------------------------------------ bounded memory, same numbers
+
+def test_bounded_memory_versions_give_the_numbers_of_the_whole_set_at_once(sets):
+    """colour_centres samples tile by tile, the spectrum and the two-sample features go in chunks: the same
+    numbers as computing over every pixel / patch at once."""
+    from groundsynth.metrics import realism as R
+    from groundsynth.metrics import twosample as T
+
+    a = sets[0]
+    rng = np.random.default_rng(7)
+    pix = np.concatenate([a.images[i][:, a.valid(i)].T for i in range(len(a))]).astype(np.float32)
+    pix = pix[rng.choice(len(pix), 3000, replace=False)]
+    whole = pix[rng.choice(len(pix), 6, replace=False)]
+    for _ in range(20):                                     # the Lloyd rounds of colour_centres, on all pixels
+        lab = ((pix[:, None, :] - whole[None]) ** 2).sum(-1).argmin(1)
+        for j in range(len(whole)):
+            if (lab == j).any():
+                whole[j] = pix[lab == j].mean(axis=0)
+    assert np.array_equal(colour_centres(a, k=6, seed=7, sample=3000), whole)
+    p, _, _ = patches(a, size=16)
+    assert len(p) > T.FEATURE_CHUNK and len(p) > R.SPECTRUM_CHUNK
+    assert np.array_equal(T.patch_features(p), np.concatenate([T._features(p[i:i + 1]) for i in range(len(p))]))
+    b = p[:, :3].astype(np.float32).mean(axis=1) / 255.0
+    b -= b.mean(axis=(1, 2), keepdims=True)
+    h = np.hanning(16).astype(np.float32)
+    win = np.outer(h, h)
+    power = (np.abs(np.fft.fft2(b * win[None])) ** 2).mean(axis=0)
+    f = np.fft.fftfreq(16) * 16
+    r = np.rint(np.hypot(f[:, None], f[None, :])).astype(int)
+    keep = r <= 8
+    expected = np.bincount(r[keep], weights=power[keep], minlength=9) / np.bincount(r[keep], minlength=9)
+    assert R.radial_spectrum(p) == pytest.approx(expected, rel=1e-9)
+
+
+def test_the_report_compares_a_bounded_sample_of_held_out_tiles():
+    from groundsynth.report.realism import MAX_TILES, RealismPlan, realism_plan
+
+    real = [TileRecord(tile_id=f"r{i}", kind="real", row=0, col=i, artefacts={"image": "x", "mask": "y"},
+                       attributes={"split": "test" if i % 2 else "train"}) for i in range(4 * MAX_TILES)]
+    syn = [TileRecord(tile_id=f"r{i}_v1", kind="synthetic", row=0, col=i, variant=1, source_tile_id=f"r{i}",
+                      artefacts={"image": "x", "cond_mask": "y"}) for i in range(0, 4 * MAX_TILES, 2)]
+    plan = realism_plan(real + syn, {"tiles": [r.tile_id for r in real if r.attributes["split"] == "train"]})
+    assert isinstance(plan, RealismPlan)
+    assert len(plan.held) == MAX_TILES and len(plan.synth) == MAX_TILES and len(plan.reference) <= MAX_TILES
+    assert {r.attributes["split"] for r in plan.held} == {"test"}

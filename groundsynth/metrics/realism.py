@@ -144,19 +144,24 @@ def patches(s: TileSet, size: int = PATCH) -> tuple[np.ndarray, np.ndarray, list
             np.stack(masks) if masks else np.zeros((0, size, size), np.uint8), groups)
 
 
+SPECTRUM_CHUNK = 256
+
+
 def radial_spectrum(p: np.ndarray) -> np.ndarray:
     """Mean radially averaged power spectrum (radius 0..size/2) of the brightness of patches (n, C, s, s)."""
     n, _, size, _ = p.shape
     if n == 0:
         return np.full(size // 2 + 1, np.nan)
-    b = p[:, :3].astype(np.float32).mean(axis=1) / 255.0
-    b -= b.mean(axis=(1, 2), keepdims=True)
-    win = np.hanning(size).astype(np.float32)
-    power = np.abs(np.fft.fft2(b * np.outer(win, win)[None])) ** 2
+    win = np.outer(*(2 * [np.hanning(size).astype(np.float32)]))[None]
+    total = np.zeros((size, size))
+    for i in range(0, n, SPECTRUM_CHUNK):        # in chunks: the FFT's complex arrays stay small
+        b = p[i:i + SPECTRUM_CHUNK, :3].astype(np.float32).mean(axis=1) / 255.0
+        b -= b.mean(axis=(1, 2), keepdims=True)
+        total += (np.abs(np.fft.fft2(b * win)) ** 2).sum(axis=0)
     f = np.fft.fftfreq(size) * size
     r = np.rint(np.hypot(f[:, None], f[None, :])).astype(int)
     keep = r <= size // 2
-    sums = np.bincount(r[keep], weights=power.mean(axis=0)[keep], minlength=size // 2 + 1)
+    sums = np.bincount(r[keep], weights=(total / n)[keep], minlength=size // 2 + 1)
     return sums / np.maximum(np.bincount(r[keep], minlength=size // 2 + 1), 1)
 
 
@@ -175,9 +180,16 @@ def spectrum_stats(pa: np.ndarray, pb: np.ndarray) -> dict:
 def colour_centres(s: TileSet, k: int = SPECKLE_K, seed: int = 0, sample: int = 20000) -> np.ndarray:
     """k-means centres (k, C) of a sample of the set's valid pixels (Lloyd, 20 rounds, seeded)."""
     rng = np.random.default_rng(seed)
-    pix = np.concatenate([s.images[i][:, s.valid(i)].T for i in range(len(s))]).astype(np.float32)
-    if len(pix) > sample:
-        pix = pix[rng.choice(len(pix), sample, replace=False)]
+    counts = np.array([int(s.valid(i).sum()) for i in range(len(s))])
+    total = int(counts.sum())
+    # the sample drawn over all valid pixels in tile order, gathered tile by tile (never every pixel at once)
+    idx = rng.choice(total, sample, replace=False) if total > sample else np.arange(total)
+    starts = np.concatenate([[0], np.cumsum(counts)])
+    tile_of = np.searchsorted(starts, idx, side="right") - 1
+    pix = np.zeros((len(idx), s.channels), np.float32)
+    for i in np.unique(tile_of):
+        here = tile_of == i
+        pix[here] = s.images[i][:, s.valid(i)].T[idx[here] - starts[i]]
     centres = pix[rng.choice(len(pix), min(k, len(pix)), replace=False)]
     for _ in range(20):
         lab = ((pix[:, None, :] - centres[None]) ** 2).sum(-1).argmin(1)

@@ -32,6 +32,7 @@ SHRINK = 0.1
 FOLDS = 5
 REPEATS = 3
 MIN_PATCHES = 8
+FEATURE_CHUNK = 128
 
 
 def _autocorr(b: np.ndarray, dy: int, dx: int) -> np.ndarray:
@@ -42,7 +43,14 @@ def _autocorr(b: np.ndarray, dy: int, dx: int) -> np.ndarray:
 
 
 def patch_features(p: np.ndarray) -> np.ndarray:
-    """(n, 24) features of uint8 patches (n, C, s, s), C = 3 or 4 (see module doc)."""
+    """(n, 24) features of uint8 patches (n, C, s, s), C = 3 or 4 (see module doc); computed FEATURE_CHUNK
+    patches at a time, so that the float intermediates stay small however many patches there are."""
+    if len(p) <= FEATURE_CHUNK:
+        return _features(p)
+    return np.concatenate([_features(p[i:i + FEATURE_CHUNK]) for i in range(0, len(p), FEATURE_CHUNK)])
+
+
+def _features(p: np.ndarray) -> np.ndarray:
     x = p.astype(np.float32) / 255.0
     if x.shape[1] == 3:
         x = np.concatenate([x, x[:, 1:2]], axis=1)

@@ -22,6 +22,9 @@ The head pairs the records (`plan_control`) and hands batches of pairs (`Control
 captions and artefact paths, no pixels) to the job's executor; a worker (`compute_control`) reads
 the two references of each pair from the tile files and scores them with the job's grounder's
 claim-score parameters; the head writes the scores into the records (journal) in task order.
+The real tiles are scored beside the synthesis fit (`early_real_pass`: real tiles pair with real tiles
+only, and all of them are recorded by then, so the workers the fit leaves idle do it; journal meta
+`grounding_control_done` says so), the synthetic ones (or all, in a job without a fit) at the end.
 
 The pass also tells the report whether the ground engine's own `grounding` is self-consistency:
 the captioner reads the mask and the grounder's reference is the job's own segmenter with the same
@@ -83,39 +86,76 @@ def plan_control(run: JobRun, records: Sequence[TileRecord]) -> list[ControlPair
     return out
 
 
-def apply_grounding_control(run: JobRun) -> dict[str, Any]:
-    """Score every tile's captions against its own and its partner's reference; update the records.
-    {} when the job has no caption or ground stage."""
-    if "ground" not in run.stages or "caption" not in run.stages:
-        return {}
-    records = run.journal.tiles(run.job_id)
-    by_id = {r.tile_id: r for r in records}
-    prefixes = [p for p, _ in families(run, records)]
-    pairs = plan_control(run, records)
-    for rec in records:                          # a rerun (resume) starts from clean metrics
-        for prefix in prefixes:
-            for key in (prefix, f"{prefix}_mismatched", f"{prefix}_margin"):
-                rec.metrics.pop(key, None)
-    done: set[str] = set()
-    changed: dict[str, TileRecord] = {}
+EARLY_META = "grounding_control_done"      # journal meta: the kinds whose control scores are in the records
 
-    def commit(task: ControlTask, result: TaskResult) -> None:
+
+class ControlPass:
+    """The control scores of the tiles of some kinds: `tasks` for the executor, `commit` per result (in task
+    order), `save` writes the updated records to the journal."""
+
+    def __init__(self, run: JobRun, records: Sequence[TileRecord], kinds: Sequence[str]):
+        self.run = run
+        self.by_id = {r.tile_id: r for r in records}
+        prefixes = [p for p, _ in families(run, records)]
+        pairs = [p for p in plan_control(run, records) if self.by_id[p.tile_id].kind in kinds]
+        for rec in records:                      # a rerun (resume) starts from clean metrics
+            if rec.kind in kinds:
+                for prefix in prefixes:
+                    for key in (prefix, f"{prefix}_mismatched", f"{prefix}_margin"):
+                        rec.metrics.pop(key, None)
+        self.tasks = [ControlTask(tuple(pairs[i:i + BATCH])) for i in range(0, len(pairs), BATCH)]
+        self.changed: dict[str, TileRecord] = {}
+
+    def commit(self, task: ControlTask, result: TaskResult) -> None:
         for pair, scores in zip(task.pairs, result.value, strict=True):
-            rec = by_id[pair.tile_id]
-            changed[rec.tile_id] = rec
+            rec = self.by_id[pair.tile_id]
+            self.changed[rec.tile_id] = rec
             if scores is None:
                 continue
             own, mismatched = scores
             rec.metrics.update({pair.prefix: own, f"{pair.prefix}_mismatched": mismatched,
                                 f"{pair.prefix}_margin": own - mismatched})
             rec.attributes["control_partner"] = pair.partner_id
-            done.add(pair.prefix)
 
-    tasks = [ControlTask(tuple(pairs[i:i + BATCH])) for i in range(0, len(pairs), BATCH)]
-    if not run.execute(tasks, commit):
+    def save(self) -> None:
+        for rec in self.changed.values():
+            self.run.journal.update_tile(self.run.job_id, rec)
+
+
+def has_control(run: JobRun) -> bool:
+    return "ground" in run.stages and "caption" in run.stages
+
+
+def early_real_pass(run: JobRun) -> ControlPass | None:
+    """The real tiles' control, to run beside the synthesis fit (the workers would idle otherwise): real tiles
+    are paired with real tiles only, and every real tile is recorded by then. None when there is none to do."""
+    if not has_control(run) or "real" in (run.journal.get_meta(run.job_id, EARLY_META) or []):
+        return None
+    cp = ControlPass(run, run.journal.tiles(run.job_id, "real"), ("real",))
+    return cp if cp.tasks else None
+
+
+def finish_early_pass(run: JobRun, cp: ControlPass, results: Sequence[TaskResult]) -> None:
+    for task, result in zip(cp.tasks, results, strict=True):
+        cp.commit(task, result)
+    cp.save()
+    run.journal.set_meta(run.job_id, EARLY_META, ["real"])
+
+
+def apply_grounding_control(run: JobRun) -> dict[str, Any]:
+    """Score every tile's captions against its own and its partner's reference; update the records.
+    Tiles of a kind already scored (the real tiles, beside the fit: `early_real_pass`) keep their scores.
+    {} when the job has no caption or ground stage."""
+    if not has_control(run):
         return {}
-    for rec in changed.values():
-        run.journal.update_tile(run.job_id, rec)
+    done_early = set(run.journal.get_meta(run.job_id, EARLY_META) or [])
+    records = run.journal.tiles(run.job_id)
+    cp = ControlPass(run, records, [k for k in ("real", "synthetic") if k not in done_early])
+    if not run.execute(cp.tasks, cp.commit):
+        return {}
+    cp.save()
+    prefixes = [p for p, _ in families(run, records)]
+    done = {p for p in prefixes if any(f"{p}_margin" in r.metrics for r in records)}
     return {"families": {p: LABELS[p] for p in prefixes if p in done},
             "engine_grounding_is_self_consistency": engine_grounding_is_self_consistency(run, records)}
 

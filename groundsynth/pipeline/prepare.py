@@ -39,7 +39,7 @@ class RunOptions:
     workers: int = 0                # worker processes / Ray actors; 0 = one per core (per cluster CPU)
     ray_address: str = ""           # Ray cluster HOST:PORT; "" = start a local one
     in_flight: int = 0              # batches handed out and not yet recorded; 0 = two per worker
-    tile_cache_mb: int = 96         # real tiles a worker keeps in memory for fit and synthesis
+    tile_cache_mb: int = 32         # real tiles a worker keeps in memory for fit and synthesis
     gdal_cache_mb: int = 64         # GDAL block cache cap in every worker
 
 

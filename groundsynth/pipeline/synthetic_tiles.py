@@ -103,8 +103,14 @@ def synthesis_state(run: JobRun, real: Sequence[TileRecord]) -> Any:
     if sf is None:
         sample, warning = fit_sample(real, run.opt.fit_max_tiles)
         run.journal.set_meta(run.job_id, "synthesis_fit", {"tiles": [r.tile_id for r in sample], "warning": warning})
-        result = run.execute_one(FitTask(tuple(SourceTile.of(r) for r in sample), path))
-        sf = result.value
+        from groundsynth.pipeline.grounding_control import early_real_pass, finish_early_pass
+
+        control = early_real_pass(run)          # beside the fit, on the workers the fit leaves idle
+        fit = FitTask(tuple(SourceTile.of(r) for r in sample), path)
+        results = run.execute_all([fit, *(control.tasks if control else [])])
+        sf = results[0].value
+        if control is not None:
+            finish_early_pass(run, control, results[1:])
         run.journal.set_meta(run.job_id, META_KEY, {"path": STATE_NAME, "sha256": sf.sha256,
                                                     "engine": run.prep.plans["synthesise"].cls.name,
                                                     "fit_tiles": len(sample)})

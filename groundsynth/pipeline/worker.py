@@ -17,6 +17,7 @@ import pickle
 import signal
 import threading
 import time
+from typing import Any
 
 from groundsynth.pipeline.context import (
     ControlTask,
@@ -77,7 +78,29 @@ def run_task(ctx: JobContext, task: Task, shared: object = None) -> TaskResult:
     finally:
         _busy.clear()
     result.timings = dict(timer.seconds)
+    if isinstance(task, (RealismTask, SummaryTask, FitTask)):
+        release_freed_memory()           # the big one-off tasks: give their freed heap back to the system
     return result
+
+
+def release_freed_memory() -> None:
+    """glibc keeps freed heap memory for reuse (numpy's large temporaries come from the heap once its
+    mmap threshold has grown), so a worker would otherwise hold a finished task's peak for the rest of its
+    life; malloc_trim returns it. A no-op where there is no glibc."""
+    global _trim
+    if _trim is None:
+        import ctypes
+        import ctypes.util
+
+        try:
+            _trim = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+        except (OSError, AttributeError):
+            _trim = False
+    if _trim:
+        _trim(0)
+
+
+_trim: Any = None       # libc.malloc_trim, False where there is none, None before the first look
 
 
 def _portable(exc: BaseException) -> TaskFailure:

@@ -28,7 +28,7 @@ from groundsynth.artefacts.records import TileRecord
 from groundsynth.metrics import copies
 from groundsynth.metrics.realism import TileSet, colour_centres, realism_table, speckle_rate
 
-MAX_TILES = 128
+MAX_TILES = 64
 # (label, key in the section's "synthetic"/"real" dicts, target as text)
 ROWS = (("two-sample accuracy (0.5 = indistinguishable)", "two_sample", "<= 0.75"),
         ("per-class per-band W1 (uint8 levels)", "w1", "<= 2x real"),
@@ -165,6 +165,7 @@ def _copies_and_diversity(job_dir: Path, plan: RealismPlan, S: TileSet, B: TileS
     for i, r in enumerate(plan.synth):
         src = r.source_tile_id
         if src not in src_cache and src in by_id:
+            src_cache.clear()               # variants of a source are consecutive: keep one source's hashes
             T = _load(job_dir, [by_id[src]], "mask")
             src_cache[src] = copies.hash_set(T.images, [T.valid(0)])
         ok = S.valid(i)
