@@ -142,18 +142,22 @@ def finish_early_pass(run: JobRun, cp: ControlPass, results: Sequence[TaskResult
     run.journal.set_meta(run.job_id, EARLY_META, ["real"])
 
 
-def apply_grounding_control(run: JobRun) -> dict[str, Any]:
-    """Score every tile's captions against its own and its partner's reference; update the records.
-    Tiles of a kind already scored (the real tiles, beside the fit: `early_real_pass`) keep their scores.
-    {} when the job has no caption or ground stage."""
+def final_control_pass(run: JobRun, records: Sequence[TileRecord]) -> ControlPass | None:
+    """The pass over the tiles not scored yet (all, or the synthetic ones when the real tiles were scored
+    beside the fit: `early_real_pass`); None when the job has no caption or ground stage."""
     if not has_control(run):
-        return {}
+        return None
     done_early = set(run.journal.get_meta(run.job_id, EARLY_META) or [])
-    records = run.journal.tiles(run.job_id)
-    cp = ControlPass(run, records, [k for k in ("real", "synthetic") if k not in done_early])
-    if not run.execute(cp.tasks, cp.commit):
+    return ControlPass(run, records, [k for k in ("real", "synthetic") if k not in done_early])
+
+
+def summarise_control(run: JobRun, cp: ControlPass | None) -> dict[str, Any]:
+    """Save the pass's scores; the report's families and whether the engine's grounding is self-consistency
+    ({} without a pass)."""
+    if cp is None:
         return {}
     cp.save()
+    records = run.journal.tiles(run.job_id)
     prefixes = [p for p, _ in families(run, records)]
     done = {p for p in prefixes if any(f"{p}_margin" in r.metrics for r in records)}
     return {"families": {p: LABELS[p] for p in prefixes if p in done},

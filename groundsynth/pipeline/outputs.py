@@ -3,11 +3,12 @@ at the end of a job the mosaics' overviews and the STAC collection (finish_outpu
 
 Layers are rewritten every `layers_every` recorded tiles (at most about ten
 times a job, so big jobs stay linear) and once at the end; each rewrite emits
-LayerReady for every layer. The report comes last: the grounding-control pass
-(groundsynth.pipeline.grounding_control: captions scored, on the workers, against their own and a
-mismatched tile's reference, stored in the records; the tile grid is rewritten with them), set
-metrics from the grounder's `summarise` (run on a worker, where the engines are), then report.json
-and report.html (groundsynth.report). Every output lists tiles sorted by kind, row, col and
+LayerReady for every layer. The report comes last (`write_report`): while a head thread builds the
+mosaics' overviews, the workers run, side by side, the grounding-control pass
+(groundsynth.pipeline.grounding_control: captions scored against their own and a mismatched tile's
+reference, stored in the records; the tile grid is rewritten with them), the set metrics of the
+grounder's `summarise` (where the engines are) and the two parts of the realism section; then
+report.json and report.html (groundsynth.report) and the STAC collection. Every output lists tiles sorted by kind, row, col and
 variant, never in the order in which they finished.
 """
 from __future__ import annotations
@@ -58,7 +59,9 @@ def _layer_groups(records: Sequence[TileRecord]) -> dict[str, list[tuple[str, Ti
     return groups
 
 
-def write_layers(run: JobRun) -> None:
+def write_layers(run: JobRun, grid_only: bool = False) -> None:
+    """Write the VRT mosaics and the tile grid (`grid_only`: the tile grid alone, the mosaics being final:
+    the report phase builds their overviews meanwhile), then emit LayerReady for every layer."""
     run.since_layers = 0
     records = sorted_records(run)
     if not records:
@@ -70,6 +73,9 @@ def write_layers(run: JobRun) -> None:
         n_outputs = len(groups) + 1        # the VRTs and tiles.gpkg
         for layer in sorted(groups):
             run.progress("outputs", len(written), n_outputs)
+            if grid_only:
+                written.append((layer, f"{layer}.vrt", "vrt"))
+                continue
             tiles = [VrtTile(rel, r.col_off, r.row_off, r.width, r.height) for rel, r in groups[layer]]
             if layer.split("_v")[0].endswith("_image"):
                 n = 4 if prep.has_nir else 3
@@ -90,15 +96,25 @@ def write_layers(run: JobRun) -> None:
 
 
 def write_report(run: JobRun, t_start: float) -> None:
-    from groundsynth.pipeline.grounding_control import apply_grounding_control
+    """The end of a job, as a small graph: the mosaics' overviews are built in a head thread (GDAL) while the
+    workers score the grounding control and compute the set metrics and the realism parts side by side;
+    then report.json/html, the STAC collection, ReportReady."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from groundsynth.pipeline.grounding_control import final_control_pass, summarise_control
     from groundsynth.report import write_report as write_report_files
 
-    control = apply_grounding_control(run)      # own / mismatched / margin per tile, into the journal
-    if control.get("families"):
-        write_layers(run)                        # the tile grid gets the control scores
     records = sorted_records(run)
-    t0 = time.perf_counter()
-    set_metrics, realism_parts = report_metrics(run, records)
+    with ThreadPoolExecutor(1, thread_name_prefix="overviews") as pool:
+        overviews = pool.submit(build_mosaic_overviews, run)
+        t0 = time.perf_counter()
+        control_pass = final_control_pass(run, records)
+        set_metrics, realism_parts = report_metrics(run, records, control_pass)
+        control = summarise_control(run, control_pass)
+        if control.get("families"):
+            write_layers(run, grid_only=True)      # the tile grid gets the control scores
+        records = sorted_records(run)
+        overviews.result()                          # raises what the thread raised
     context = {
         "job_id": run.job_id,
         "engines": {s: {"name": p.cls.name, "params": p.params} for s, p in run.prep.plans.items()},
@@ -119,7 +135,7 @@ def write_report(run: JobRun, t_start: float) -> None:
                                 "cells": run.prep.grid.cells}
     summary = write_report_files(run.dir, run.spec, records, context) or {}
     run.timer.seconds["report"] += time.perf_counter() - t0
-    finish_outputs(run, records, summary)
+    finish_outputs(run, records, summary, overviews=False)
     html = "report.html" if (run.dir / "report.html").exists() else ""
     numeric = {str(k): float(v) for k, v in summary.items()
                if isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool)}
@@ -128,13 +144,17 @@ def write_report(run: JobRun, t_start: float) -> None:
     run.progress("report", 1, 1)
 
 
-def report_metrics(run: JobRun, records: Sequence[TileRecord]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The report's heavy numbers, computed side by side on the executor's workers: the grounder's set metrics
+def report_metrics(run: JobRun, records: Sequence[TileRecord], control: Any = None
+                   ) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The report's heavy numbers, computed side by side on the executor's workers: the grounding-control
+    pass's tasks (`control`, a grounding_control.ControlPass, committed into it), the grounder's set metrics
     and the two parts of the realism section (groundsynth.report.realism). (set metrics, realism parts)."""
-    from groundsynth.pipeline.context import RealismTask, SummaryTask
+    from groundsynth.pipeline.context import ControlTask, RealismTask, SummaryTask
     from groundsynth.report.realism import PARTS, RealismPlan, realism_plan
 
-    tasks: list[Any] = [SummaryTask(tuple(records))] if "ground" in run.stages else []
+    tasks: list[Any] = list(control.tasks) if control is not None else []
+    if "ground" in run.stages:
+        tasks.append(SummaryTask(tuple(records)))
     plan = realism_plan(records, run.journal.get_meta(run.job_id, "synthesis_fit"))
     if isinstance(plan, RealismPlan):
         tasks += [RealismTask(part, plan, int(run.spec.seed or 0)) for part in PARTS]
@@ -142,19 +162,28 @@ def report_metrics(run: JobRun, records: Sequence[TileRecord]) -> tuple[dict[str
     set_metrics: dict[str, Any] = {}
     parts: dict[str, Any] = {}
     for task, result in zip(tasks, results, strict=True):
-        if isinstance(task, SummaryTask):
+        if isinstance(task, ControlTask):
+            control.commit(task, result)
+        elif isinstance(task, SummaryTask):
             set_metrics = result.value
         else:
             parts[task.part] = result.value
     return set_metrics, parts
 
 
-def finish_outputs(run: JobRun, records: Sequence[TileRecord], summary: dict[str, Any]) -> None:
-    """End of a job: overviews (<layer>.vrt.ovr) for the mosaics, the STAC collection of the tiles."""
+def build_mosaic_overviews(run: JobRun) -> None:
+    """<layer>.vrt.ovr for every mosaic (GDAL's block cache capped meanwhile)."""
     with run.timer("overviews"), gdal_cache_cap(run.opt.gdal_cache_mb):
-        for layer in run.layers.values():
+        for layer in list(run.layers.values()):
             if layer["format"] == "vrt":
                 build_overviews(run.dir / layer["path"], palette=not layer["layer"].split("_v")[0].endswith("_image"))
+
+
+def finish_outputs(run: JobRun, records: Sequence[TileRecord], summary: dict[str, Any],
+                   overviews: bool = True) -> None:
+    """End of a job: overviews (<layer>.vrt.ovr) for the mosaics (unless built already), the STAC collection."""
+    if overviews:
+        build_mosaic_overviews(run)
     with run.timer("stac"):
         write_job_collection(run.dir, run.job_id, records, run.spec.to_dict(), summary, run.prep.crs_wkt,
                              4 if run.prep.has_nir else 3)
