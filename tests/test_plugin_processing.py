@@ -152,32 +152,13 @@ def test_bands_left_out_default_to_red_green_blue_as_qgis_process_needs(server, 
 def _reference_layer(raster: Path, rows: list[tuple[float, float, str]]) -> QgsVectorLayer:
     """A memory point layer in EPSG:4326 (not the raster's CRS) of (column, row, class) in raster pixels."""
     import rasterio
-    from qgis.core import (
-        QgsCoordinateReferenceSystem,
-        QgsCoordinateTransform,
-        QgsFeature,
-        QgsField,
-        QgsGeometry,
-        QgsPointXY,
-        QgsProject,
-    )
-    from qgis.PyQt.QtCore import QVariant
+
+    from tests.test_plugin_reference import layer_of, to_wgs84
 
     with rasterio.open(raster) as src:
-        xy = [(src.xy(r, c), v) for c, r, v in rows]
-        crs = QgsCoordinateReferenceSystem(src.crs.to_string())
-    to_wgs84 = QgsCoordinateTransform(crs, QgsCoordinateReferenceSystem("EPSG:4326"), QgsProject.instance())
-    layer = QgsVectorLayer("Point?crs=EPSG:4326", "samples", "memory")
-    layer.dataProvider().addAttributes([QgsField("label", QVariant.Type.String)])
-    layer.updateFields()
-    feats = []
-    for (x, y), value in xy:
-        f = QgsFeature(layer.fields())
-        f.setGeometry(QgsGeometry.fromPointXY(to_wgs84.transform(QgsPointXY(x, y))))
-        f["label"] = value
-        feats.append(f)
-    layer.dataProvider().addFeatures(feats)
-    return layer
+        assert src.crs.to_epsg() == 32618
+        points = [(to_wgs84(*src.xy(r, c)), v) for c, r, v in rows]
+    return layer_of("Point", "EPSG:4326", [(f"POINT({x!r} {y!r})", {"label": v}) for (x, y), v in points])
 
 
 def test_a_job_algorithm_sends_reference_samples_and_returns_the_accuracy(server, provider, tmp_path):
