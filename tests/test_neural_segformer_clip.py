@@ -181,3 +181,27 @@ def test_clip_missing_and_corrupt_weights(tmp_path):
         E({"weights": str(bad)}).ground(_items(1))
     ok, reason = E.availability(str(tmp_path))
     assert not ok and str(tmp_path / "clip") in reason
+
+
+def test_clip_summary_embeds_the_tiles_another_worker_grounded(clip_weights, tmp_path):
+    """With several workers each grounds a share of the tiles; the set metrics run on one of them, which reads
+    the tiles it did not ground from the job folder (ctx.extra["job_dir"]) and so sees every tile."""
+    from affine import Affine
+
+    from groundsynth.artefacts.tiles import from_uint8, to_uint8, write_image_tile
+
+    items = _items()
+    for it in items:                                   # the images as the pipeline keeps them: their file values
+        it.image, _ = from_uint8(to_uint8(it.image, it.valid))
+    ctx = EngineContext(extra={"job_dir": str(tmp_path)})
+    worker_a = get_engine("ground", "clip")(clip_weights["openai"], ctx)
+    res = worker_a.ground(items[:3]) + get_engine("ground", "clip")(clip_weights["openai"], ctx).ground(items[3:])
+    recs = []
+    for i, (it, m) in enumerate(zip(items, res, strict=True)):
+        write_image_tile(tmp_path / f"{it.tile_id}.tif", it.image, it.valid, Affine.identity(), None)
+        recs.append(TileRecord(it.tile_id, it.kind, 0, i, metrics=m, artefacts={"image": f"{it.tile_id}.tif"}))
+    everything = get_engine("ground", "clip")(clip_weights["openai"], EngineContext())
+    everything.ground(items)
+    expected = everything.summarise(recs)["separability_silhouette"]
+    assert worker_a.summarise(recs)["separability_silhouette"] == pytest.approx(expected, abs=1e-5)
+    assert set(worker_a._embeddings) == {it.tile_id for it in items}

@@ -43,7 +43,7 @@ class WorkerJob:
                              has_nir=ctx.has_nir,
                              extra={"stretch": dict(ctx.stretch), "label_raster_path": ctx.label_raster_path,
                                     "swir_roles": list(ctx.swir_roles),
-                                    "job_id": ctx.job_id})
+                                    "job_id": ctx.job_id, "job_dir": str(ctx.job_dir)})
         for plan in ctx.plans:
             with timer(f"load_{plan.stage}"):
                 self.engines[plan.stage] = plan.cls(dict(plan.raw_params), ectx)

@@ -308,6 +308,22 @@ class ClipGrounder(Grounder):
             out.append(res)
         return out
 
+    def _embed_missing(self, records: Sequence[Any]) -> None:
+        """Embeddings of the grounded tiles this process did not ground itself (with several workers each
+        grounded a share of the tiles), from their image files in the job folder (ctx.extra["job_dir"])."""
+        job_dir = (self.ctx.extra or {}).get("job_dir")
+        todo = [r for r in records if r.tile_id not in self._embeddings and "clipscore" in r.metrics
+                and not r.nodata and r.artefacts.get("image")]
+        if not job_dir or not todo:
+            return
+        from groundsynth.artefacts.tiles import read_image_tile
+
+        for i in range(0, len(todo), self.p["batch_size"]):
+            part = todo[i:i + self.p["batch_size"]]
+            emb = self.embed_images([read_image_tile(Path(job_dir) / r.artefacts["image"])[0] for r in part])
+            for r, e in zip(part, emb, strict=True):
+                self._embeddings[r.tile_id] = (r.kind, e)
+
     def summarise(self, records: Sequence[Any]) -> dict[str, Any]:
         summary: dict[str, Any] = {}
         if self.p["with_composition"]:
@@ -321,6 +337,7 @@ class ClipGrounder(Grounder):
                     if "clipscore" in r.metrics and (kind is None or r.kind == kind)]
             if vals:
                 summary["clipscore_mean" + (f"_{kind}" if kind else "")] = float(np.mean(vals))
+        self._embed_missing(records)
         ids = [r.tile_id for r in records if r.tile_id in self._embeddings]
         if ids:
             kinds = [self._embeddings[i][0] for i in ids]
