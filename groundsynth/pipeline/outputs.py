@@ -1,5 +1,5 @@
 """Job-level outputs: one VRT mosaic per layer kind, the tile grid GeoPackage, and the report;
-at the end of a job the mosaics' overviews and the STAC collection (finish_outputs).
+at the end of a job the mosaics' overviews (build_mosaic_overviews) and the STAC collection (finish_outputs).
 
 Layers are rewritten every `layers_every` recorded tiles (at most about ten
 times a job, so big jobs stay linear) and once at the end; each rewrite emits
@@ -109,7 +109,7 @@ def write_report(run: JobRun, t_start: float) -> None:
         overviews = pool.submit(build_mosaic_overviews, run)
         t0 = time.perf_counter()
         control_pass = final_control_pass(run, records)
-        set_metrics, realism_parts = report_metrics(run, records, control_pass)
+        set_metrics, realism = report_metrics(run, records, control_pass)
         control = summarise_control(run, control_pass)
         if control.get("families"):
             write_layers(run, grid_only=True)      # the tile grid gets the control scores
@@ -128,14 +128,14 @@ def write_report(run: JobRun, t_start: float) -> None:
         "synthesis_fit": run.journal.get_meta(run.job_id, "synthesis_fit"),
         "layers": sorted(run.layers.values(), key=lambda d: d["layer"]),
         "grounding_control": control,
-        "realism_parts": realism_parts,
+        "realism": realism,
     }
     if run.prep.reference is not None:
         context["reference"] = {"sample": run.prep.reference, "owner": run.prep.reference_owner,
                                 "cells": run.prep.grid.cells}
     summary = write_report_files(run.dir, run.spec, records, context) or {}
     run.timer.seconds["report"] += time.perf_counter() - t0
-    finish_outputs(run, records, summary, overviews=False)
+    finish_outputs(run, records, summary)
     html = "report.html" if (run.dir / "report.html").exists() else ""
     numeric = {str(k): float(v) for k, v in summary.items()
                if isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool)}
@@ -145,10 +145,11 @@ def write_report(run: JobRun, t_start: float) -> None:
 
 
 def report_metrics(run: JobRun, records: Sequence[TileRecord], control: Any = None
-                   ) -> tuple[dict[str, Any], dict[str, Any]]:
+                   ) -> tuple[dict[str, Any], tuple[Any, dict[str, Any]]]:
     """The report's heavy numbers, computed side by side on the executor's workers: the grounding-control
     pass's tasks (`control`, a grounding_control.ControlPass, committed into it), the grounder's set metrics
-    and the two parts of the realism section (groundsynth.report.realism). (set metrics, realism parts)."""
+    and the two parts of the realism section (groundsynth.report.realism). (set metrics, (realism plan, its
+    parts)): the plan as realism_plan gave it, which is the section itself when realism cannot be measured."""
     from groundsynth.pipeline.context import ControlTask, RealismTask, SummaryTask
     from groundsynth.report.realism import PARTS, RealismPlan, realism_plan
 
@@ -168,7 +169,7 @@ def report_metrics(run: JobRun, records: Sequence[TileRecord], control: Any = No
             set_metrics = result.value
         else:
             parts[task.part] = result.value
-    return set_metrics, parts
+    return set_metrics, (plan, parts)
 
 
 def build_mosaic_overviews(run: JobRun) -> None:
@@ -179,11 +180,9 @@ def build_mosaic_overviews(run: JobRun) -> None:
                 build_overviews(run.dir / layer["path"], palette=not layer["layer"].split("_v")[0].endswith("_image"))
 
 
-def finish_outputs(run: JobRun, records: Sequence[TileRecord], summary: dict[str, Any],
-                   overviews: bool = True) -> None:
-    """End of a job: overviews (<layer>.vrt.ovr) for the mosaics (unless built already), the STAC collection."""
-    if overviews:
-        build_mosaic_overviews(run)
+def finish_outputs(run: JobRun, records: Sequence[TileRecord], summary: dict[str, Any]) -> None:
+    """End of a job, after the report: the STAC collection of the tiles (the mosaics' overviews were built
+    beside the report's numbers: write_report)."""
     with run.timer("stac"):
         write_job_collection(run.dir, run.job_id, records, run.spec.to_dict(), summary, run.prep.crs_wkt,
                              4 if run.prep.has_nir else 3)

@@ -179,7 +179,7 @@ def build_report(job_dir: Path, spec: JobSpec, records: Sequence[TileRecord], co
     labels = label_evaluation(job_dir, records, per_tile_labels)
     per_tile_realism: dict[str, dict] = {}
     realism = realism_section(job_dir, records, context.get("synthesis_fit"), per_tile_realism,
-                              int(context.get("seed", spec.seed) or 0), parts=context.get("realism_parts"))
+                              int(context.get("seed", spec.seed) or 0), precomputed=context.get("realism"))
     accuracy = None
     if context.get("reference"):
         from groundsynth.report.accuracy_report import assess

@@ -108,7 +108,7 @@ def realism_part(job_dir: str | Path, plan: RealismPlan, part: str, seed: int = 
                  ) -> tuple[dict[str, Any], dict[str, dict]]:
     """One independent part of the section, (entries, per synthetic tile entries): "table" (the metrics
     table and the speckle per tile) or "copies" (verbatim copies per tile, variant and real-pair distance).
-    The parts can run on different workers at the same time (groundsynth.pipeline.report_tasks)."""
+    The parts can run on different workers at the same time (groundsynth.pipeline.outputs.report_metrics)."""
     job_dir = Path(job_dir)
     S = _load(job_dir, plan.synth, "cond_mask", "source")
     B = _load(job_dir, plan.held, "mask")
@@ -142,13 +142,15 @@ def assemble(plan: RealismPlan, parts: dict[str, tuple[dict[str, Any], dict[str,
 
 def realism_section(job_dir: str | Path, records: Sequence[TileRecord], fit: dict | None,
                     per_tile: dict[str, dict] | None = None, seed: int = 0,
-                    parts: dict[str, tuple[dict[str, Any], dict[str, dict]]] | None = None) -> dict[str, Any] | None:
+                    precomputed: tuple[Any, dict[str, tuple[dict[str, Any], dict[str, dict]]]] | None = None
+                    ) -> dict[str, Any] | None:
     """The report's "realism" entry (None without synthetic tiles); fills `per_tile` for synthetic tiles.
-    `parts`: the parts already computed (on workers) for this records' plan; the missing ones are computed here."""
-    plan = realism_plan(records, fit)
+    `precomputed`: (realism_plan's result, the parts already computed for it on workers:
+    groundsynth.pipeline.outputs.report_metrics); the missing parts are computed here."""
+    plan, parts = precomputed if precomputed is not None else (realism_plan(records, fit), {})
     if not isinstance(plan, RealismPlan):
         return plan
-    done = dict(parts or {})
+    done = dict(parts)
     for name in PARTS:
         if name not in done:
             done[name] = realism_part(job_dir, plan, name, seed)
