@@ -251,8 +251,8 @@ def _water_look(claims: Claims, f: TileFacts, out: Deductions) -> None:
 
 
 def _nodata(claims: Claims, f: TileFacts, out: Deductions) -> None:
+    share = f.nodata_share
     for region in claims.nodata_at:
-        share = 1.0 - f.n_valid / f.mask.size
         if share < 0.01:
             out.append((LOOK_PENALTY, f"says there is no data in the {region}, but the tile has {100 * share:.1f}%"))
         elif f.nodata_concentration(region) < 1.0:

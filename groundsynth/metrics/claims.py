@@ -47,7 +47,7 @@ from groundsynth.metrics.claim_vocab import (  # noqa: F401  (re-exported: the p
     NEGATION_CUES,
     REGION_PATTERNS,
 )
-from groundsynth.metrics.tile_facts import centroid_region, enrichment, region_mask  # noqa: F401  (re-exported)
+from groundsynth.metrics.tile_facts import COMPASS, centroid_region, direction_difference, enrichment, region_mask  # noqa: F401  (re-exported)
 from groundsynth.request.classes import CLASS_NAMES
 
 REGIONS = tuple(name for name, _ in REGION_PATTERNS)
@@ -131,11 +131,9 @@ def _matched_value(kind: str, value: object, m: re.Match) -> object:
     if kind == "nodata":
         return m.group("where").lower()
     if kind == "water_gradient":
-        from groundsynth.metrics.tile_facts import COMPASS
-
         toward = m.group("toward").lower()
         if m.group("shade").lower() in V.GRADIENT_DARKER:     # darker toward X = paler toward the opposite way
-            return min(COMPASS, key=lambda k: abs((COMPASS[k] - COMPASS[toward] - 180.0) % 360.0))
+            return min(COMPASS, key=lambda k: direction_difference(COMPASS[k], COMPASS[toward] + 180.0))
         return toward
     return value
 

@@ -341,11 +341,15 @@ class TileFacts:
         inside = region_mask(region, self.height, self.width)
         return (int((nodata & inside).sum()) / n) / (inside.sum() / self.mask.size)
 
+    @property
+    def nodata_share(self) -> float:
+        """Share of the tile's pixels that are nodata."""
+        return 1.0 - self.n_valid / self.mask.size
+
     @cached_property
     def nodata_side(self) -> str | None:
         """Where the tile's nodata lies (module doc), or None."""
-        share = 1.0 - self.n_valid / self.mask.size
-        if share < NODATA_MIN_SHARE or self.n_valid == 0:
+        if self.nodata_share < NODATA_MIN_SHARE or self.n_valid == 0:
             return None
         region = centroid_region(np.where(self.valid, 0, 1).astype(np.uint8), 1)
         if region in (None, "centre") or self.nodata_concentration(region) < 1.2:

@@ -269,7 +269,7 @@ class CompositionCaptioner(Captioner):
         if f.shoreline is not None and WATER in f.classes:
             out.append(partial(self._shore, f))
         if f.nodata_side is not None:
-            out.append(partial(self._nodata, f.nodata_side, 1.0 - f.n_valid / f.mask.size))
+            out.append(partial(self._nodata, f.nodata_side, f.nodata_share))
         look = f.water_look if WATER in f.classes else None
         if look is not None and look.tone is not None:
             out.append(partial(self._water_tone, look.tone))
