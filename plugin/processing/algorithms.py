@@ -47,7 +47,7 @@ from ..connection.api import BackendClient, read_token, state_name
 from ..errors import PluginError, user_message
 from ..job_request import JobRequest, StageChoice, parse_engines, parse_params, parse_targets
 from ..layers.results import ArtefactSource
-from ..reference import ReferenceError, inline_features, source_features
+from ..reference import inline_features, source_features
 from ..settings import PluginSettings
 
 MASK_STRATEGIES = ("real", "boost", "layout")
@@ -223,10 +223,8 @@ class GroundSynthAlgorithm(QgsProcessingAlgorithm):
         if not class_field:
             raise QgsProcessingException(f"Invalid input: REFERENCE_CLASS, the class attribute of {name}, is missing "
                                          f"(it has: {', '.join(source.fields().names()) or 'no attributes'})")
-        try:
-            return inline_features(source_features(source, class_field, name, source.sourceCrs()))
-        except ReferenceError as exc:
-            raise QgsProcessingException(f"{exc.title}: {exc.text}") from None
+        # a bad class value raises ReferenceError, a PluginError: processAlgorithm reports it like the others
+        return inline_features(source_features(source, class_field, name, source.sourceCrs()))
 
     def _band(self, parameters, key: str, default: int, context) -> int:
         """A band parameter; left out or empty = `default`."""
