@@ -11,7 +11,7 @@ from affine import Affine
 from rio_cogeo.cogeo import cog_validate
 
 from groundsynth.artefacts.tiles import read_image_tile, read_mask_tile, write_image_tile, write_mask_tile
-from groundsynth.artefacts.vrt import VrtTile, build_overviews, ovr_path, write_vrt
+from groundsynth.artefacts.vrt import VrtTile, build_overviews, overview_settings, ovr_path, write_vrt
 from groundsynth.request.classes import CLASS_COLORS
 from tests.stac_offline import offline_validation, validate_tree
 
@@ -142,3 +142,13 @@ def test_a_job_writes_cog_tiles_overviews_and_a_valid_stac_collection(tmp_path):
     doc["assets"]["mask"]["classification:classes"][0]["color_hint"] = "green"
     with offline_validation(), pytest.raises(pystac.errors.STACValidationError):
         pystac.validation.validate_dict(doc)                     # the validator does check the extensions
+
+
+def test_overview_settings_hold_one_row_of_tiles_within_the_cap():
+    row = 40 * 256 * 256 * 4                                   # a mosaic 40 tiles of 256 px wide, 4 bands
+    s = overview_settings(40 * 256, 256, 256 * 256 * 4, cache_cap_mb=64)
+    assert s["GDAL_MAX_DATASET_POOL_SIZE"] >= 40               # every tile of a row stays open
+    assert 1.5 * row <= s["GDAL_CACHEMAX"] <= 64 << 20          # and cached once decoded, under the cap
+    assert s["GDAL_OVR_CHUNKYSIZE"] < 256                       # a strip of rows, not GDAL's default
+    assert overview_settings(400 * 256, 256, 256 * 256 * 4, cache_cap_mb=64)["GDAL_CACHEMAX"] == 64 << 20
+    assert overview_settings(2 * 256, 256, 256 * 256 * 4, cache_cap_mb=64)["GDAL_CACHEMAX"] == 16 << 20

@@ -178,3 +178,15 @@ def test_the_report_compares_a_bounded_sample_of_held_out_tiles():
     assert isinstance(plan, RealismPlan)
     assert len(plan.held) == MAX_TILES and len(plan.synth) == MAX_TILES and len(plan.reference) <= MAX_TILES
     assert {r.attributes["split"] for r in plan.held} == {"test"}
+
+
+def test_hash_set_is_the_sorted_unique_block_hashes_of_every_tile():
+    rng = np.random.default_rng(3)
+    tiles = [rng.integers(0, 255, (3, 40, 40), dtype=np.uint8) for _ in range(3)]
+    tiles.append(tiles[0].copy())                               # duplicate blocks across tiles: kept once
+    valids = [np.ones((40, 40), bool) for _ in tiles]
+    pairs = [copies.block_hashes(t, v) for t, v in zip(tiles, valids, strict=True)]
+    expect = np.unique(np.concatenate([h[u] for h, u in pairs]))
+    got = copies.hash_set(tiles, valids)
+    assert got.dtype == np.uint64 and np.array_equal(got, expect)
+    assert copies.hash_set([], []).size == 0

@@ -75,8 +75,16 @@ def hash_set(images: Sequence[np.ndarray], valids: Sequence[np.ndarray], b: int 
     parts = []
     for u8, ok in zip(images, valids, strict=True):
         h, use = block_hashes(u8, ok, b)
-        parts.append(h[use])
-    return np.unique(np.concatenate(parts)) if parts else np.zeros(0, np.uint64)
+        parts.append(np.unique(h[use]))
+    if not parts:
+        return np.zeros(0, np.uint64)
+    out = np.concatenate(parts)
+    del parts
+    out.sort()                  # in place, then the duplicates out: np.unique would hold two more copies
+    keep = np.empty(out.size, bool)
+    keep[:1] = True
+    np.not_equal(out[1:], out[:-1], out=keep[1:])
+    return out[keep]
 
 
 def copied_share(u8: np.ndarray, valid: np.ndarray, reference: np.ndarray, b: int = BLOCK) -> float:

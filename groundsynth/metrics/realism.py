@@ -144,7 +144,7 @@ def patches(s: TileSet, size: int = PATCH) -> tuple[np.ndarray, np.ndarray, list
             np.stack(masks) if masks else np.zeros((0, size, size), np.uint8), groups)
 
 
-SPECTRUM_CHUNK = 256
+SPECTRUM_CHUNK = 64
 
 
 def radial_spectrum(p: np.ndarray) -> np.ndarray:

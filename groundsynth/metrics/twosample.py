@@ -32,7 +32,7 @@ SHRINK = 0.1
 FOLDS = 5
 REPEATS = 3
 MIN_PATCHES = 8
-FEATURE_CHUNK = 128
+FEATURE_CHUNK = 32
 
 
 def _autocorr(b: np.ndarray, dy: int, dx: int) -> np.ndarray:
@@ -42,12 +42,14 @@ def _autocorr(b: np.ndarray, dy: int, dx: int) -> np.ndarray:
     return (a * c).mean(axis=(1, 2)) / np.maximum((x ** 2).mean(axis=(1, 2)), 1e-8)
 
 
-def patch_features(p: np.ndarray) -> np.ndarray:
-    """(n, 24) features of uint8 patches (n, C, s, s), C = 3 or 4 (see module doc); computed FEATURE_CHUNK
-    patches at a time, so that the float intermediates stay small however many patches there are."""
-    if len(p) <= FEATURE_CHUNK:
-        return _features(p)
-    return np.concatenate([_features(p[i:i + FEATURE_CHUNK]) for i in range(0, len(p), FEATURE_CHUNK)])
+def patch_features(p: np.ndarray, keep: np.ndarray | None = None) -> np.ndarray:
+    """(n, 24) features of uint8 patches (n, C, s, s), C = 3 or 4 (see module doc), of the patches where
+    `keep` (a bool per patch; default all); computed FEATURE_CHUNK patches at a time, so that the float
+    intermediates stay small however many patches there are (and the kept patches are never copied out)."""
+    idx = np.arange(len(p)) if keep is None else np.flatnonzero(keep)
+    if len(idx) == 0:
+        return _features(p[:0])
+    return np.concatenate([_features(p[idx[i:i + FEATURE_CHUNK]]) for i in range(0, len(idx), FEATURE_CHUNK)])
 
 
 def _features(p: np.ndarray) -> np.ndarray:
@@ -135,7 +137,7 @@ def two_sample_accuracy(pa: np.ndarray, ma: np.ndarray, ga: Sequence[str], pb: n
     kb = land(mb) if land_only else np.ones(len(pb), bool)
     if ka.sum() < MIN_PATCHES or kb.sum() < MIN_PATCHES:
         return None
-    x = np.concatenate([patch_features(pa[ka]), patch_features(pb[kb])])
+    x = np.concatenate([patch_features(pa, ka), patch_features(pb, kb)])
     y = np.r_[np.zeros(int(ka.sum()), int), np.ones(int(kb.sum()), int)]
     # one group name = one fold on both sides: a tile in both sets (a copy) is never trained on while tested
     groups = [g for g, k in zip(ga, ka, strict=True) if k] + [g for g, k in zip(gb, kb, strict=True) if k]

@@ -26,7 +26,6 @@ from groundsynth.artefacts.tile_grid import write_tiles_gpkg
 from groundsynth.artefacts.vrt import VrtTile, build_overviews, write_vrt
 from groundsynth.pipeline.events import LayerReady, ReportReady
 from groundsynth.pipeline.job_run import JobRun
-from groundsynth.pipeline.prepare import gdal_cache_cap
 from groundsynth.request.classes import NODATA
 
 IMAGE_BANDS = ("red", "green", "blue", "nir")
@@ -173,11 +172,12 @@ def report_metrics(run: JobRun, records: Sequence[TileRecord], control: Any = No
 
 
 def build_mosaic_overviews(run: JobRun) -> None:
-    """<layer>.vrt.ovr for every mosaic (GDAL's block cache capped meanwhile)."""
-    with run.timer("overviews"), gdal_cache_cap(run.opt.gdal_cache_mb):
+    """<layer>.vrt.ovr for every mosaic (in bounded memory: artefacts.vrt.overview_settings)."""
+    with run.timer("overviews"):
         for layer in list(run.layers.values()):
             if layer["format"] == "vrt":
-                build_overviews(run.dir / layer["path"], palette=not layer["layer"].split("_v")[0].endswith("_image"))
+                build_overviews(run.dir / layer["path"], palette=not layer["layer"].split("_v")[0].endswith("_image"),
+                                cache_cap_mb=run.opt.gdal_cache_mb)
 
 
 def finish_outputs(run: JobRun, records: Sequence[TileRecord], summary: dict[str, Any]) -> None:

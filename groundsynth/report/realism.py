@@ -110,18 +110,17 @@ def realism_part(job_dir: str | Path, plan: RealismPlan, part: str, seed: int = 
     table and the speckle per tile) or "copies" (verbatim copies per tile, variant and real-pair distance).
     The parts can run on different workers at the same time (groundsynth.pipeline.outputs.report_metrics)."""
     job_dir = Path(job_dir)
-    S = _load(job_dir, plan.synth, "cond_mask", "source")
-    B = _load(job_dir, plan.held, "mask")
-    R = _load(job_dir, plan.reference, "mask")
     per_tile: dict[str, dict] = {}
     if part == "table":
-        out = dict(realism_table(S, B, R, seed))
+        S = _load(job_dir, plan.synth, "cond_mask", "source")
+        B = _load(job_dir, plan.held, "mask")
+        out = dict(realism_table(S, B, _load(job_dir, plan.reference, "mask"), seed))
         centres = colour_centres(B, seed=seed)
         for r, sp in zip(plan.synth, speckle_rate(S, centres), strict=True):
             per_tile[r.tile_id] = {"speckle": sp}
         return out, per_tile
     if part == "copies":
-        return _copies_and_diversity(job_dir, plan, S, B, R, per_tile), per_tile
+        return _copies_and_diversity(job_dir, plan, per_tile), per_tile
     raise ValueError(f"unknown realism part {part!r}; expected one of {', '.join(PARTS)}")
 
 
@@ -157,9 +156,16 @@ def realism_section(job_dir: str | Path, records: Sequence[TileRecord], fit: dic
     return assemble(plan, done, per_tile)
 
 
-def _copies_and_diversity(job_dir: Path, plan: RealismPlan, S: TileSet, B: TileSet, R: TileSet,
-                          per_tile: dict[str, dict]) -> dict[str, Any]:
+def _copies_and_diversity(job_dir: Path, plan: RealismPlan, per_tile: dict[str, dict]) -> dict[str, Any]:
+    # one set in memory at a time: the held-out tiles only as their block hashes, the reference tiles only
+    # for their pair distance
+    B = _load(job_dir, plan.held, "mask")
     held_hashes = copies.hash_set(B.images, [B.valid(i) for i in range(len(B))])
+    del B
+    R = _load(job_dir, plan.reference, "mask")
+    real_pairs = copies.real_pair_distance(R.images, R.masks)
+    del R
+    S = _load(job_dir, plan.synth, "cond_mask", "source")
     by_id = {r.tile_id: r for r in plan.sources}
     src_cache: dict[str, np.ndarray] = {}
     from_src, from_held = [], []
@@ -183,7 +189,7 @@ def _copies_and_diversity(job_dir: Path, plan: RealismPlan, S: TileSet, B: TileS
     return {"copied_from_source": {"mean": float(np.mean(from_src)), "max": float(np.max(from_src))},
             "copied_from_held_out": {"mean": float(np.mean(from_held)), "max": float(np.max(from_held))},
             "variant_distance": float(np.mean(pairs)) if pairs else None,
-            "real_pair_distance": copies.real_pair_distance(R.images, R.masks)}
+            "real_pair_distance": real_pairs}
 
 
 def realism_headline(section: dict | None) -> dict[str, float]:
