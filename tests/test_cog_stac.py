@@ -152,3 +152,4 @@ def test_overview_settings_hold_one_row_of_tiles_within_the_cap():
     assert s["GDAL_OVR_CHUNKYSIZE"] < 256                       # a strip of rows, not GDAL's default
     assert overview_settings(400 * 256, 256, 256 * 256 * 4, cache_cap_mb=64)["GDAL_CACHEMAX"] == 64 << 20
     assert overview_settings(2 * 256, 256, 256 * 256 * 4, cache_cap_mb=64)["GDAL_CACHEMAX"] == 16 << 20
+    assert overview_settings(40 * 256, 256, 256 * 256 * 4, cache_cap_mb=3)["GDAL_CACHEMAX"] == 3 << 20  # the job's cap

@@ -102,7 +102,10 @@ def test_the_head_caps_the_gdal_block_cache_while_it_builds_the_mosaics_overview
     seen = []
     build = outputs.build_overviews
 
+    caps = []
+
     def spy(*a, **kw):
+        caps.append(kw.get("cache_cap_mb"))                     # the cap the build itself runs under
         out = build(*a, **kw)
         seen.append(lib.GDALGetCacheMax64())
         return out
@@ -114,3 +117,4 @@ def test_the_head_caps_the_gdal_block_cache_while_it_builds_the_mosaics_overview
                        RunOptions(executor="inline", gdal_cache_mb=3)) == "SUCCEEDED"
     journal.close()
     assert seen and set(seen) == {3 << 20}
+    assert set(caps) == {3}

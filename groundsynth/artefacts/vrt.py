@@ -110,10 +110,11 @@ OVERVIEW_CHUNK_ROWS = 64      # rows of the mosaic GDAL resamples at a time (its
 def overview_settings(width: int, tile_width: int, tile_bytes: int, cache_cap_mb: int) -> dict[str, object]:
     """GDAL options for building a mosaic's overviews in bounded memory, whatever the AOI's size: resample
     OVERVIEW_CHUNK_ROWS rows at a time; keep one row of tiles open (the dataset pool: every tile of the
-    row, not GDAL's default 100) and cached (1.5 x the row's decoded blocks, at most `cache_cap_mb`), so
-    no tile is decoded twice. A mosaic 40 tiles wide builds in about 100 MiB instead of 180."""
+    row, not GDAL's default 100) and cached (1.5 x the row's decoded blocks, at least 16 MiB, never more
+    than `cache_cap_mb`: the job's GDAL cap), so no tile is decoded twice. Measured once on a mosaic 40
+    tiles wide: about 70-90 MiB above the process's own instead of about 180."""
     across = max(1, math.ceil(width / max(1, tile_width)))
-    cache_mb = min(max(16, math.ceil(1.5 * across * tile_bytes / 2**20) + 4), max(16, cache_cap_mb))
+    cache_mb = min(max(16, math.ceil(1.5 * across * tile_bytes / 2**20) + 4), max(1, cache_cap_mb))
     return {"GDAL_OVR_CHUNKYSIZE": OVERVIEW_CHUNK_ROWS, "GDAL_MAX_DATASET_POOL_SIZE": max(16, across + 8),
             "GDAL_CACHEMAX": cache_mb << 20}
 
