@@ -102,6 +102,20 @@ def test_a_verbatim_copy_is_counted_and_flat_blocks_are_not():
     assert copies.copied_share(flat, valid, copies.hash_set([flat], [valid])) == 0     # saturated / empty areas
 
 
+def test_copied_shares_checks_one_tile_against_several_references_at_once():
+    rng = np.random.default_rng(5)
+    a, b = (rng.integers(1, 256, (3, 64, 64)).astype(np.uint8) for _ in range(2))
+    syn = rng.integers(1, 256, (3, 64, 64)).astype(np.uint8)
+    syn[:, 0:16, 0:16] = a[:, 8:24, 8:24]                     # 256 px from a
+    syn[:, 40:64, 40:64] = b[:, 0:24, 0:24]                   # 576 px from b
+    valid = np.ones((64, 64), bool)
+    refs = [copies.hash_set([a], [valid]), copies.hash_set([b], [valid]), np.zeros(0, np.uint64)]
+    got = copies.copied_shares(syn, valid, refs)
+    assert got == pytest.approx([256 / 4096, 576 / 4096, 0.0])
+    assert got == [copies.copied_share(syn, valid, r) for r in refs]
+    assert copies.copied_shares(syn, np.zeros((64, 64), bool), refs) == [0.0, 0.0, 0.0]
+
+
 def test_variant_and_real_pair_distances():
     a = np.full((3, 8, 8), 100, np.uint8)
     b = np.full((3, 8, 8), 110, np.uint8)
@@ -190,3 +204,34 @@ def test_hash_set_is_the_sorted_unique_block_hashes_of_every_tile():
     got = copies.hash_set(tiles, valids)
     assert got.dtype == np.uint64 and np.array_equal(got, expect)
     assert copies.hash_set([], []).size == 0
+
+
+def test_each_realism_part_holds_the_held_out_set_and_one_other_set_at_most(monkeypatch, tmp_path, sets):
+    """The synthetic and the reference comparison are separate parts (separate workers): neither loads the
+    other's tiles, and the section assembled from them is realism_table's on the same sets."""
+    from groundsynth.report import realism as RR
+
+    a, b, shifted = sets
+    loaded: list[str] = []
+
+    def load(job_dir, recs, mask_key, group="tile"):
+        which = recs[0].tile_id.split("_")[0]
+        s = {"syn": shifted, "held": b, "src": a}[which]
+        loaded.append(which)
+        return TileSet(list(s.images), list(s.masks), list(s.groups))
+
+    monkeypatch.setattr(RR, "_load", load)
+    synth = tuple(_rec(f"syn_{i}", kind="synthetic", source=f"src_{i}") for i in range(len(shifted)))
+    plan = RR.RealismPlan(synth, tuple(_rec(f"held_{i}", split="test") for i in range(len(b))),
+                          tuple(_rec(f"src_{i}") for i in range(len(a))), (), "test")
+    parts = {}
+    for name in ("synthetic", "real"):
+        loaded.clear()
+        parts[name] = RR.realism_part(tmp_path, plan, name, seed=0)
+        assert loaded == ["held", "syn" if name == "synthetic" else "src"]
+    assert set(parts["synthetic"][1]) == {r.tile_id for r in synth}
+    parts["copies"] = ({}, {})
+    section = RR.assemble(plan, parts)
+    expect = realism_table(shifted, b, a, seed=0)
+    for key in ("synthetic", "real", "ratio", "tiles"):
+        assert section[key] == expect[key]

@@ -89,16 +89,33 @@ def hash_set(images: Sequence[np.ndarray], valids: Sequence[np.ndarray], b: int 
 
 def copied_share(u8: np.ndarray, valid: np.ndarray, reference: np.ndarray, b: int = BLOCK) -> float:
     """Share of the valid pixels of `u8` covered by a block found in `reference` (a `hash_set`: sorted)."""
+    return copied_shares(u8, valid, [reference], b)[0]
+
+
+def copied_shares(u8: np.ndarray, valid: np.ndarray, references: Sequence[np.ndarray], b: int = BLOCK
+                  ) -> list[float]:
+    """copied_share of `u8` against each of several references, its block hashes computed once."""
     valid = np.asarray(valid, bool)
-    if not valid.any() or reference.size == 0:
-        return 0.0
+    if not valid.any():
+        return [0.0] * len(references)
     h, use = block_hashes(u8, valid, b)
-    at = np.minimum(np.searchsorted(reference, h), reference.size - 1)
-    hit = use & (reference[at] == h)
-    padded = np.zeros((hit.shape[0] + 2 * (b - 1), hit.shape[1] + 2 * (b - 1)), bool)
-    padded[b - 1:b - 1 + hit.shape[0], b - 1:b - 1 + hit.shape[1]] = hit
-    covered = _run(_run(padded, b, 1, np.logical_or), b, 0, np.logical_or)
-    return float((covered & valid).sum() / valid.sum())
+    idx = np.flatnonzero(use)
+    q = h.ravel()[idx]
+    order = np.argsort(q)           # sorted queries: the binary searches walk the reference in order
+    idx, q = idx[order], q[order]
+    out = []
+    for ref in references:
+        if ref.size == 0 or not q.size:
+            out.append(0.0)
+            continue
+        at = np.minimum(np.searchsorted(ref, q), ref.size - 1)
+        hit = np.zeros(h.size, bool)
+        hit[idx[ref[at] == q]] = True
+        padded = np.zeros((h.shape[0] + 2 * (b - 1), h.shape[1] + 2 * (b - 1)), bool)
+        padded[b - 1:b - 1 + h.shape[0], b - 1:b - 1 + h.shape[1]] = hit.reshape(h.shape)
+        covered = _run(_run(padded, b, 1, np.logical_or), b, 0, np.logical_or)
+        out.append(float((covered & valid).sum() / valid.sum()))
+    return out
 
 
 def mean_abs_diff(a: np.ndarray, b: np.ndarray, where: np.ndarray) -> float | None:

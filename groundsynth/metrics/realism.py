@@ -165,9 +165,11 @@ def radial_spectrum(p: np.ndarray) -> np.ndarray:
     return sums / np.maximum(np.bincount(r[keep], minlength=size // 2 + 1), 1)
 
 
-def spectrum_stats(pa: np.ndarray, pb: np.ndarray) -> dict:
-    """RMS log10 power ratio over radii 1..size/2 and fine-scale power ratio of patches A vs B."""
-    sa, sb = radial_spectrum(pa)[1:], radial_spectrum(pb)[1:]
+def spectrum_stats(pa: np.ndarray, pb: np.ndarray, spectrum_b: np.ndarray | None = None) -> dict:
+    """RMS log10 power ratio over radii 1..size/2 and fine-scale power ratio of patches A vs B
+    (`spectrum_b`: radial_spectrum(pb), when known already)."""
+    sa = radial_spectrum(pa)[1:]
+    sb = (radial_spectrum(pb) if spectrum_b is None else spectrum_b)[1:]
     if not (np.isfinite(sa).all() and np.isfinite(sb).all()):
         return {"spectrum_distance": None, "fine_power_ratio": None}
     lr = np.log10(np.maximum(sa, 1e-12) / np.maximum(sb, 1e-12))
@@ -231,19 +233,43 @@ def _nanmean(v: Sequence[float]) -> float | None:
 
 # ------------------------------------------------------------------ one comparison, with its scale
 
-def compare(a: TileSet, b: TileSet, seed: int = 0) -> dict:
-    """Realism of A against held-out real B: colour, spectrum, speckle, two-sample accuracy."""
+@dataclass
+class HeldOut:
+    """The held-out set B, prepared once for every set compared with it: its class histograms, patches,
+    power spectrum, colour labelling (k-means centres) and speckle rate."""
+
+    tiles: TileSet
+    hist: np.ndarray
+    patches: tuple[np.ndarray, np.ndarray, list[str]]
+    spectrum: np.ndarray
+    centres: np.ndarray
+    speckle: float | None
+
+    @classmethod
+    def prepare(cls, b: TileSet, seed: int = 0) -> HeldOut:
+        p = patches(b)
+        centres = colour_centres(b, seed=seed)
+        return cls(b, class_histograms(b), p, radial_spectrum(p[0]), centres, _nanmean(speckle_rate(b, centres)))
+
+
+def compare_detail(a: TileSet, held: HeldOut, seed: int = 0) -> tuple[dict, list[float]]:
+    """compare's numbers for A against a prepared held-out set, and A's speckle rate per tile."""
     from groundsynth.metrics.twosample import two_sample_accuracy
 
     pa, ma, ga = patches(a)
-    pb, mb, gb = patches(b)
-    out = colour_stats(a, b)
-    out.update(spectrum_stats(pa, pb))
-    centres = colour_centres(b, seed=seed)
-    out["speckle"] = _nanmean(speckle_rate(a, centres))
-    out["speckle_b"] = _nanmean(speckle_rate(b, centres))
+    pb, mb, gb = held.patches
+    out = colour_stats(a, held.tiles, hb=held.hist)
+    out.update(spectrum_stats(pa, pb, held.spectrum))
+    speckle = speckle_rate(a, held.centres)
+    out["speckle"] = _nanmean(speckle)
+    out["speckle_b"] = held.speckle
     out["two_sample"] = two_sample_accuracy(pa, ma, ga, pb, mb, gb, seed=seed)
-    return out
+    return out, speckle
+
+
+def compare(a: TileSet, b: TileSet, seed: int = 0) -> dict:
+    """Realism of A against held-out real B: colour, spectrum, speckle, two-sample accuracy."""
+    return compare_detail(a, HeldOut.prepare(b, seed), seed)[0]
 
 
 RATIO_KEYS = ("w1", "spectrum_distance", "fine_power_ratio", "speckle")
@@ -255,8 +281,14 @@ def realism_table(synthetic: TileSet, held_out: TileSet, reference: TileSet, see
     and their ratio (synthetic / real; for the two-sample test the accuracies are side by side)."""
     if not len(synthetic) or not len(held_out) or not len(reference):
         raise ValueError("realism needs synthetic, held-out and reference tiles")
-    syn = compare(synthetic, held_out, seed)
-    real = compare(reference, held_out, seed)
+    held = HeldOut.prepare(held_out, seed)
+    return realism_ratio(compare_detail(synthetic, held, seed)[0], compare_detail(reference, held, seed)[0],
+                         {"synthetic": len(synthetic), "held_out": len(held_out), "reference": len(reference)})
+
+
+def realism_ratio(syn: dict, real: dict, tiles: dict[str, int]) -> dict:
+    """realism_table's result from the two comparisons (synthetic and reference, each against the held-out
+    set) and the three sets' tile counts."""
     ratio: dict = {}
     for key in RATIO_KEYS:
         s, r = syn.get(key), real.get(key)
@@ -264,5 +296,4 @@ def realism_table(synthetic: TileSet, held_out: TileSet, reference: TileSet, see
     ratio["per_class_w1"] = {n: syn["per_class"][n]["w1"] / max(real["per_class"][n]["w1"], 1e-6)
                              for n in syn["per_class"] if n in real["per_class"]}
     ratio["per_class_spread"] = {n: syn["per_class"][n]["spread_ratio"] for n in syn["per_class"]}
-    return {"synthetic": syn, "real": real, "ratio": ratio,
-            "tiles": {"synthetic": len(synthetic), "held_out": len(held_out), "reference": len(reference)}}
+    return {"synthetic": syn, "real": real, "ratio": ratio, "tiles": dict(tiles)}

@@ -161,7 +161,7 @@ class SummaryTask:
 
 @dataclass(frozen=True)
 class RealismTask:
-    """One part ("table" or "copies") of the report's realism section (groundsynth.report.realism)."""
+    """One part ("synthetic", "real" or "copies") of the report's realism section (groundsynth.report.realism)."""
 
     part: str
     plan: Any              # groundsynth.report.realism.RealismPlan

@@ -112,9 +112,10 @@ class JobRun:
         """One task (the fit, the set metrics) run to its end: not cancellable half-way."""
         return self.execute_all([task], shared)[0]
 
-    def execute_all(self, tasks: Sequence[Task], shared: Any = None) -> list[TaskResult]:
+    def execute_all(self, tasks: Sequence[Task], shared: Any = None, in_flight: int = 0) -> list[TaskResult]:
         """Tasks run side by side on the executor, each to its end (not cancellable half-way); their results
-        in task order."""
+        in task order. `in_flight`: tasks submitted and not yet committed, at most (default: the executor's
+        window)."""
         out: list[TaskResult] = []
         from groundsynth.pipeline.executors.base import drive
 
@@ -122,7 +123,7 @@ class JobRun:
             self.timer.add(result.timings)
             out.append(result)
 
-        drive(self.executor, self.ctx, list(tasks), keep, lambda: False, shared=shared)
+        drive(self.executor, self.ctx, list(tasks), keep, lambda: False, shared=shared, in_flight=in_flight)
         return out
 
     # ------------------------------------------------------------ records

@@ -152,13 +152,16 @@ def report_metrics(run: JobRun, records: Sequence[TileRecord], control: Any = No
     from groundsynth.pipeline.context import ControlTask, RealismTask, SummaryTask
     from groundsynth.report.realism import PARTS, RealismPlan, realism_plan
 
-    tasks: list[Any] = list(control.tasks) if control is not None else []
-    if "ground" in run.stages:
-        tasks.append(SummaryTask(tuple(records)))
+    # longest first (the realism parts, then the set metrics, then the many small control batches), all
+    # in flight at once (a few small tasks): the pass ends when its longest task does, not a queue later
     plan = realism_plan(records, run.journal.get_meta(run.job_id, "synthesis_fit"))
+    tasks: list[Any] = []
     if isinstance(plan, RealismPlan):
         tasks += [RealismTask(part, plan, int(run.spec.seed or 0)) for part in PARTS]
-    results = run.execute_all(tasks) if tasks else []
+    if "ground" in run.stages:
+        tasks.append(SummaryTask(tuple(records)))
+    tasks += list(control.tasks) if control is not None else []
+    results = run.execute_all(tasks, in_flight=len(tasks)) if tasks else []
     set_metrics: dict[str, Any] = {}
     parts: dict[str, Any] = {}
     for task, result in zip(tasks, results, strict=True):

@@ -26,7 +26,7 @@ import numpy as np
 
 from groundsynth.artefacts.records import TileRecord
 from groundsynth.metrics import copies
-from groundsynth.metrics.realism import TileSet, colour_centres, realism_table, speckle_rate
+from groundsynth.metrics.realism import HeldOut, TileSet, compare_detail, realism_ratio
 
 MAX_TILES = 64
 # (label, key in the section's "synthetic"/"real" dicts, target as text)
@@ -77,7 +77,9 @@ class RealismPlan:
     split: str
 
 
-PARTS = ("table", "copies")
+# the section's independent parts, longest first: the synthetic and the reference comparison (each against
+# the held-out set, prepared on its own worker) and the copy / diversity check
+PARTS = ("synthetic", "real", "copies")
 
 
 def realism_plan(records: Sequence[TileRecord], fit: dict | None) -> RealismPlan | dict[str, Any] | None:
@@ -106,19 +108,22 @@ def realism_plan(records: Sequence[TileRecord], fit: dict | None) -> RealismPlan
 
 def realism_part(job_dir: str | Path, plan: RealismPlan, part: str, seed: int = 0
                  ) -> tuple[dict[str, Any], dict[str, dict]]:
-    """One independent part of the section, (entries, per synthetic tile entries): "table" (the metrics
-    table and the speckle per tile) or "copies" (verbatim copies per tile, variant and real-pair distance).
-    The parts can run on different workers at the same time (groundsynth.pipeline.outputs.report_metrics)."""
+    """One independent part of the section, (entries, per synthetic tile entries): "synthetic" (the
+    synthetic tiles against the held-out ones, and their speckle per tile), "real" (the reference tiles
+    against the held-out ones: the scale) or "copies" (verbatim copies per tile, variant and real-pair
+    distance). The parts can run on different workers at the same time
+    (groundsynth.pipeline.outputs.report_metrics); each holds the held-out set and one other set at most."""
     job_dir = Path(job_dir)
     per_tile: dict[str, dict] = {}
-    if part == "table":
-        S = _load(job_dir, plan.synth, "cond_mask", "source")
-        B = _load(job_dir, plan.held, "mask")
-        out = dict(realism_table(S, B, _load(job_dir, plan.reference, "mask"), seed))
-        centres = colour_centres(B, seed=seed)
-        for r, sp in zip(plan.synth, speckle_rate(S, centres), strict=True):
-            per_tile[r.tile_id] = {"speckle": sp}
-        return out, per_tile
+    if part in ("synthetic", "real"):
+        held = HeldOut.prepare(_load(job_dir, plan.held, "mask"), seed)
+        recs = plan.synth if part == "synthetic" else plan.reference
+        tiles = _load(job_dir, recs, "cond_mask", "source") if part == "synthetic" else _load(job_dir, recs, "mask")
+        numbers, speckle = compare_detail(tiles, held, seed)
+        if part == "synthetic":
+            for r, sp in zip(plan.synth, speckle, strict=True):
+                per_tile[r.tile_id] = {"speckle": sp}
+        return {part: numbers, "tiles": {part: len(tiles), "held_out": len(held.tiles)}}, per_tile
     if part == "copies":
         return _copies_and_diversity(job_dir, plan, per_tile), per_tile
     raise ValueError(f"unknown realism part {part!r}; expected one of {', '.join(PARTS)}")
@@ -127,7 +132,11 @@ def realism_part(job_dir: str | Path, plan: RealismPlan, part: str, seed: int = 
 def assemble(plan: RealismPlan, parts: dict[str, tuple[dict[str, Any], dict[str, dict]]],
              per_tile: dict[str, dict] | None = None) -> dict[str, Any]:
     """The section from its parts (a dict part name -> realism_part's result); fills `per_tile`."""
-    out: dict[str, Any] = {"available": True, "held_out_split": plan.split, **parts["table"][0]}
+    syn, real = parts["synthetic"][0], parts["real"][0]
+    tiles = {"synthetic": syn["tiles"]["synthetic"], "held_out": syn["tiles"]["held_out"],
+             "reference": real["tiles"]["real"]}
+    out: dict[str, Any] = {"available": True, "held_out_split": plan.split,
+                           **realism_ratio(syn["synthetic"], real["real"], tiles)}
     out.update(parts["copies"][0])
     fid = [r.metrics["fidelity_miou"] for r in plan.synth if r.metrics.get("fidelity_miou") is not None]
     out["layout_agreement"] = {"fidelity_miou_mean": float(np.mean(fid)) if fid else None,
@@ -177,8 +186,7 @@ def _copies_and_diversity(job_dir: Path, plan: RealismPlan, per_tile: dict[str, 
             T = _load(job_dir, [by_id[src]], "mask")
             src_cache[src] = copies.hash_set(T.images, [T.valid(0)])
         ok = S.valid(i)
-        a = copies.copied_share(S.images[i], ok, src_cache.get(src, np.zeros(0, np.uint64)))
-        b = copies.copied_share(S.images[i], ok, held_hashes)
+        a, b = copies.copied_shares(S.images[i], ok, [src_cache.get(src, np.zeros(0, np.uint64)), held_hashes])
         from_src.append(a)
         from_held.append(b)
         variants[src].append(i)
