@@ -82,6 +82,11 @@ def test_mosaic_overviews_are_external_ovr_files_that_readers_use(tmp_path):
     with rasterio.open(ovr_path(tmp_path / "mask.vrt")) as ovr:
         assert ovr.tags(ns="IMAGE_STRUCTURE")["COMPRESSION"] == "DEFLATE"
     assert not list(tmp_path.glob(".tmp-*"))
+    before = (tmp_path / "img.vrt").stat().st_mtime_ns
+    write_vrt(tmp_path / "img.vrt", imgs, T, wkt, ("red", "green", "blue", "nir"), 0,
+              colorinterp=("Red", "Green", "Blue", "Undefined"))
+    assert ovr_path(tmp_path / "img.vrt").exists()                # the same mosaic keeps its overviews
+    assert (tmp_path / "img.vrt").stat().st_mtime_ns == before     # and is not rewritten
     write_vrt(tmp_path / "img.vrt", imgs[:4], T, wkt, ("red", "green", "blue", "nir"), 0)
     assert not ovr_path(tmp_path / "img.vrt").exists()            # a rewritten mosaic drops stale overviews
     small, _ = _mosaic(tmp_path / "small", 2)
@@ -89,9 +94,10 @@ def test_mosaic_overviews_are_external_ovr_files_that_readers_use(tmp_path):
     assert build_overviews(tmp_path / "small/s.vrt") == [] and not ovr_path(tmp_path / "small/s.vrt").exists()
 
 
-def test_a_job_writes_cog_tiles_overviews_and_a_valid_stac_collection(tmp_path):
+def test_a_job_writes_cog_tiles_overviews_and_a_valid_stac_collection(tmp_path, monkeypatch):
     import pystac
 
+    from groundsynth.pipeline import outputs
     from groundsynth.pipeline.prepare import RunOptions
     from groundsynth.pipeline.runner import run_job
     from groundsynth.request.spec import Aoi, JobSpec, StageConfig, SynthesisOptions
@@ -105,14 +111,26 @@ def test_a_job_writes_cog_tiles_overviews_and_a_valid_stac_collection(tmp_path):
     spec = JobSpec(aoi=Aoi(bbox=px_bbox(0, 0, 640, 576)), raster_path=str(src), tile_size=64, seed=2,
                    stages=stages, synthesis=SynthesisOptions(variants=1), name="stac job")
     journal = Journal(tmp_path / "ws" / "journal.sqlite")
+    order: list[str] = []                         # overviews built and synthetic tiles recorded, in turn
+    build = outputs.build_overviews
+    monkeypatch.setattr(outputs, "build_overviews", lambda vrt, **kw: order.append(Path(vrt).stem) or build(vrt, **kw))
+
+    def emit(e) -> None:
+        if e.kind == "tile" and e.record.kind == "synthetic":
+            order.append("synthetic tile")
+
     try:
         with test_engines():
-            assert run_job("stacjob", spec, tmp_path / "ws", journal, lambda e: None, lambda: False,
+            assert run_job("stacjob", spec, tmp_path / "ws", journal, emit, lambda: False,
                            RunOptions(batch_size=45)) == "SUCCEEDED"
         records = journal.tiles("stacjob")
     finally:
         journal.close()
     job = tmp_path / "ws" / "jobs" / "stacjob"
+    built = [o for o in order if o != "synthetic tile"]
+    assert sorted(built) == sorted(p.stem for p in job.glob("*.vrt"))          # each mosaic once
+    first_synthetic = order.index("synthetic tile")
+    assert set(order[:first_synthetic]) == {"real_image", "real_mask"}        # beside the fit, before synthesis
     tifs = list(job.rglob("*.tif"))
     assert len(tifs) == 90 * 2 + 90 * 3 and all(cog_validate(str(p), quiet=True)[0] for p in tifs[:40])
     for layer in ("real_image", "real_mask", "synthetic_image_v1", "synthetic_mask_v1", "synthetic_cond_mask_v1"):

@@ -118,3 +118,37 @@ def test_the_head_caps_the_gdal_block_cache_while_it_builds_the_mosaics_overview
     journal.close()
     assert seen and set(seen) == {3 << 20}
     assert set(caps) == {3}
+
+
+def test_the_report_phase_lets_go_of_the_jobs_synthesis_caches(tmp_path, monkeypatch):
+    """Real tiles kept for synthesis and the cached synthesis state are dropped when a report task starts
+    (only this job's), so a worker's report-phase peak does not sit on top of full caches."""
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from groundsynth.pipeline import state_file, worker
+    from groundsynth.pipeline.context import RealismTask, SummaryTask
+    from groundsynth.pipeline.tile_cache import TILES
+
+    job, other = tmp_path / "jobs" / "a", tmp_path / "jobs" / "b"
+    job.mkdir(parents=True)
+    other.mkdir(parents=True)
+    TILES.resize(max(TILES.max_bytes, 1 << 20))
+    for j in ("a", "b"):
+        TILES.put(f"{j}@{tmp_path / 'jobs' / j}", "r0000_c0000", np.ones((3, 8, 8), np.uint8), np.zeros((8, 8), np.uint8))
+    sa = state_file.write_state(job / state_file.STATE_NAME, {"pool": 1})
+    sb = state_file.write_state(other / state_file.STATE_NAME, {"pool": 2})
+    worker.forget_job_memory(SimpleNamespace(job_id="a", job_dir=str(job)))
+    assert TILES.get(f"a@{job}", "r0000_c0000") is None and TILES.get(f"b@{other}", "r0000_c0000") is not None
+    cached = {k[0] for k in state_file._cache}
+    assert sa.path not in cached and sb.path in cached
+    TILES.drop_job("b")
+
+    called = []
+    monkeypatch.setattr(worker, "forget_job_memory", lambda ctx: called.append(ctx.job_id))
+    ctx = SimpleNamespace(job_id="a", job_dir=str(job), tile_cache_bytes=0, gdal_cache_bytes=1 << 20)
+    monkeypatch.setattr("groundsynth.pipeline.worker_job.worker_job", lambda ctx, timer: None)
+    for task in (RealismTask("nope", None, 0), SummaryTask(())):
+        assert worker.run_task(ctx, task).failure is not None     # no engines, no plan: fails, after the drop
+    assert called == ["a", "a"]

@@ -41,7 +41,9 @@ class VrtTile:
 def write_vrt(path: str | Path, tiles: Sequence[VrtTile], raster_transform: Affine, crs_wkt: str,
               band_names: Sequence[str], nodata: int, palette: bool = False,
               colorinterp: Sequence[str] | None = None) -> tuple[int, int, int, int]:
-    """Write a uint8 mosaic VRT of grid-aligned tiles; returns its pixel box (col0, row0, col1, row1)."""
+    """Write a uint8 mosaic VRT of grid-aligned tiles; returns its pixel box (col0, row0, col1, row1).
+    A mosaic that is already there, the same to the byte, is left alone (and keeps its overviews); any other
+    rewrite removes them first, so an existing `<vrt>.ovr` always belongs to the VRT beside it."""
     if not tiles:
         raise ValueError("a VRT needs at least one tile")
     col0 = min(t.col_off for t in tiles)
@@ -82,9 +84,13 @@ def write_vrt(path: str | Path, tiles: Sequence[VrtTile], raster_transform: Affi
             ]
         lines.append("  </VRTRasterBand>")
     lines.append("</VRTDataset>")
+    text = "\n".join(lines) + "\n"
+    with contextlib.suppress(OSError):
+        if Path(path).read_text(encoding="utf-8") == text:
+            return col0, row0, col1, row1   # the same mosaic: left as it is, with its overviews
     with contextlib.suppress(FileNotFoundError):
         ovr_path(path).unlink()          # overviews of an earlier mosaic would no longer match
-    write_text(path, "\n".join(lines) + "\n")
+    write_text(path, text)
     return col0, row0, col1, row1
 
 

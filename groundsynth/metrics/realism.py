@@ -106,10 +106,14 @@ def _std(h: np.ndarray) -> np.ndarray:
     return np.sqrt(np.maximum((h * levels ** 2).sum(axis=-1) / n - mean ** 2, 0))
 
 
-def colour_stats(a: TileSet, b: TileSet, ha: np.ndarray | None = None, hb: np.ndarray | None = None) -> dict:
-    """Per-class per-band W1 and spread ratio of A against B; means over the classes both sets have."""
+def colour_stats(a: TileSet, b: TileSet | None, ha: np.ndarray | None = None, hb: np.ndarray | None = None) -> dict:
+    """Per-class per-band W1 and spread ratio of A against B (B's histograms `hb`, when given, instead of
+    B); means over the classes both sets have."""
     ha = class_histograms(a) if ha is None else ha
-    hb = class_histograms(b) if hb is None else hb
+    if hb is None:
+        if b is None:
+            raise ValueError("colour_stats needs set B or its histograms")
+        hb = class_histograms(b)
     per_class: dict[str, dict] = {}
     for k in range(NUM_CLASSES):
         na, nb = int(ha[k, 0].sum()), int(hb[k, 0].sum())
@@ -238,7 +242,7 @@ class HeldOut:
     """The held-out set B, prepared once for every set compared with it: its class histograms, patches,
     power spectrum, colour labelling (k-means centres) and speckle rate."""
 
-    tiles: TileSet
+    n: int                  # tiles (the images themselves are not kept: their histograms are)
     hist: np.ndarray
     patches: tuple[np.ndarray, np.ndarray, list[str]]
     spectrum: np.ndarray
@@ -249,7 +253,8 @@ class HeldOut:
     def prepare(cls, b: TileSet, seed: int = 0) -> HeldOut:
         p = patches(b)
         centres = colour_centres(b, seed=seed)
-        return cls(b, class_histograms(b), p, radial_spectrum(p[0]), centres, _nanmean(speckle_rate(b, centres)))
+        return cls(len(b), class_histograms(b), p, radial_spectrum(p[0]), centres,
+                   _nanmean(speckle_rate(b, centres)))
 
 
 def compare_detail(a: TileSet, held: HeldOut, seed: int = 0) -> tuple[dict, list[float]]:
@@ -258,7 +263,7 @@ def compare_detail(a: TileSet, held: HeldOut, seed: int = 0) -> tuple[dict, list
 
     pa, ma, ga = patches(a)
     pb, mb, gb = held.patches
-    out = colour_stats(a, held.tiles, hb=held.hist)
+    out = colour_stats(a, None, hb=held.hist)
     out.update(spectrum_stats(pa, pb, held.spectrum))
     speckle = speckle_rate(a, held.centres)
     out["speckle"] = _nanmean(speckle)

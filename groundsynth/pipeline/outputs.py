@@ -1,5 +1,6 @@
 """Job-level outputs: one VRT mosaic per layer kind, the tile grid GeoPackage, and the report;
-at the end of a job the mosaics' overviews (build_mosaic_overviews) and the STAC collection (finish_outputs).
+at the end of a job the mosaics' overviews (build_mosaic_overviews: the real ones beside the synthesis fit,
+final_real_mosaics) and the STAC collection (finish_outputs).
 
 Layers are rewritten every `layers_every` recorded tiles (at most about ten
 times a job, so big jobs stay linear) and once at the end; each rewrite emits
@@ -23,7 +24,7 @@ import numpy as np
 from groundsynth.artefacts.records import TileRecord
 from groundsynth.artefacts.stac import write_job_collection
 from groundsynth.artefacts.tile_grid import write_tiles_gpkg
-from groundsynth.artefacts.vrt import VrtTile, build_overviews, write_vrt
+from groundsynth.artefacts.vrt import VrtTile, build_overviews, ovr_path, write_vrt
 from groundsynth.pipeline.events import LayerReady, ReportReady
 from groundsynth.pipeline.job_run import JobRun
 from groundsynth.request.classes import NODATA
@@ -174,13 +175,30 @@ def report_metrics(run: JobRun, records: Sequence[TileRecord], control: Any = No
     return set_metrics, (plan, parts)
 
 
-def build_mosaic_overviews(run: JobRun) -> None:
-    """<layer>.vrt.ovr for every mosaic (in bounded memory: artefacts.vrt.overview_settings)."""
+def build_mosaic_overviews(run: JobRun, kinds: tuple[str, ...] = ("real", "synthetic")) -> None:
+    """<layer>.vrt.ovr for every mosaic of these tile kinds that has none yet (in bounded memory:
+    artefacts.vrt.overview_settings). An existing .ovr belongs to its VRT (write_vrt removes it on any
+    change), so the real mosaics' overviews, built beside the synthesis fit, are not built again."""
     with run.timer("overviews"):
         for layer in list(run.layers.values()):
-            if layer["format"] == "vrt":
-                build_overviews(run.dir / layer["path"], palette=not layer["layer"].split("_v")[0].endswith("_image"),
+            vrt = run.dir / layer["path"]
+            if layer["format"] == "vrt" and layer["layer"].startswith(kinds) and not ovr_path(vrt).exists():
+                build_overviews(vrt, palette=not layer["layer"].split("_v")[0].endswith("_image"),
                                 cache_cap_mb=run.opt.gdal_cache_mb)
+
+
+def final_real_mosaics(run: JobRun) -> Any:
+    """The real tiles are all recorded: write the mosaics and start building the real ones' overviews in a
+    head thread (beside the synthesis fit, which leaves workers idle). Returns the thread's future; its
+    result() raises what the thread raised."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    write_layers(run)
+    pool = ThreadPoolExecutor(1, thread_name_prefix="overviews")
+    try:
+        return pool.submit(build_mosaic_overviews, run, ("real",))
+    finally:
+        pool.shutdown(wait=False)
 
 
 def finish_outputs(run: JobRun, records: Sequence[TileRecord], summary: dict[str, Any]) -> None:

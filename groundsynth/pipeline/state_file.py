@@ -68,6 +68,14 @@ def _remember(sf: StateFile, payload: Any) -> None:
             _cache.popitem(last=False)
 
 
+def forget_states(folder: str | Path) -> None:
+    """Drop this process's cached payloads of state files in `folder` (a job's folder)."""
+    folder = Path(folder)
+    with _lock:
+        for key in [k for k in _cache if Path(k[0]).parent == folder]:
+            del _cache[key]
+
+
 def resolve(shared: Any) -> Any:
     """What a task's `shared` argument stands for: a StateFile is loaded, anything else is the object."""
     return load_state(shared) if isinstance(shared, StateFile) else shared

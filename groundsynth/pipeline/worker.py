@@ -50,6 +50,8 @@ def run_task(ctx: JobContext, task: Task, shared: object = None) -> TaskResult:
     _busy.set()
     try:
         TILES.resize(max(TILES.max_bytes, ctx.tile_cache_bytes))
+        if isinstance(task, (RealismTask, SummaryTask)):
+            forget_job_memory(ctx)       # the report phase: nothing synthesises any more
         with rasterio.Env(GDAL_CACHEMAX=ctx.gdal_cache_bytes):
             w = worker_job(ctx, timer)
             if isinstance(task, RealTask):
@@ -81,6 +83,17 @@ def run_task(ctx: JobContext, task: Task, shared: object = None) -> TaskResult:
     if isinstance(task, (RealismTask, SummaryTask, FitTask)):
         release_freed_memory()           # the big one-off tasks: give their freed heap back to the system
     return result
+
+
+def forget_job_memory(ctx: JobContext) -> None:
+    """What this process kept of a job for its synthesis (its real tiles, its synthesis state) is of no
+    more use once the job's report phase starts: let it go before the report's large tasks run, so the
+    process's peak is theirs, not theirs on top of full caches."""
+    from groundsynth.pipeline.state_file import forget_states
+
+    TILES.drop_job(ctx.job_id)
+    forget_states(ctx.job_dir)
+    release_freed_memory()
 
 
 def release_freed_memory() -> None:

@@ -123,7 +123,7 @@ def realism_part(job_dir: str | Path, plan: RealismPlan, part: str, seed: int = 
         if part == "synthetic":
             for r, sp in zip(plan.synth, speckle, strict=True):
                 per_tile[r.tile_id] = {"speckle": sp}
-        return {part: numbers, "tiles": {part: len(tiles), "held_out": len(held.tiles)}}, per_tile
+        return {part: numbers, "tiles": {part: len(tiles), "held_out": held.n}}, per_tile
     if part == "copies":
         return _copies_and_diversity(job_dir, plan, per_tile), per_tile
     raise ValueError(f"unknown realism part {part!r}; expected one of {', '.join(PARTS)}")
