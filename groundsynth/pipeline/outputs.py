@@ -8,7 +8,7 @@ LayerReady for every layer. The report comes last (`write_report`): while a head
 mosaics' overviews, the workers run, side by side, the grounding-control pass
 (groundsynth.pipeline.grounding_control: captions scored against their own and a mismatched tile's
 reference, stored in the records; the tile grid is rewritten with them), the set metrics of the
-grounder's `summarise` (where the engines are) and the two parts of the realism section; then
+grounder's `summarise` (where the engines are) and the three parts of the realism section; then
 report.json and report.html (groundsynth.report) and the STAC collection. Every output lists tiles sorted by kind, row, col and
 variant, never in the order in which they finished.
 """
@@ -148,7 +148,7 @@ def report_metrics(run: JobRun, records: Sequence[TileRecord], control: Any = No
                    ) -> tuple[dict[str, Any], tuple[Any, dict[str, Any]]]:
     """The report's heavy numbers, computed side by side on the executor's workers: the grounding-control
     pass's tasks (`control`, a grounding_control.ControlPass, committed into it), the grounder's set metrics
-    and the two parts of the realism section (groundsynth.report.realism). (set metrics, (realism plan, its
+    and the three parts of the realism section (groundsynth.report.realism). (set metrics, (realism plan, its
     parts)): the plan as realism_plan gave it, which is the section itself when realism cannot be measured."""
     from groundsynth.pipeline.context import ControlTask, RealismTask, SummaryTask
     from groundsynth.report.realism import PARTS, RealismPlan, realism_plan
