@@ -33,7 +33,7 @@ from groundsynth.artefacts.atomic import remove_temp_files
 from groundsynth.pipeline.events import Accepted, Done, Emit
 from groundsynth.pipeline.job_run import JobRun, JobStore
 from groundsynth.pipeline.outputs import write_layers, write_report
-from groundsynth.pipeline.prepare import RunOptions, prepare_job
+from groundsynth.pipeline.prepare import RunOptions, gdal_cache_cap, prepare_job
 from groundsynth.pipeline.real_tiles import run_real
 from groundsynth.pipeline.synthetic_tiles import run_synthetic
 from groundsynth.request.errors import GroundSynthError
@@ -52,9 +52,18 @@ def run_job(job_id: str, spec: JobSpec, workspace: str | Path, journal: JobStore
     state (FAILED with the message when an error escapes). The executor is the job's
     `spec.executor` if set, else `options.executor`.
     """
+    options = options or RunOptions()
+    # GDAL's block cache cap is one value per process and every rasterio.Env restores the value it found:
+    # capped for the whole job, so the head's threads (overviews beside the fit and the report, inline
+    # tasks) restore the cap, never GDAL's default (5 % of the machine's memory), whatever their order
+    with gdal_cache_cap(options.gdal_cache_mb):
+        return _run_job(job_id, spec, workspace, journal, emit, cancelled, options, source_path)
+
+
+def _run_job(job_id: str, spec: JobSpec, workspace: str | Path, journal: JobStore, emit: Emit,
+             cancelled: Callable[[], bool], options: RunOptions, source_path: str | Path | None) -> str:
     from groundsynth.pipeline.executors import get_executor
 
-    options = options or RunOptions()
     workspace = Path(workspace).resolve()
     t_start = time.perf_counter()
     run = None
