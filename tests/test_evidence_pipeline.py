@@ -114,6 +114,15 @@ def test_report_says_self_consistency_and_shows_the_control(job):
     assert "Grounding with a control" in html and "self-consistency" in html.lower()
     assert "Caption self-consistency by the tile" in html or "Self-consistency by dominant class" in html
     assert "Dataset filters" in html and "Caption diversity" in html
+    # the page is report.json's, rendered on a worker (while the head wrote the STAC collection)
+    from groundsynth.report.html import render_html
+
+    assert render_html(doc, job_dir) == html
+    journal = Journal(job_dir.parent.parent / "journal.sqlite")
+    try:
+        assert journal.get_meta(job_dir.name, "timings")["report_html"] > 0
+    finally:
+        journal.close()
 
 
 def test_tile_grid_carries_the_control_scores(job):

@@ -192,7 +192,16 @@ class ControlTask:
         return f"grounding control of {len(self.pairs)} tiles"
 
 
-Task = RealTask | SyntheticTask | FitTask | SummaryTask | ControlTask | RealismTask
+@dataclass(frozen=True)
+class HtmlTask:
+    """report.html from the job's report.json (groundsynth.report.write_report_html): rendered on a worker
+    while the head writes the STAC collection."""
+
+    def label(self) -> str:
+        return "report.html"
+
+
+Task = RealTask | SyntheticTask | FitTask | SummaryTask | ControlTask | RealismTask | HtmlTask
 
 
 @dataclass(frozen=True)

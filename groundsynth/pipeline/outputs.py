@@ -101,6 +101,7 @@ def write_report(run: JobRun, t_start: float) -> None:
     then report.json/html, the STAC collection, ReportReady."""
     from concurrent.futures import ThreadPoolExecutor
 
+    from groundsynth.pipeline.context import HtmlTask
     from groundsynth.pipeline.grounding_control import final_control_pass, summarise_control
     from groundsynth.report import write_report as write_report_files
 
@@ -133,9 +134,16 @@ def write_report(run: JobRun, t_start: float) -> None:
     if run.prep.reference is not None:
         context["reference"] = {"sample": run.prep.reference, "owner": run.prep.reference_owner,
                                 "cells": run.prep.grid.cells}
-    summary = write_report_files(run.dir, run.spec, records, context) or {}
+    summary = write_report_files(run.dir, run.spec, records, context, html=False) or {}
     run.timer.seconds["report"] += time.perf_counter() - t0
-    finish_outputs(run, records, summary)
+    with ThreadPoolExecutor(1, thread_name_prefix="report-html") as pool:
+        page = pool.submit(run.execute_all, [HtmlTask()])   # report.html on a worker, from report.json,
+        try:                                                 # while the head writes the STAC collection
+            finish_outputs(run, records, summary)
+        except BaseException:
+            page.exception()
+            raise
+        page.result()
     html = "report.html" if (run.dir / "report.html").exists() else ""
     numeric = {str(k): float(v) for k, v in summary.items()
                if isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool)}

@@ -22,6 +22,7 @@ from typing import Any
 from groundsynth.pipeline.context import (
     ControlTask,
     FitTask,
+    HtmlTask,
     JobContext,
     RealismTask,
     RealTask,
@@ -73,6 +74,11 @@ def run_task(ctx: JobContext, task: Task, shared: object = None) -> TaskResult:
                 grounder = w.engines["ground"]
                 result.value = w.engine_call("ground", ["summary"],
                                              lambda: grounder.summarise(list(task.records)))  # type: ignore[attr-defined]
+            elif isinstance(task, HtmlTask):
+                from groundsynth.report import write_report_html
+
+                with timer("report_html"):
+                    write_report_html(ctx.job_dir)
             else:
                 raise TypeError(f"unknown task {type(task).__name__}")
     except Exception as exc:  # noqa: BLE001 - carried back to the head, which raises it

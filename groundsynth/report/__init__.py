@@ -27,14 +27,26 @@ REPORT_JSON = "report.json"
 REPORT_HTML = "report.html"
 
 
-def write_report(job_dir: str | Path, spec: JobSpec, records: Sequence[TileRecord], context: dict) -> dict:
-    from groundsynth.report.html import render_html
-
+def write_report(job_dir: str | Path, spec: JobSpec, records: Sequence[TileRecord], context: dict,
+                 html: bool = True) -> dict:
+    """report.json, then (`html`) report.html from it; returns the report's summary."""
     job_dir = Path(job_dir)
     doc = build_report(job_dir, spec, list(records), dict(context or {}))
     write_text(job_dir / REPORT_JSON, json.dumps(doc, indent=1, sort_keys=False, allow_nan=False))
-    write_text(job_dir / REPORT_HTML, render_html(doc, job_dir))
+    if html:
+        _write_html(job_dir, doc)
     return dict(doc["summary"])
+
+
+def write_report_html(job_dir: str | Path) -> None:
+    """report.html from the job's report.json (the same page write_report writes)."""
+    _write_html(Path(job_dir), read_report(job_dir))
+
+
+def _write_html(job_dir: Path, doc: dict) -> None:
+    from groundsynth.report.html import render_html
+
+    write_text(job_dir / REPORT_HTML, render_html(doc, job_dir))
 
 
 def read_report(job_dir: str | Path) -> dict:
