@@ -9,8 +9,9 @@ mosaics' overviews, the workers run, side by side, the grounding-control pass
 (groundsynth.pipeline.grounding_control: captions scored against their own and a mismatched tile's
 reference, stored in the records; the tile grid is rewritten with them), the set metrics of the
 grounder's `summarise` (where the engines are) and the three parts of the realism section; then
-report.json and report.html (groundsynth.report) and the STAC collection. Every output lists tiles sorted by kind, row, col and
-variant, never in the order in which they finished.
+report.json (groundsynth.report), then the STAC collection in the head while a worker renders
+report.html from it. Every output lists tiles sorted by kind, row, col and variant, never in the order
+in which they finished.
 """
 from __future__ import annotations
 
