@@ -287,3 +287,29 @@ def _alive(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
     except FileNotFoundError:
         return False
+
+
+def test_in_head_thread_waits_for_the_thread_and_raises_the_bodys_error_first():
+    import threading
+
+    import pytest
+
+    from groundsynth.pipeline.outputs import in_head_thread
+
+    release, ran = threading.Event(), []
+
+    def slow() -> None:
+        release.wait(5)
+        ran.append("thread")
+
+    def failing() -> None:
+        raise OSError("disk full in the thread")
+
+    with in_head_thread(slow):
+        ran.append("body")
+        release.set()
+    assert ran == ["body", "thread"]                      # the block ends after the thread does
+    with pytest.raises(OSError, match="in the thread"), in_head_thread(failing):
+        pass
+    with pytest.raises(ValueError, match="body"), in_head_thread(failing):
+        raise ValueError("the body's error")

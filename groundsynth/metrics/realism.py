@@ -106,14 +106,13 @@ def _std(h: np.ndarray) -> np.ndarray:
     return np.sqrt(np.maximum((h * levels ** 2).sum(axis=-1) / n - mean ** 2, 0))
 
 
-def colour_stats(a: TileSet, b: TileSet | None, ha: np.ndarray | None = None, hb: np.ndarray | None = None) -> dict:
-    """Per-class per-band W1 and spread ratio of A against B (B's histograms `hb`, when given, instead of
-    B); means over the classes both sets have."""
-    ha = class_histograms(a) if ha is None else ha
-    if hb is None:
-        if b is None:
-            raise ValueError("colour_stats needs set B or its histograms")
-        hb = class_histograms(b)
+def colour_stats(a: TileSet, b: TileSet) -> dict:
+    """Per-class per-band W1 and spread ratio of A against B; means over the classes both sets have."""
+    return histogram_stats(class_histograms(a), class_histograms(b))
+
+
+def histogram_stats(ha: np.ndarray, hb: np.ndarray) -> dict:
+    """colour_stats from the two sets' class_histograms."""
     per_class: dict[str, dict] = {}
     for k in range(NUM_CLASSES):
         na, nb = int(ha[k, 0].sum()), int(hb[k, 0].sum())
@@ -263,7 +262,7 @@ def compare_detail(a: TileSet, held: HeldOut, seed: int = 0) -> tuple[dict, list
 
     pa, ma, ga = patches(a)
     pb, mb, gb = held.patches
-    out = colour_stats(a, None, hb=held.hist)
+    out = histogram_stats(class_histograms(a), held.hist)
     out.update(spectrum_stats(pa, pb, held.spectrum))
     speckle = speckle_rate(a, held.centres)
     out["speckle"] = _nanmean(speckle)

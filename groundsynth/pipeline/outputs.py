@@ -1,6 +1,6 @@
 """Job-level outputs: one VRT mosaic per layer kind, the tile grid GeoPackage, and the report;
-at the end of a job the mosaics' overviews (build_mosaic_overviews: the real ones beside the synthesis fit,
-final_real_mosaics) and the STAC collection (finish_outputs).
+at the end of a job the mosaics' overviews (build_mosaic_overviews; the real ones are built beside the
+synthesis fit) and the STAC collection (finish_outputs).
 
 Layers are rewritten every `layers_every` recorded tiles (at most about ten
 times a job, so big jobs stay linear) and once at the end; each rewrite emits
@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -32,6 +34,16 @@ from groundsynth.request.classes import NODATA
 
 IMAGE_BANDS = ("red", "green", "blue", "nir")
 IMAGE_COLORINTERP = ("Red", "Green", "Blue", "Undefined")
+
+
+@contextmanager
+def in_head_thread(fn: Callable[..., Any], *args: Any) -> Iterator[None]:
+    """Run fn(*args) in a head thread while the with-body runs; both end before the block does. An error
+    of the body is the one raised (the thread is waited for); else the thread's, if it had one."""
+    with ThreadPoolExecutor(1, thread_name_prefix=fn.__name__) as pool:
+        future = pool.submit(fn, *args)
+        yield
+        future.result()
 
 
 def record_order(rec: TileRecord) -> tuple[int, int, int, int]:
@@ -100,15 +112,12 @@ def write_report(run: JobRun, t_start: float) -> None:
     """The end of a job, as a small graph: the mosaics' overviews are built in a head thread (GDAL) while the
     workers score the grounding control and compute the set metrics and the realism parts side by side;
     then report.json/html, the STAC collection, ReportReady."""
-    from concurrent.futures import ThreadPoolExecutor
-
     from groundsynth.pipeline.context import HtmlTask
     from groundsynth.pipeline.grounding_control import final_control_pass, summarise_control
     from groundsynth.report import write_report as write_report_files
 
     records = sorted_records(run)
-    with ThreadPoolExecutor(1, thread_name_prefix="overviews") as pool:
-        overviews = pool.submit(build_mosaic_overviews, run)
+    with in_head_thread(build_mosaic_overviews, run):
         t0 = time.perf_counter()
         control_pass = final_control_pass(run, records)
         set_metrics, realism = report_metrics(run, records, control_pass)
@@ -116,7 +125,6 @@ def write_report(run: JobRun, t_start: float) -> None:
         if control.get("families"):
             write_layers(run, grid_only=True)      # the tile grid gets the control scores
         records = sorted_records(run)
-        overviews.result()                          # raises what the thread raised
     context = {
         "job_id": run.job_id,
         "engines": {s: {"name": p.cls.name, "params": p.params} for s, p in run.prep.plans.items()},
@@ -137,14 +145,8 @@ def write_report(run: JobRun, t_start: float) -> None:
                                 "cells": run.prep.grid.cells}
     summary = write_report_files(run.dir, run.spec, records, context, html=False) or {}
     run.timer.seconds["report"] += time.perf_counter() - t0
-    with ThreadPoolExecutor(1, thread_name_prefix="report-html") as pool:
-        page = pool.submit(run.execute_all, [HtmlTask()])   # report.html on a worker, from report.json,
-        try:                                                 # while the head writes the STAC collection
-            finish_outputs(run, records, summary)
-        except BaseException:
-            page.exception()
-            raise
-        page.result()
+    with in_head_thread(run.execute_all, [HtmlTask()]):     # report.html on a worker, from report.json,
+        finish_outputs(run, records, summary)               # while the head writes the STAC collection
     html = "report.html" if (run.dir / "report.html").exists() else ""
     numeric = {str(k): float(v) for k, v in summary.items()
                if isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool)}
@@ -194,20 +196,6 @@ def build_mosaic_overviews(run: JobRun, kinds: tuple[str, ...] = ("real", "synth
             if layer["format"] == "vrt" and layer["layer"].startswith(kinds) and not ovr_path(vrt).exists():
                 build_overviews(vrt, palette=not layer["layer"].split("_v")[0].endswith("_image"),
                                 cache_cap_mb=run.opt.gdal_cache_mb)
-
-
-def final_real_mosaics(run: JobRun) -> Any:
-    """The real tiles are all recorded: write the mosaics and start building the real ones' overviews in a
-    head thread (beside the synthesis fit, which leaves workers idle). Returns the thread's future; its
-    result() raises what the thread raised."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    write_layers(run)
-    pool = ThreadPoolExecutor(1, thread_name_prefix="overviews")
-    try:
-        return pool.submit(build_mosaic_overviews, run, ("real",))
-    finally:
-        pool.shutdown(wait=False)
 
 
 def finish_outputs(run: JobRun, records: Sequence[TileRecord], summary: dict[str, Any]) -> None:

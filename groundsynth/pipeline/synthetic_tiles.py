@@ -27,7 +27,7 @@ from groundsynth.engines.base import TileInput
 from groundsynth.metrics import dataset_filters
 from groundsynth.pipeline.context import FitTask, SourceTile, StateFile, SyntheticTask, TaskResult
 from groundsynth.pipeline.job_run import JobRun
-from groundsynth.pipeline.outputs import final_real_mosaics, maybe_refresh_layers
+from groundsynth.pipeline.outputs import build_mosaic_overviews, in_head_thread, maybe_refresh_layers, write_layers
 from groundsynth.pipeline.state_file import STATE_NAME, load_state, resolve, write_state
 from groundsynth.pipeline.tile_cache import TILES
 from groundsynth.pipeline.worker_job import WorkerJob
@@ -106,14 +106,10 @@ def synthesis_state(run: JobRun, real: Sequence[TileRecord]) -> Any:
         from groundsynth.pipeline.grounding_control import early_real_pass, finish_early_pass
 
         control = early_real_pass(run)          # beside the fit, on the workers the fit leaves idle
-        overviews = final_real_mosaics(run)     # and the real mosaics' overviews, in a head thread
         fit = FitTask(tuple(SourceTile.of(r) for r in sample), path)
-        try:
+        write_layers(run)                       # the real mosaics are final: their overviews, in a head thread
+        with in_head_thread(build_mosaic_overviews, run, ("real",)):
             results = run.execute_all([fit, *(control.tasks if control else [])])
-        except BaseException:
-            overviews.exception()               # waited for; the fit's error is the one raised
-            raise
-        overviews.result()
         sf = results[0].value
         if control is not None:
             finish_early_pass(run, control, results[1:])

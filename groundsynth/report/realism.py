@@ -117,8 +117,8 @@ def realism_part(job_dir: str | Path, plan: RealismPlan, part: str, seed: int = 
     per_tile: dict[str, dict] = {}
     if part in ("synthetic", "real"):
         held = HeldOut.prepare(_load(job_dir, plan.held, "mask"), seed)
-        recs = plan.synth if part == "synthetic" else plan.reference
-        tiles = _load(job_dir, recs, "cond_mask", "source") if part == "synthetic" else _load(job_dir, recs, "mask")
+        recs, mask_key, group = (plan.synth, "cond_mask", "source") if part == "synthetic" else (plan.reference, "mask", "tile")
+        tiles = _load(job_dir, recs, mask_key, group)
         numbers, speckle = compare_detail(tiles, held, seed)
         if part == "synthetic":
             for r, sp in zip(plan.synth, speckle, strict=True):
