@@ -35,16 +35,50 @@ class Level:
     h: int
     w: int
     pix: np.ndarray                 # uint8 (C, N) pixel codes 1 + round(254 v) (the tile files' encoding)
-    feat: np.ndarray                # float16 (N, F) patch descriptors
+    feat: np.ndarray                # int16 (N, F) patch descriptors times `scale` (rounded)
     label: np.ndarray               # uint8 (N,) class
     mode: np.ndarray                # uint8 (N,) appearance mode within the class
     allowed: np.ndarray             # bool (N,): valid patch centre (whole patch valid, inside its tile)
     by_class: dict[int, np.ndarray] = field(default_factory=dict)              # class -> allowed q
     by_mode: dict[tuple[int, int], np.ndarray] = field(default_factory=dict)   # (class, mode) -> allowed q
+    scale: float = 1.0              # int16 steps per descriptor unit: feat = round(descriptor * scale)
+    _sources: dict = field(default_factory=dict, repr=False)   # (class, mode, exclude) -> usable q (cache)
+    _tables: dict = field(default_factory=dict, repr=False)    # coordinate and block tables (cache)
 
     @property
     def hw(self) -> int:
         return self.h * self.w
+
+    def table(self, name: str, b: int = 0) -> np.ndarray:
+        """Per source pixel q: its row ("y", int16), column ("x", int16) or b x b block ("block", int32), in
+        its tile; a gather from these is several times faster than the integer division it replaces. "key"
+        (uint8): 16 x class + mode where q is allowed, else 255 (a class no target has), one gather for three."""
+        key = (name, b)
+        if key == ("key", 0) and key not in self._tables:
+            self._tables[key] = np.where(self.allowed, self.label.astype(np.int32) * 16 + self.mode, 255).astype(np.uint8)
+        if key not in self._tables:
+            q = np.arange(self.pix.shape[1])
+            y, x = (q % self.hw) // self.w, q % self.w
+            if name == "y":
+                self._tables[key] = y.astype(np.int16)
+            elif name == "x":
+                self._tables[key] = x.astype(np.int16)
+            else:
+                nby, nbx = -(-self.h // b), -(-self.w // b)
+                self._tables[key] = (((q // self.hw) * nby + y // b) * nbx + x // b).astype(np.int32)
+        return self._tables[key]
+
+    def sources(self, k: int, m: int | None, exclude: int) -> np.ndarray | None:
+        """Allowed source pixels of class k (and mode m; None: any mode) outside the excluded tile (None: none)."""
+        key = (k, m, exclude)
+        if key not in self._sources:
+            idx = self.by_class.get(k) if m is None else self.by_mode.get((k, m))
+            self._sources[key] = usable_sources(idx, self.hw, exclude)
+        return self._sources[key]
+
+    def target_features(self, x: np.ndarray) -> np.ndarray:
+        """Target descriptors (n, F) in the units of `feat` (float32: the target side is not rounded)."""
+        return (x * np.float32(self.scale)).astype(np.float32, copy=False)
 
 
 @dataclass
@@ -57,6 +91,13 @@ class Target:
     mode: np.ndarray                # (H * W,) wanted appearance mode
     guide: np.ndarray               # float32 (H * W, G) label guidance (weighted)
     feat: np.ndarray | None = None  # float32 (H * W, F) = [appearance PCA, guide]
+    _col: np.ndarray | None = field(default=None, repr=False)
+
+    def column(self) -> np.ndarray:
+        """(H * W,) int16 column of every target pixel."""
+        if self._col is None:
+            self._col = np.tile(np.arange(self.W, dtype=np.int16), self.H)
+        return self._col
 
 
 @dataclass
@@ -73,9 +114,7 @@ class Search:
 
 
 def _block_of(lv: Level, q: np.ndarray, b: int) -> np.ndarray:
-    nby, nbx = -(-lv.h // b), -(-lv.w // b)
-    y = (q % lv.hw) // lv.w
-    return ((q // lv.hw) * nby + y // b) * nbx + (q % lv.w) // b
+    return np.take(lv.table("block", b), q)
 
 
 def occurrences(lv: Level, nnf: np.ndarray, b: int) -> np.ndarray:
@@ -85,52 +124,58 @@ def occurrences(lv: Level, nnf: np.ndarray, b: int) -> np.ndarray:
     return np.bincount(_block_of(lv, nnf, b), minlength=n).astype(np.float32) / (b * b)
 
 
-def cost(lv: Level, tg: Target, q: np.ndarray, s: Search, nnf: np.ndarray | None = None) -> np.ndarray:
-    """cost(p, q[p]) for every target pixel p (see module doc); with the current `nnf`, plus
-    `coherence` x the share of p's 4 neighbours whose match does not continue q (a copy breaks there)."""
+def cost(lv: Level, tg: Target, q: np.ndarray, s: Search, nnf: np.ndarray | None = None,
+         at: np.ndarray | None = None) -> np.ndarray:
+    """cost(p, q) for the target pixels p = `at` (flat indices; None: every pixel, q[p] for each) (see module
+    doc); with the current `nnf`, plus `coherence` x the share of p's 4 neighbours whose match does not
+    continue q (a copy breaks there)."""
     assert tg.feat is not None
-    d = tg.feat - np.take(lv.feat, q, axis=0)            # float32 - float16: promoted exactly, no copy pass
-    c = np.einsum("ij,ij->i", d, d)
-    c += s.mode_weight * (np.take(lv.mode, q) != tg.mode)
+    feat, label, mode = (tg.feat, tg.label, tg.mode) if at is None else (tg.feat[at], tg.label[at], tg.mode[at])
+    d = feat - np.take(lv.feat, q, axis=0)               # float32 - int16: widened exactly, no copy pass
+    c = np.einsum("ij,ij->i", d, d) * np.float32(1 / lv.scale ** 2)
+    kq = np.take(lv.table("key"), q)
+    c += s.mode_weight * ((kq & 15) != mode)
     if nnf is not None and s.coherence > 0:
-        c += (s.coherence / 4) * _breaks(lv, tg, nnf, q)
+        c += (s.coherence / 4) * _breaks(lv, tg, nnf, q, np.arange(q.size) if at is None else at)
     if s.usage is not None and s.occurrence > 0:
         # occurrence penalty (Kaspar et al. 2015): a source block copied more than once costs more
         c += s.occurrence * np.maximum(np.take(s.usage, _block_of(lv, q, s.block)) - 1, 0)
-    bad = (np.take(lv.label, q) != tg.label) | ~np.take(lv.allowed, q)
+    bad = (kq >> 4) != label                             # another class, or not allowed (255 >> 4 = 15)
     if s.exclude >= 0:
         bad |= (q // lv.hw) == s.exclude
     c[bad] = INF
     return c.astype(np.float32, copy=False)
 
 
-def _breaks(lv: Level, tg: Target, nnf: np.ndarray, q: np.ndarray) -> np.ndarray:
-    """How many of p's 4 neighbours n have a match other than q moved by n - p (0..4; off-tile ones count 0)."""
+def _breaks(lv: Level, tg: Target, nnf: np.ndarray, q: np.ndarray, at: np.ndarray) -> np.ndarray:
+    """For target pixels p = `at` matched to q: how many of p's 4 neighbours n have a match other than q
+    moved by n - p (0..4; neighbours off the target count 0)."""
     H, W = tg.H, tg.W
-    g = nnf.reshape(H, W)
-    qq = q.reshape(H, W)
-    out = np.zeros((H, W), np.float32)
-    out[:, :-1] += g[:, 1:] != qq[:, :-1] + 1
-    out[:, 1:] += g[:, :-1] != qq[:, 1:] - 1
-    out[:-1, :] += g[1:, :] != qq[:-1, :] + lv.w
-    out[1:, :] += g[:-1, :] != qq[1:, :] - lv.w
-    return out.ravel()
+    x = np.take(tg.column(), at)
+    out = np.zeros(at.size, np.float32)
+    for has, step, shift in ((x < W - 1, 1, 1), (x > 0, -1, -1), (at < (H - 1) * W, W, lv.w), (at >= W, -W, -lv.w)):
+        out += has & (np.take(nnf, np.where(has, at + step, at)) != q + shift)
+    return out
 
 
 def _offset(lv: Level, q: np.ndarray, dy: np.ndarray | int, dx: np.ndarray | int) -> tuple[np.ndarray, np.ndarray]:
     """q moved by (dy, dx) inside its tile; (q', inside)."""
-    y = (q % lv.hw) // lv.w + dy
-    x = q % lv.w + dx
+    y = np.take(lv.table("y"), q) + dy
+    x = np.take(lv.table("x"), q) + dx
     inside = (y >= 0) & (y < lv.h) & (x >= 0) & (x < lv.w)
     return np.where(inside, q + dy * lv.w + dx, q), inside
 
 
 def _improve(lv: Level, tg: Target, nnf: np.ndarray, best: np.ndarray, cand: np.ndarray, ok: np.ndarray,
              s: Search) -> None:
-    c = cost(lv, tg, cand, s, nnf)
-    better = ok & (c < best)
-    nnf[better] = cand[better]
-    best[better] = c[better]
+    """Take the candidates that cost less than the current matches; only candidates that differ from the
+    current match are scored (after propagation about half of them are the same copy)."""
+    at = np.flatnonzero(ok & (cand != nnf))
+    c = cost(lv, tg, cand[at], s, nnf, at)
+    better = c < best[at]
+    idx = at[better]
+    nnf[idx] = cand[idx]
+    best[idx] = c[better]
 
 
 def propagate(lv: Level, tg: Target, nnf: np.ndarray, best: np.ndarray, steps: tuple[int, ...], s: Search) -> None:
@@ -170,9 +215,9 @@ def draw(lv: Level, tg: Target, rng: np.random.Generator, exclude: int) -> np.nd
     for key in keys:
         k, m = int(key) // 256, int(key) % 256
         where = np.flatnonzero((tg.label == k) & (tg.mode == m))
-        pool = usable_sources(lv.by_mode.get((k, m)), lv.hw, exclude)
+        pool = lv.sources(k, m, exclude)
         if pool is None:
-            pool = usable_sources(lv.by_class.get(k), lv.hw, exclude)
+            pool = lv.sources(k, None, exclude)
         if pool is None:
             raise KeyError(k)
         out[where] = pool[rng.integers(0, pool.size, where.size)]
@@ -209,28 +254,35 @@ def vote(lv: Level, tg: Target, nnf: np.ndarray, best: np.ndarray, radius: int, 
     labels = tg.label.reshape(H, W)
     acc = np.zeros((C, H, W), np.float32)
     wsum = np.zeros((H, W), np.float32)
-    pick = np.zeros((C, H, W), np.float32)
-    src = np.zeros((H, W), np.int64)
     low = np.full((H, W), 2 * INF, np.float32)      # above INF: a pixel no same-class source covers still takes one
-    for oy, ox in sorted(((a, b) for a in range(-radius, radius + 1) for b in range(-radius, radius + 1)),
-                         key=lambda o: abs(o[0]) + abs(o[1])):
+    arg = np.zeros((H, W), np.intp)                 # the covering patch that matched best: index into `offsets`
+    offsets = sorted(((a, b) for a in range(-radius, radius + 1) for b in range(-radius, radius + 1)),
+                     key=lambda o: abs(o[0]) + abs(o[1]))
+    for i, (oy, ox) in enumerate(offsets):
         # pixel x takes, from the patch centred at p = x - o, the source pixel q(p) + o
         ys = slice(max(oy, 0), H + min(oy, 0))
         xs = slice(max(ox, 0), W + min(ox, 0))
         ps = (slice(max(-oy, 0), H - max(oy, 0)), slice(max(-ox, 0), W - max(ox, 0)))
         q = grid[ps] + oy * lv.w + ox
         val = np.take(lv.pix, q, axis=1)                 # uint8; promoted to float32 where it is used
-        same = np.take(lv.label, q) == labels[ys, xs]
-        w = weight[ps] * np.where(same, np.float32(1), np.float32(other))
+        if other != 1:
+            same = np.take(lv.label, q) == labels[ys, xs]
+            w = weight[ps] * np.where(same, np.float32(1), np.float32(other))
+        else:
+            w = weight[ps]
         acc[:, ys, xs] += w[None] * val
         wsum[ys, xs] += w
         if sharp:
-            better = (np.where(same, cgrid[ps], INF) if other < 1 else cgrid[ps]) < low[ys, xs]
-            low[ys, xs] = np.where(better, cgrid[ps], low[ys, xs])
-            pick[:, ys, xs] = np.where(better[None], val, pick[:, ys, xs])
-            src[ys, xs] = np.where(better, q, src[ys, xs])
+            c = np.where(same, cgrid[ps], INF) if other < 1 else cgrid[ps]
+            better = c < low[ys, xs]
+            low[ys, xs] = np.minimum(c, low[ys, xs])
+            arg[ys, xs][better] = i
     mean = acc / np.maximum(wsum, 1e-30)[None]
     if sharp:
+        off = np.array(offsets)[arg]                     # (H, W, 2): the best covering patch's offset
+        Y, X = np.mgrid[0:H, 0:W]
+        src = grid[Y - off[..., 0], X - off[..., 1]] + off[..., 0] * lv.w + off[..., 1]
+        pick = np.take(lv.pix, src, axis=1)
         seam = np.zeros((H, W), np.float32)
         seam[:, 1:] += src[:, 1:] != src[:, :-1] + 1
         seam[1:, :] += src[1:, :] != src[:-1, :] + lv.w

@@ -107,24 +107,28 @@ def exemplar_tiles(engine: Any, path: str, channels: int, size: tuple[int, int],
 
 
 def _bases(st: tp.TextureState, rng: np.random.Generator) -> list[tp.LevelBasis]:
-    out = []
-    for li in range(st.levels):
-        samples, classes = [], []
-        per = max(1, tp.PCA_SAMPLE // len(st.images))
-        for t in range(len(st.images)):
-            img = np.clip((st.images[t].astype(np.float32) - 1) / 254, 0, 1)
-            img, lab, _ = tp.pyramid(img, st.labels[t], st.modes[t], li + 1)[li]
+    """A PCA basis per pyramid level, from up to PCA_SAMPLE patches spread over the pool's tiles (each
+    tile's pyramid built once; one random stream per level)."""
+    rngs = [np.random.default_rng(int(x)) for x in rng.integers(0, 2 ** 63, st.levels)]
+    samples: list[list[np.ndarray]] = [[] for _ in range(st.levels)]
+    classes: list[list[np.ndarray]] = [[] for _ in range(st.levels)]
+    per = max(1, tp.PCA_SAMPLE // len(st.images))
+    for t in range(len(st.images)):
+        img = np.clip((st.images[t].astype(np.float32) - 1) / 254, 0, 1)
+        for li, (img_l, lab, _) in enumerate(tp.pyramid(img, st.labels[t], st.modes[t], st.levels)):
             ok = np.flatnonzero(tp.usable(lab != NODATA, st.radius).ravel())
             if ok.size == 0:
                 continue
-            pick = ok[rng.choice(ok.size, min(per, ok.size), replace=False)]
-            samples.append(tp.patch_matrix(img, st.radius)[pick])
-            classes.append(lab.ravel()[pick])
-        if not samples:
+            pick = ok[rngs[li].choice(ok.size, min(per, ok.size), replace=False)]
+            samples[li].append(tp.patch_vectors(img_l, st.radius, pick))
+            classes[li].append(lab.ravel()[pick])
+    out = []
+    for li in range(st.levels):
+        if not samples[li]:
             raise InvalidArgument("the tiles are too small or too empty for the texture pool: no whole "
                                   f"{2 * st.radius + 1} px patch at level {li} (lower patch or levels)",
                                   f"{FIELD}.levels")
-        out.append(tp.fit_basis(np.concatenate(samples), np.concatenate(classes)))
+        out.append(tp.fit_basis(np.concatenate(samples[li]), np.concatenate(classes[li])))
     return out
 
 

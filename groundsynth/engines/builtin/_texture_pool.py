@@ -3,7 +3,7 @@ patch descriptors and label guidance (numpy/scipy).
 
 `build_state` (fit) keeps the pool compact and picklable (`TextureState`: uint8 tiles, class and
 mode maps, PCA bases, ~0.3 MB per 256 px RGB-NIR tile). `levels(state)` derives, once per process,
-the arrays PatchMatch works on (`_patchmatch.Level`, float16 descriptors) and caches them by the
+the arrays PatchMatch works on (`_patchmatch.Level`, int16 descriptors) and caches them by the
 state's token.
 
 Appearance modes: for each class, every pixel's local class-mean colour (class pixels within
@@ -102,18 +102,30 @@ def pyramid(img: np.ndarray, lab: np.ndarray, mode: np.ndarray, n: int) -> list[
 
 # ------------------------------------------------------------------ descriptors and guidance
 
-def patch_matrix(img: np.ndarray, r: int) -> np.ndarray:
-    """(H * W, C * p * p) patches of a (C, H, W) float image, edges replicated."""
+def patch_vectors(img: np.ndarray, r: int, at: np.ndarray) -> np.ndarray:
+    """(len(at), C * p * p) patches, centred at the flat pixel indices `at`, of a (C, H, W) float image, edges
+    replicated; the columns run over (band, row, column) of the patch, as `appearance`'s basis expects."""
     from numpy.lib.stride_tricks import sliding_window_view
 
     C, H, W = img.shape
     pad = np.pad(img, ((0, 0), (r, r), (r, r)), mode="edge")
     win = sliding_window_view(pad, (2 * r + 1, 2 * r + 1), axis=(1, 2))  # type: ignore[call-overload]  # (C, H, W, p, p)
-    return np.ascontiguousarray(win.transpose(1, 2, 0, 3, 4)).reshape(H * W, -1)
+    return win[:, at // W, at % W].transpose(1, 0, 2, 3).reshape(len(at), -1)
 
 
 def appearance(img: np.ndarray, b: LevelBasis, r: int) -> np.ndarray:
-    return ((patch_matrix(img, r) - b.mean) @ b.basis).astype(np.float32)
+    """(H * W, PCA_DIMS) PCA descriptors of every patch of a (C, H, W) image (edges replicated): the same as
+    (patch_vectors of every pixel - mean) @ basis, summed one patch row at a time, so the (H * W, C * p * p) matrix is never built
+    (half the time at 256 px)."""
+    C, H, W = img.shape
+    p = 2 * r + 1
+    pad = np.pad(img.astype(np.float32, copy=False), ((0, 0), (r, r), (r, r)), mode="edge")
+    basis = b.basis.reshape(C, p, p, -1)
+    out = np.zeros((H * W, basis.shape[-1]), np.float32)
+    for dy in range(p):
+        rows = np.stack([pad[:, dy:dy + H, dx:dx + W] for dx in range(p)], axis=1).reshape(C * p, H * W)
+        out += rows.T @ basis[:, dy].reshape(C * p, -1)
+    return out - b.mean @ b.basis
 
 
 def guide(lab: np.ndarray, weight: float) -> np.ndarray:
@@ -211,7 +223,9 @@ def thickness(cells: np.ndarray, n: int) -> np.ndarray:
     edge[1:, :] |= cells[1:, :] != cells[:-1, :]
     edge[:-1, :] |= cells[1:, :] != cells[:-1, :]
     dist = ndimage.distance_transform_edt(~edge)
-    return np.asarray(ndimage.maximum(dist + 1, cells, np.arange(1, n + 1)), np.float64).reshape(n)
+    out = np.zeros(n + 1)
+    np.maximum.at(out, cells.ravel(), (dist + 1).ravel())      # the largest per cell (35x faster than ndimage.maximum)
+    return out[1:]
 
 
 def region_stats(labs: np.ndarray, modes: np.ndarray) -> tuple[dict[int, np.ndarray], np.ndarray]:
@@ -228,24 +242,32 @@ def region_stats(labs: np.ndarray, modes: np.ndarray) -> tuple[dict[int, np.ndar
         o = np.sort(a)
         return float(o[np.searchsorted(np.cumsum(o) / o.sum(), 0.5)]) if o.size else 0.0
 
-    for k in range(NUM_CLASSES):
-        rows, whole = [], []
-        for t in range(len(labs)):
+    rows: dict[int, list[np.ndarray]] = {k: [] for k in range(NUM_CLASSES)}
+    whole: dict[int, list[int]] = {k: [] for k in range(NUM_CLASSES)}
+    for t in range(len(labs)):
+        # every (class, mode) patch of the tile in one id map: one distance transform per tile for all of them
+        ids = np.zeros(labs[t].shape, np.int64)
+        parts, total = [], 0
+        for k in range(NUM_CLASSES):
             own = labs[t] == k
             if not own.any():
                 continue
-            whole.extend(np.bincount(ndimage.label(own)[0].ravel())[1:].tolist())
+            whole[k].extend(np.bincount(ndimage.label(own)[0].ravel())[1:].tolist())
             for m in np.unique(modes[t][own]):
                 lab, n = ndimage.label(own & (modes[t] == m))
-                a = np.bincount(lab.ravel(), minlength=n + 1)[1:]
-                keep = a >= MIN_PATCH_AREA
-                if keep.any():
-                    th = thickness(lab, n)
-                    rows.append(np.stack([np.full(int(keep.sum()), m), a[keep], th[keep]], axis=1))
-        if not rows:
+                ids[lab > 0] = lab[lab > 0] + total
+                parts.append((k, int(m), total, np.bincount(lab.ravel(), minlength=n + 1)[1:]))
+                total += n
+        th = thickness(ids, total) if total else np.zeros(0)
+        for k, m, first, a in parts:
+            keep = a >= MIN_PATCH_AREA
+            if keep.any():
+                rows[k].append(np.stack([np.full(int(keep.sum()), m), a[keep], th[first:first + len(a)][keep]], axis=1))
+    for k in range(NUM_CLASSES):
+        if not rows[k]:
             continue
-        stats[k] = np.concatenate(rows).astype(np.float64)
-        part, region = wmedian(stats[k][:, 1]), wmedian(np.array(whole, np.float64))
+        stats[k] = np.concatenate(rows[k]).astype(np.float64)
+        part, region = wmedian(stats[k][:, 1]), wmedian(np.array(whole[k], np.float64))
         if region > SPLIT_RATIO * part:
             cell[k] = max(part, MIN_CELL)
     return stats, cell
@@ -290,7 +312,7 @@ def levels(st: TextureState) -> list[Level]:
         if st.token in _CACHE:
             _CACHE.move_to_end(st.token)
             return _CACHE[st.token]
-    built = [_build_level(st, i) for i in range(st.levels)]
+    built = _build_levels(st)
     with _LOCK:
         _CACHE[st.token] = built
         while len(_CACHE) > 2:
@@ -298,23 +320,46 @@ def levels(st: TextureState) -> list[Level]:
     return built
 
 
-def _build_level(st: TextureState, li: int) -> Level:
+def _build_levels(st: TextureState) -> list[Level]:
+    """Every pyramid level of the pool, one pass over its tiles (each tile's pyramid built once); the
+    descriptors go straight into a preallocated int16 array per level (no float copy of the whole pool)."""
     T, C = st.images.shape[:2]
-    pix, feats, labs, mods, allowed = [], [], [], [], []
+    H, W = st.images.shape[2:]
+    shapes = [(H >> li, W >> li) for li in range(st.levels)]
+    F = PCA_DIMS + NUM_CLASSES + 2
+    scales = [feature_scale(st.bases[li], st.guide_weight) for li in range(st.levels)]
+    pix = [np.zeros((C, T * h * w), np.uint8) for h, w in shapes]
+    feat = [np.zeros((T * h * w, F), np.int16) for h, w in shapes]
+    labs = [np.zeros(T * h * w, np.uint8) for h, w in shapes]
+    mods = [np.zeros(T * h * w, np.uint8) for h, w in shapes]
+    allowed = [np.zeros(T * h * w, bool) for h, w in shapes]
     for t in range(T):
         img = np.clip((st.images[t].astype(np.float32) - 1) / 254, 0, 1)
-        img, lab, mode = pyramid(img, st.labels[t], st.modes[t], li + 1)[li]
-        # the tiles' own uint8 code (1 + round(254 v)): level 0 holds the real values exactly
-        pix.append((1 + np.rint(img * 254)).astype(np.uint8).reshape(C, -1))
-        feats.append(np.concatenate([appearance(img, st.bases[li], st.radius), guide(lab, st.guide_weight)],
-                                    axis=1).astype(np.float16))
-        labs.append(lab.ravel())
-        mods.append(mode.ravel())
-        ok = usable(lab != NODATA, st.radius) & st.tile_classes[t][np.minimum(lab, NUM_CLASSES - 1)]
-        allowed.append(ok.ravel())
-    h, w = lab.shape
-    lv = Level(h=h, w=w, pix=np.concatenate(pix, axis=1), feat=np.concatenate(feats), label=np.concatenate(labs),
-               mode=np.concatenate(mods), allowed=np.concatenate(allowed))
+        for li, (img_l, lab, mode) in enumerate(pyramid(img, st.labels[t], st.modes[t], st.levels)):
+            n = lab.size
+            sl = slice(t * n, (t + 1) * n)
+            # the tiles' own uint8 code (1 + round(254 v)): level 0 holds the real values exactly
+            pix[li][:, sl] = (1 + np.rint(img_l * 254)).astype(np.uint8).reshape(C, -1)
+            x = np.concatenate([appearance(img_l, st.bases[li], st.radius), guide(lab, st.guide_weight)], axis=1)
+            feat[li][sl] = np.clip(np.rint(x * np.float32(scales[li])), -32767, 32767)
+            labs[li][sl] = lab.ravel()
+            mods[li][sl] = mode.ravel()
+            allowed[li][sl] = (usable(lab != NODATA, st.radius) & st.tile_classes[t][np.minimum(lab, NUM_CLASSES - 1)]
+                               ).ravel()
+    return [_index(Level(h=h, w=w, pix=pix[li], feat=feat[li], label=labs[li], mode=mods[li], allowed=allowed[li],
+                         scale=scales[li])) for li, (h, w) in enumerate(shapes)]
+
+
+def feature_scale(basis: LevelBasis, guide_weight: float) -> float:
+    """int16 steps per descriptor unit: the largest possible |descriptor| maps to 32000. A PCA value is at most
+    |patch - mean| |basis column| <= sqrt(D) max |column| (pixel values in [0, 1]); a guidance value at most
+    `guide_weight` (blurred one-hot in [0, 1], twice a gradient of it in [-1, 1])."""
+    top = np.sqrt(basis.basis.shape[0]) * float(np.linalg.norm(basis.basis, axis=0).max())
+    return 32000.0 / max(top, guide_weight, 1e-6)
+
+
+def _index(lv: Level) -> Level:
+    """The allowed source pixels of each class and (class, mode)."""
     for k in np.unique(lv.label[lv.allowed]):
         idx = np.flatnonzero(lv.allowed & (lv.label == k))
         lv.by_class[int(k)] = idx

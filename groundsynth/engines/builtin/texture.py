@@ -202,13 +202,13 @@ class Texture(Synthesiser):
                 assert img is not None
                 h, w = pyr[li + 1][1].shape
                 nnf = pm.upsample(lv, lvs[li + 1], nnf, tg.H, tg.W, h, w)
-                tg.feat = np.concatenate([tp.appearance(_up(img), st.bases[li], r), tg.guide], axis=1)
+                tg.feat = lv.target_features(np.concatenate([tp.appearance(_up(img), st.bases[li], r), tg.guide], axis=1))
                 best = self._repair(lv, tg, nnf, rng, search)
             img = pm.vote(lv, tg, nnf, best, r, other=self.p["other_class_vote"])
             iters = max(1, self.p["iterations"] // 2 ** (st.levels - 1 - li))
             for it in range(iters):
                 search.usage = pm.occurrences(lv, nnf, search.block)
-                tg.feat = np.concatenate([tp.appearance(img, st.bases[li], r), tg.guide], axis=1)
+                tg.feat = lv.target_features(np.concatenate([tp.appearance(img, st.bases[li], r), tg.guide], axis=1))
                 best = self._repair(lv, tg, nnf, rng, search)
                 steps = (8, 4, 2, 1) if it == 0 and li == st.levels - 1 else (2, 1)
                 pm.propagate(lv, tg, nnf, best, steps, search)
@@ -235,7 +235,7 @@ def _level_labels(lab: np.ndarray, lv: pm.Level, st: tp.TextureState, exclude: i
     """The target labels at one pyramid level, a class without a usable source patch AT THIS LEVEL (a thin
     class that the coarse levels' majority vote or patch erosion lost) replaced by the class nearest in mean
     colour that has one; the finest level always has every class (_full_labels checked that)."""
-    have = [k for k, idx in lv.by_class.items() if pm.usable_sources(idx, lv.hw, exclude) is not None]
+    have = [k for k in lv.by_class if lv.sources(k, None, exclude) is not None]
     missing = [int(k) for k in np.unique(lab) if k not in have]
     if not missing or not have:
         return lab
