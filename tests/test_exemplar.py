@@ -71,8 +71,9 @@ def test_fit_returns_a_state_and_leaves_the_engine_unchanged(demo):
     assert (fitted.engine.synthesise([masks[8]], [5], restored)[0] == a).all()
 
 
-def test_is_the_default_synthesiser():
-    assert get_engine("synthesise", "") is Exemplar
+def test_stays_selectable_by_name_beside_the_default():
+    assert get_engine("synthesise", "exemplar") is Exemplar
+    assert get_engine("synthesise", "") is not Exemplar       # texture is the default (tests/test_texture.py)
 
 
 def test_demo_fidelity_under_spectral_segmenter(demo):

@@ -291,7 +291,7 @@ def test_run_command_resumes_a_job_by_id(source, tmp_path, capsys):
 
 
 def test_default_engines_end_to_end_on_a_demo_crop(tmp_path_factory):
-    """The real default engines (segment/spectral, synthesise/exemplar, caption/composition,
+    """The real default engines (segment/spectral, synthesise/texture, caption/composition,
     ground/composition) on a 2 x 2 tile crop of the Sentinel-2 demo scene, by the coast."""
     from groundsynth.demo.scene import demo_raster
     from groundsynth.engines import default_engine

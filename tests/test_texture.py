@@ -52,8 +52,9 @@ def _interior(mask: np.ndarray, k: int) -> np.ndarray:
     return ndimage.binary_erosion(mask == k, iterations=2)
 
 
-def test_is_registered_and_selectable():
+def test_is_registered_selectable_and_the_default_synthesiser():
     assert get_engine("synthesise", "texture") is Texture
+    assert get_engine("synthesise", "") is Texture
 
 
 def test_a_stripe_exemplar_gives_stripes_of_the_right_colours(stripe_pool):
@@ -171,7 +172,7 @@ def test_bad_arguments_name_the_problem(stripe_pool):
     with pytest.raises(FailedPrecondition, match="state"):
         eng.synthesise(masks[:1], [1])
     with pytest.raises(InvalidArgument, match="too small"):
-        fitted([np.zeros((4, 16, 16), np.float32)], [np.full((16, 16), GRASS, np.uint8)])
+        fitted([np.zeros((4, 5, 5), np.float32)], [np.full((5, 5), GRASS, np.uint8)])     # no 5 px patch and a pixel
 
 
 def test_a_user_exemplar_raster_gives_a_class_the_aoi_lacks(tmp_path):
@@ -229,8 +230,26 @@ def test_check_job_refuses_what_the_engine_cannot_serve_at_submit(tmp_path):
                        stages=[StageConfig("synthesise", "texture", {k: str(v) for k, v in params.items()})])
 
     Texture.check_job(spec())                                       # the defaults serve 256 px tiles
-    for s, field in ((spec(patch=4), "patch"), (spec(tile_size=32), "levels"),
+    Texture.check_job(spec(tile_size=32))                           # and small ones, with fewer levels
+    for s, field in ((spec(patch=4), "patch"), (spec(tile_size=8, patch=9), "patch"),
                      (spec(exemplar_raster=tmp_path / "none.tif"), "exemplar_raster")):
         with pytest.raises(InvalidArgument) as err:
             Texture.check_job(s)
         assert err.value.field == f"stages[synthesise].params.{field}"
+
+
+def test_tiles_too_small_for_the_levels_get_fewer_levels_not_an_error():
+    """32 px tiles cannot hold 4 levels of 5 px patches (the coarsest would be 4 px): the fit keeps 3, and
+    synthesis on such tiles works; the levels a tile size allows are what usable_levels says."""
+    from groundsynth.engines.builtin._texture_fit import usable_levels
+
+    assert [usable_levels(s, 4, 5) for s in (256, 64, 48, 32, 16, 8, 5)] == [4, 4, 4, 3, 2, 1, 0]
+    rng = np.random.default_rng(3)
+    masks = [np.where(np.arange(32)[None, :] < 12 + i, 2, 6).repeat(32, 0).astype(np.uint8) for i in range(4)]
+    imgs = [np.where(m == 2, 0.3, 0.1)[None].repeat(4, 0) + rng.random((4, 32, 32)) * 0.05 for m in masks]
+    eng = Texture({}, EngineContext(seed=0))
+    st = eng.fit(imgs, masks, [np.ones((32, 32), bool)] * 4, ["a", "b", "c", "d"])
+    assert st.levels == 3
+    out = eng.synthesise([masks[0]], [1], st, ["a"])[0]
+    assert out.shape == (4, 32, 32)
+    assert abs(float(out[:, masks[0] == 2].mean()) - 0.325) < 0.03 and abs(float(out[:, masks[0] == 6].mean()) - 0.125) < 0.03

@@ -38,6 +38,15 @@ def _check(images: Sequence[np.ndarray], masks: Sequence[np.ndarray], valids: Se
     return channels or 4
 
 
+def usable_levels(side: int, levels: int, patch: int) -> int:
+    """The most pyramid levels, up to `levels`, whose coarsest level still holds a patch and a pixel beside it
+    on tiles of `side` px (0: not even the finest does). Small tiles get fewer levels, not an error."""
+    n = levels
+    while n > 0 and side // 2 ** (n - 1) < patch + 1:
+        n -= 1
+    return n
+
+
 def select_tiles(labels: np.ndarray, limit: int) -> list[int]:
     """Up to `limit` tiles: for every class, rarest first, the tiles richest in it (until 20k px or 3 tiles),
     then evenly spaced others."""
@@ -137,15 +146,17 @@ def build_state(engine: Any, images: Sequence[np.ndarray], masks: Sequence[np.nd
     channels = _check(images, masks, valids, tile_ids)
     p = engine.p
     ids = [str(t) for t in tile_ids] if tile_ids is not None else [f"#{i}" for i in range(len(images))]
-    f = 2 ** (p["levels"] - 1)
     r = p["patch"] // 2
     if not images:
         raise InvalidArgument("fit() needs at least one real tile", "synthesise.fit")
+    side = min(max(np.shape(i)[1] for i in images), max(np.shape(i)[2] for i in images))
+    n_levels = usable_levels(side, p["levels"], p["patch"])
+    if n_levels == 0:
+        raise InvalidArgument(f"tiles of {side} px are too small for {p['patch']} px patches; lower patch",
+                              f"{FIELD}.patch")
+    f = 2 ** (n_levels - 1)
     H = max(np.shape(i)[1] for i in images) // f * f
     W = max(np.shape(i)[2] for i in images) // f * f
-    if H // f < 2 * r + 2 or W // f < 2 * r + 2:
-        raise InvalidArgument(f"tiles of {H} x {W} px are too small for {p['levels']} levels of {p['patch']} px "
-                              "patches; lower levels or patch", f"{FIELD}.levels")
     imgs = np.zeros((len(images), channels, H, W), np.uint8)
     labs = np.full((len(images), H, W), NODATA, np.uint8)
     for t, (img, m, v) in enumerate(zip(images, masks, valids, strict=True)):
@@ -174,7 +185,7 @@ def build_state(engine: Any, images: Sequence[np.ndarray], masks: Sequence[np.nd
                          mode_share=shares, counts=np.zeros((len(ids), NUM_CLASSES, p["modes"]), np.int64),
                          class_means=np.full((NUM_CLASSES, channels), np.nan, np.float32), mode_areas={},
                          cell_area=np.zeros(NUM_CLASSES), bases=[],
-                         radius=r, guide_weight=p["guide_weight"], levels=p["levels"])
+                         radius=r, guide_weight=p["guide_weight"], levels=n_levels)
     for t in range(len(ids)):
         ok = tp.usable(labs[t] != NODATA, r) & tile_classes[t][np.minimum(labs[t], NUM_CLASSES - 1)]
         np.add.at(st.counts[t], (labs[t][ok], modes[t][ok]), 1)

@@ -69,7 +69,6 @@ class Exemplar(Synthesiser):
     name = "exemplar"
     description = ("Mask-conditioned synthesis by patch quilting of real pixels of each class from the job's AOI, "
                    "with matched, feathered, variance-preserving seams and soft class edges. CPU only, no model.")
-    is_default = True
     params = (
         Param("patch_size", "int", 32, "side of the square texture patches in pixels", 8, 128),
         Param("overlap", "int", 10, "overlap between neighbouring patches in pixels (blended)", 2, 64),

@@ -39,6 +39,7 @@ from groundsynth.request.errors import FailedPrecondition, InvalidArgument
 @register
 class Texture(Synthesiser):
     name = "texture"
+    is_default = True
     description = ("Label-guided multi-scale texture optimisation with PatchMatch over real train-split tiles of "
                    "the AOI (image analogies): per-region appearance modes, real class edges, never the source "
                    "tile. CPU only, no model.")
@@ -46,8 +47,8 @@ class Texture(Synthesiser):
         Param("pool_tiles", "int", 32, "at most this many real tiles form the exemplar pool (rare classes first)",
               1, 512),
         Param("patch", "int", 5, "patch side in pixels (odd)", 3, 11),
-        Param("levels", "int", 4, "pyramid levels, coarse to fine (the tile side must divide by 2^(levels-1))",
-              1, 5),
+        Param("levels", "int", 4, "pyramid levels, coarse to fine (fewer on tiles too small for them: the coarsest "
+              "level holds at least a patch and a pixel)", 1, 5),
         Param("iterations", "int", 8, "EM iterations at the coarsest level; halved per finer level (at least 1)",
               1, 16),
         Param("modes", "int", 4, "appearance modes per class (k-means of local class colour)", 1, 8),
@@ -81,11 +82,11 @@ class Texture(Synthesiser):
         field = "stages[synthesise].params"
         if p["patch"] % 2 == 0:
             raise InvalidArgument(f"expected an odd patch side, got {p['patch']}", f"{field}.patch")
-        coarse = spec.tile_size // 2 ** (p["levels"] - 1)
-        if coarse < p["patch"] + 1:
-            raise InvalidArgument(f"tiles of {spec.tile_size} px are too small for {p['levels']} levels of "
-                                  f"{p['patch']} px patches (the coarsest level would be {coarse} px); lower levels",
-                                  f"{field}.levels")
+        from groundsynth.engines.builtin._texture_fit import usable_levels
+
+        if usable_levels(spec.tile_size, p["levels"], p["patch"]) == 0:
+            raise InvalidArgument(f"tiles of {spec.tile_size} px are too small for {p['patch']} px patches; "
+                                  "lower patch", f"{field}.patch")
         if p["exemplar_raster"] and not os.path.isfile(p["exemplar_raster"]):
             raise InvalidArgument(f"no such exemplar raster: {p['exemplar_raster']}", f"{field}.exemplar_raster")
 
