@@ -253,3 +253,21 @@ def test_tiles_too_small_for_the_levels_get_fewer_levels_not_an_error():
     out = eng.synthesise([masks[0]], [1], st, ["a"])[0]
     assert out.shape == (4, 32, 32)
     assert abs(float(out[:, masks[0] == 2].mean()) - 0.325) < 0.03 and abs(float(out[:, masks[0] == 6].mean()) - 0.125) < 0.03
+
+
+def test_source_draws_skip_the_excluded_tile_without_a_copy_of_the_pool(stripe_pool):
+    """Draws of source pixels never land in the excluded tile and cover every other tile; the allowed pixels
+    are kept once per level (int32 where the pool allows), not filtered into a copy per source tile (which a
+    worker meeting every tile of a 64-tile job held at over 1 GB)."""
+    from groundsynth.engines.builtin import _patchmatch as pm
+    from groundsynth.engines.builtin import _texture_pool as tp
+
+    _, state, _, _ = stripe_pool
+    lv = tp.levels(state)[0]
+    assert all(v.dtype == np.int32 for v in lv.by_class.values())
+    tg = pm.Target(8, 8, np.full(64, GRASS, np.uint8), np.zeros(64, np.uint8), np.zeros((64, 1), np.float32))
+    rng = np.random.default_rng(0)
+    for exclude in range(len(state.tile_ids)):
+        tiles = np.concatenate([pm.draw(lv, tg, rng, exclude) for _ in range(20)]) // lv.hw
+        assert exclude not in tiles and set(tiles) == set(range(len(state.tile_ids))) - {exclude}
+    assert not hasattr(lv, "_sources")

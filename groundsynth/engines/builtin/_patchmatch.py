@@ -42,7 +42,6 @@ class Level:
     by_class: dict[int, np.ndarray] = field(default_factory=dict)              # class -> allowed q
     by_mode: dict[tuple[int, int], np.ndarray] = field(default_factory=dict)   # (class, mode) -> allowed q
     scale: float = 1.0              # int16 steps per descriptor unit: feat = round(descriptor * scale)
-    _sources: dict = field(default_factory=dict, repr=False)   # (class, mode, exclude) -> usable q (cache)
     _tables: dict = field(default_factory=dict, repr=False)    # coordinate and block tables (cache)
 
     @property
@@ -68,13 +67,17 @@ class Level:
                 self._tables[key] = (((q // self.hw) * nby + y // b) * nbx + x // b).astype(np.int32)
         return self._tables[key]
 
-    def sources(self, k: int, m: int | None, exclude: int) -> np.ndarray | None:
-        """Allowed source pixels of class k (and mode m; None: any mode) outside the excluded tile (None: none)."""
-        key = (k, m, exclude)
-        if key not in self._sources:
-            idx = self.by_class.get(k) if m is None else self.by_mode.get((k, m))
-            self._sources[key] = usable_sources(idx, self.hw, exclude)
-        return self._sources[key]
+    def sources(self, k: int, m: int | None, exclude: int) -> tuple[np.ndarray, int, int] | None:
+        """The allowed source pixels of class k (and mode m; None: any mode) as (indices, lo, hi): the
+        indices are sorted, so the excluded tile's are the run [lo, hi), skipped without a copy; None when
+        none is left outside the excluded tile."""
+        idx = self.by_class.get(k) if m is None else self.by_mode.get((k, m))
+        if idx is None or idx.size == 0:
+            return None
+        lo = hi = 0
+        if exclude >= 0:
+            lo, hi = (int(v) for v in np.searchsorted(idx, [exclude * self.hw, (exclude + 1) * self.hw]))
+        return (idx, lo, hi) if idx.size > hi - lo else None
 
     def target_features(self, x: np.ndarray) -> np.ndarray:
         """Target descriptors (n, F) in the units of `feat` (float32: the target side is not rounded)."""
@@ -215,21 +218,13 @@ def draw(lv: Level, tg: Target, rng: np.random.Generator, exclude: int) -> np.nd
     for key in keys:
         k, m = int(key) // 256, int(key) % 256
         where = np.flatnonzero((tg.label == k) & (tg.mode == m))
-        pool = lv.sources(k, m, exclude)
-        if pool is None:
-            pool = lv.sources(k, None, exclude)
-        if pool is None:
+        found = lv.sources(k, m, exclude) or lv.sources(k, None, exclude)
+        if found is None:
             raise KeyError(k)
-        out[where] = pool[rng.integers(0, pool.size, where.size)]
+        idx, lo, hi = found
+        j = rng.integers(0, idx.size - (hi - lo), where.size)      # uniform over the indices outside [lo, hi)
+        out[where] = idx[j + (j >= lo) * (hi - lo)]
     return out
-
-
-def usable_sources(idx: np.ndarray | None, hw: int, exclude: int) -> np.ndarray | None:
-    if idx is None or idx.size == 0:
-        return None
-    if exclude >= 0:
-        idx = idx[(idx // hw) != exclude]
-    return idx if idx.size else None
 
 
 def vote(lv: Level, tg: Target, nnf: np.ndarray, best: np.ndarray, radius: int, sharp: bool = False,

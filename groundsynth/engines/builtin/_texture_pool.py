@@ -359,9 +359,10 @@ def feature_scale(basis: LevelBasis, guide_weight: float) -> float:
 
 
 def _index(lv: Level) -> Level:
-    """The allowed source pixels of each class and (class, mode)."""
+    """The allowed source pixels of each class and (class, mode); int32 where the pool allows (half the memory)."""
+    index = np.int32 if lv.label.size < 2 ** 31 else np.int64
     for k in np.unique(lv.label[lv.allowed]):
-        idx = np.flatnonzero(lv.allowed & (lv.label == k))
+        idx = np.flatnonzero(lv.allowed & (lv.label == k)).astype(index)
         lv.by_class[int(k)] = idx
         for m in np.unique(lv.mode[idx]):
             lv.by_mode[(int(k), int(m))] = idx[lv.mode[idx] == m]
