@@ -22,20 +22,22 @@ def _encode(img: np.ndarray, ok: np.ndarray) -> np.ndarray:
     return u8
 
 
-def _check(images: Sequence[np.ndarray], masks: Sequence[np.ndarray], valids: Sequence[np.ndarray],
-           tile_ids: Sequence[str] | None) -> int:
+def _check_lengths(images: Sequence[np.ndarray], masks: Sequence[np.ndarray], valids: Sequence[np.ndarray],
+                   tile_ids: Sequence[str] | None) -> None:
     if not (len(images) == len(masks) == len(valids)) or (tile_ids is not None and len(tile_ids) != len(images)):
         raise InvalidArgument(f"got {len(images)} images, {len(masks)} masks, {len(valids)} valid maps"
                               + (f" and {len(tile_ids)} tile ids" if tile_ids is not None else ""), "synthesise.fit")
-    channels = None
-    for img in images:
-        shape = np.shape(img)
-        if len(shape) != 3 or shape[0] not in (3, 4):
-            raise InvalidArgument(f"expected an image of shape (3 or 4, H, W), got {shape}", "image")
-        if channels is not None and shape[0] != channels:
-            raise InvalidArgument(f"images mix {channels} and {shape[0]} bands", "image")
-        channels = shape[0]
-    return channels or 4
+    if not len(images):
+        raise InvalidArgument("fit() needs at least one real tile", "synthesise.fit")
+
+
+def _check_image(img: np.ndarray, channels: int | None) -> int:
+    shape = np.shape(img)
+    if len(shape) != 3 or shape[0] not in (3, 4):
+        raise InvalidArgument(f"expected an image of shape (3 or 4, H, W), got {shape}", "image")
+    if channels is not None and shape[0] != channels:
+        raise InvalidArgument(f"images mix {channels} and {shape[0]} bands", "image")
+    return int(shape[0])
 
 
 def usable_levels(side: int, levels: int, patch: int) -> int:
@@ -47,13 +49,18 @@ def usable_levels(side: int, levels: int, patch: int) -> int:
     return n
 
 
-def select_tiles(labels: np.ndarray, limit: int) -> list[int]:
-    """Up to `limit` tiles: for every class, rarest first, the tiles richest in it (until 20k px or 3 tiles),
-    then evenly spaced others."""
-    T = len(labels)
+def class_counts(mask: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """(7,) valid pixels of each class in a tile."""
+    m = np.asarray(mask, np.uint8)
+    return np.bincount(m[np.asarray(valid, bool) & (m != NODATA)], minlength=256)[:NUM_CLASSES]
+
+
+def select_tiles(counts: np.ndarray, limit: int) -> list[int]:
+    """Up to `limit` of the tiles whose class counts (T, 7) are given: for every class, rarest first, the
+    tiles richest in it (until 20k px or 3 tiles), then evenly spaced others."""
+    T = len(counts)
     if T <= limit:
         return list(range(T))
-    counts = np.stack([np.bincount(lab[lab != NODATA].ravel(), minlength=256)[:NUM_CLASSES] for lab in labels])
     chosen: list[int] = []
     for k in np.argsort(counts.sum(0)):
         if counts[:, k].sum() == 0:
@@ -143,30 +150,38 @@ def _bases(st: tp.TextureState, rng: np.random.Generator) -> list[tp.LevelBasis]
 
 def build_state(engine: Any, images: Sequence[np.ndarray], masks: Sequence[np.ndarray],
                 valids: Sequence[np.ndarray], tile_ids: Sequence[str] | None) -> tp.TextureState:
-    channels = _check(images, masks, valids, tile_ids)
+    _check_lengths(images, masks, valids, tile_ids)
     p = engine.p
     ids = [str(t) for t in tile_ids] if tile_ids is not None else [f"#{i}" for i in range(len(images))]
     r = p["patch"] // 2
-    if not images:
-        raise InvalidArgument("fit() needs at least one real tile", "synthesise.fit")
-    side = min(max(np.shape(i)[1] for i in images), max(np.shape(i)[2] for i in images))
+    shapes = [np.shape(m) for m in masks]          # the masks' shapes: an image is only read if it joins the pool
+    side = min(max(s[0] for s in shapes), max(s[1] for s in shapes))
     n_levels = usable_levels(side, p["levels"], p["patch"])
     if n_levels == 0:
         raise InvalidArgument(f"tiles of {side} px are too small for {p['patch']} px patches; lower patch",
                               f"{FIELD}.patch")
     f = 2 ** (n_levels - 1)
-    H = max(np.shape(i)[1] for i in images) // f * f
-    W = max(np.shape(i)[2] for i in images) // f * f
-    imgs = np.zeros((len(images), channels, H, W), np.uint8)
-    labs = np.full((len(images), H, W), NODATA, np.uint8)
-    for t, (img, m, v) in enumerate(zip(images, masks, valids, strict=True)):
-        img = np.asarray(img, np.float32)[:, :H, :W]
-        m = np.asarray(m, np.uint8)[:H, :W]
-        ok = np.asarray(v, bool)[:H, :W] & (m != NODATA)
-        imgs[t, :, :img.shape[1], :img.shape[2]] = _encode(img, ok)
-        labs[t, :m.shape[0], :m.shape[1]] = np.where(ok, m, NODATA)
-    keep = select_tiles(labs, p["pool_tiles"])
-    imgs, labs, ids = imgs[keep], labs[keep], [ids[i] for i in keep]
+    H = max(s[0] for s in shapes) // f * f
+    W = max(s[1] for s in shapes) // f * f
+    # the pool is chosen from the masks; only its tiles' images are read, once each (a fit sample of 256 tiles
+    # would otherwise be held whole: 64 MiB of uint8 images at 256 px)
+    keep = select_tiles(np.stack([class_counts(m, v) for m, v in zip(masks, valids, strict=True)]), p["pool_tiles"])
+    channels: int | None = None
+    imgs = labs = None
+    for j, t in enumerate(keep):
+        img = np.asarray(images[t], np.float32)
+        channels = _check_image(img, channels)
+        if imgs is None:
+            imgs = np.zeros((len(keep), channels, H, W), np.uint8)
+            labs = np.full((len(keep), H, W), NODATA, np.uint8)
+        assert labs is not None
+        img = img[:, :H, :W]
+        m = np.asarray(masks[t], np.uint8)[:H, :W]
+        ok = np.asarray(valids[t], bool)[:H, :W] & (m != NODATA)
+        imgs[j, :, :img.shape[1], :img.shape[2]] = _encode(img, ok)
+        labs[j, :m.shape[0], :m.shape[1]] = np.where(ok, m, NODATA)
+    assert imgs is not None and labs is not None and channels is not None
+    ids = [ids[i] for i in keep]
     tile_classes = np.ones((len(ids), NUM_CLASSES), bool)
     if p["exemplar_raster"]:
         have = np.bincount(labs[labs != NODATA].ravel(), minlength=256)[:NUM_CLASSES]
