@@ -126,3 +126,21 @@ def test_boost_with_no_free_pixel_left_adds_nothing_instead_of_crashing():
     stats = AoiStats.from_masks([water, other])
     out = condition_mask("boost", water, {"Water": 0.6, "Shrub": 0.3}, stats, 1)
     assert (out == water).all()
+
+
+def test_boost_never_puts_a_land_class_in_open_water_but_water_may_flood_land(aoi):
+    """A boosted land class takes no Water pixel: in a tile that is mostly sea, Built-up stays on the land
+    (less than its target where the land cannot hold it); boosting Water itself may cover land."""
+    masks, stats = aoi
+    sea = np.full((128, 128), WATER, np.uint8)
+    sea[:, :20] = CROP                                          # a strip of coast
+    out = condition_mask("boost", sea, {"Built-up": 0.3}, stats, 2)
+    assert (out[sea == WATER] == WATER).all()
+    assert 0 < (out == BUILT).sum() <= (sea == CROP).sum()
+    real = masks[0]
+    flooded = condition_mask("boost", real, {"Water": 0.6}, stats, 2)
+    assert abs(composition(flooded)[WATER] - 0.6) < 0.01 and (flooded[real != WATER] == WATER).any()
+    # a land class boosted in a tile with water reaches its target on land alone when the land can hold it
+    assert composition(real)[BUILT] < 0.4 and composition(real)[WATER] > 0.1
+    out = condition_mask("boost", real, {"Built-up": 0.45}, stats, 2)
+    assert abs(composition(out)[BUILT] - 0.45) < 0.01 and (out[real == WATER] == WATER).all()

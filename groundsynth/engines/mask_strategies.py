@@ -11,7 +11,10 @@ Area-focused augmentation happens here, on masks, before any image exists:
   the level sets of a noisy signed distance to the seed regions, so new land
   has organic, rounded-irregular outlines (never rectangles), and the count is
   exact. Boost never shrinks a class that is already above its target, and
-  pixels of other target classes are never overwritten.
+  pixels of other target classes are never overwritten. A land class never
+  takes Water pixels (no town in open sea; a transplanted region ends at the
+  shore), so a tile with too little land gets less than its target; Water may
+  grow over land.
 - "layout": a new mask drawn from the AOI's statistics (`AoiStats`): a class
   composition taken from a random real AOI tile, realised as smooth random
   fields whose spatial scale follows the size of that class's regions in the
@@ -29,6 +32,8 @@ import numpy as np
 
 from groundsynth.request.classes import CLASS_NAMES, NODATA, NUM_CLASSES, class_index
 from groundsynth.request.errors import FailedPrecondition, InvalidArgument
+
+WATER = CLASS_NAMES.index("Water")
 
 STRATEGIES: tuple[str, ...] = ("real", "boost", "layout")
 MAX_EXAMPLES = 64          # example masks kept for transplanting (evenly sampled)
@@ -203,6 +208,8 @@ def _boost(real_mask: np.ndarray, valid: np.ndarray, targets: dict[int, float], 
         if have >= want:
             continue
         eligible = valid & ~protected
+        if k != WATER:
+            eligible &= out != WATER    # a land class grows over land: no town or field in open water
         if have == 0:
             if stats is None or not stats.present[k]:
                 raise FailedPrecondition(
