@@ -155,31 +155,44 @@ def reference_from_args(args: argparse.Namespace) -> ReferenceSamples:
 
 
 class ProgressBar:
-    """Turns job events into a tqdm bar on stderr (units: tiles, real + synthetic)."""
+    """Turns job events into a tqdm bar on stderr (units: tiles, real + synthetic). On a terminal it redraws
+    up to 10 times a second; into a file or a pipe (a CI log) it writes a line when the stage changes and at
+    most every NON_TTY_INTERVAL seconds, not one per tile."""
+
+    NON_TTY_INTERVAL = 15.0
 
     def __init__(self, quiet: bool = False, initial: int = 0):
         from tqdm import tqdm
 
-        self.bar = tqdm(total=0, initial=initial, unit="tile", file=sys.stderr, disable=quiet, dynamic_ncols=True)
+        tty = bool(getattr(sys.stderr, "isatty", lambda: False)())
+        self.bar = tqdm(total=0, initial=initial, unit="tile", file=sys.stderr, disable=quiet, dynamic_ncols=True,
+                        mininterval=0.1 if tty else self.NON_TTY_INTERVAL)
         self.real_total = 0
         self.syn_total = 0
+        self.stage = ""
+
+    def _stage(self, name: str) -> None:
+        if name != self.stage:
+            self.stage = name
+            self.bar.set_description(name)          # redraws once
 
     def __call__(self, kind: str, msg: Any) -> None:
         """`kind` names the event (accepted, progress, tile, ...); `msg` is a domain event or a pb message."""
         if kind == "accepted":
             self.real_total = msg.tile_count
             self.bar.total = msg.tile_count
-            self.bar.set_description("real tiles")
+            self._stage("real tiles")
         elif kind == "progress" and msg.stage == "synthesise":
             if msg.total != self.syn_total:
                 self.syn_total = msg.total
                 self.bar.total = self.real_total + msg.total
-            self.bar.set_description("synthetic tiles")
+            self._stage("synthetic tiles")
         elif kind == "tile":
+            if getattr(getattr(msg, "record", msg), "kind", "") == "synthetic":   # TileDone or a pb TileResult
+                self._stage("synthetic tiles")
             self.bar.update(1)
         elif kind == "report":
-            self.bar.set_description("report written")
-        self.bar.refresh()
+            self._stage("report written")
 
     def close(self) -> None:
         self.bar.close()
