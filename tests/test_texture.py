@@ -271,3 +271,17 @@ def test_source_draws_skip_the_excluded_tile_without_a_copy_of_the_pool(stripe_p
         tiles = np.concatenate([pm.draw(lv, tg, rng, exclude) for _ in range(20)]) // lv.hw
         assert exclude not in tiles and set(tiles) == set(range(len(state.tile_ids))) - {exclude}
     assert not hasattr(lv, "_sources")
+
+
+def test_the_fit_leaves_the_search_arrays_to_each_process_and_prepare_builds_them():
+    """fit returns the state without deriving the search arrays (in a process pool each worker derives its own
+    after the fit, side by side); prepare derives them now, and synthesise would on first use."""
+    from groundsynth.engines.builtin import _texture_pool as tp
+
+    rng = np.random.default_rng(5)
+    masks = [stripes() for _ in range(2)]
+    images = [paint(m, rng, {GRASS: GREEN, WATER: BLUE}) for m in masks]
+    eng, state = fitted(images, masks)
+    assert state.token not in tp._CACHE
+    eng.prepare(state)
+    assert state.token in tp._CACHE and len(tp._CACHE[state.token]) == state.levels

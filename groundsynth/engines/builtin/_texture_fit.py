@@ -210,5 +210,4 @@ def build_state(engine: Any, images: Sequence[np.ndarray], masks: Sequence[np.nd
             st.class_means[k] = fimgs.transpose(1, 0, 2, 3)[:, sel].mean(axis=1)
     st.mode_areas, st.cell_area = tp.region_stats(labs, modes)
     st.bases = _bases(st, rng)
-    tp.levels(st)                 # build (and cache) the search arrays once, in the fitting process
     return st

@@ -181,11 +181,22 @@ def kmeans(x: np.ndarray, k: int, rng: np.random.Generator, rounds: int = 15) ->
 
 
 def local_class_colour(img: np.ndarray, lab: np.ndarray, k: int) -> np.ndarray:
+    """(C, H, W): at every pixel of class k, the mean colour of the class-k pixels within MODE_WINDOW px (zero
+    elsewhere far from the class). Computed on the class's bounding box plus half a window only: a class
+    covering a corner of the tile costs a corner."""
     from scipy import ndimage
 
-    own = (lab == k).astype(np.float32)
-    n = ndimage.uniform_filter(own, MODE_WINDOW, mode="constant")
-    return np.stack([ndimage.uniform_filter(b * own, MODE_WINDOW, mode="constant") for b in img]) / np.maximum(n, 1e-6)
+    out = np.zeros(img.shape, np.float32)
+    ys, xs = np.nonzero(lab == k)
+    if ys.size == 0:
+        return out
+    r = MODE_WINDOW // 2
+    box = (slice(max(int(ys.min()) - r, 0), int(ys.max()) + r + 1), slice(max(int(xs.min()) - r, 0), int(xs.max()) + r + 1))
+    own = (lab[box] == k).astype(np.float32)
+    n = np.maximum(ndimage.uniform_filter(own, MODE_WINDOW, mode="constant"), 1e-6)
+    for c, b in enumerate(img):
+        out[c][box] = ndimage.uniform_filter(b[box] * own, MODE_WINDOW, mode="constant") / n
+    return out
 
 
 def mode_maps(imgs: np.ndarray, labs: np.ndarray, max_modes: int, rng: np.random.Generator

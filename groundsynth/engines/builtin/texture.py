@@ -103,6 +103,12 @@ class Texture(Synthesiser):
 
         return build_state(self, images, masks, valids, tile_ids)
 
+    def prepare(self, state: tp.TextureState) -> None:
+        """Derive this process's search arrays for `state` now (synthesise does it on first use). The fit does
+        not: in a process pool every worker derives its own, side by side after the fit, instead of the
+        fitting worker alone while the others wait."""
+        tp.levels(state)
+
     # ------------------------------------------------------------------ synthesise
     def synthesise(self, masks: Sequence[np.ndarray], seeds: Sequence[int], state: tp.TextureState | None = None,
                    source_ids: Sequence[str] | None = None) -> list[np.ndarray]:
