@@ -53,19 +53,21 @@ class Level:
         its tile; a gather from these is several times faster than the integer division it replaces. "key"
         (uint8): 16 x class + mode where q is allowed, else 255 (a class no target has), one gather for three."""
         key = (name, b)
-        if key == ("key", 0) and key not in self._tables:
-            self._tables[key] = np.where(self.allowed, self.label.astype(np.int32) * 16 + self.mode, 255).astype(np.uint8)
-        if key not in self._tables:
-            q = np.arange(self.pix.shape[1])
-            y, x = (q % self.hw) // self.w, q % self.w
-            if name == "y":
-                self._tables[key] = y.astype(np.int16)
-            elif name == "x":
-                self._tables[key] = x.astype(np.int16)
-            else:
-                nby, nbx = -(-self.h // b), -(-self.w // b)
-                self._tables[key] = (((q // self.hw) * nby + y // b) * nbx + x // b).astype(np.int32)
-        return self._tables[key]
+        if key in self._tables:
+            return self._tables[key]
+        q = np.arange(self.pix.shape[1])
+        y, x = (q % self.hw) // self.w, q % self.w
+        if name == "key":
+            table = np.where(self.allowed, self.label.astype(np.int32) * 16 + self.mode, 255).astype(np.uint8)
+        elif name == "y":
+            table = y.astype(np.int16)
+        elif name == "x":
+            table = x.astype(np.int16)
+        else:
+            nby, nbx = -(-self.h // b), -(-self.w // b)
+            table = (((q // self.hw) * nby + y // b) * nbx + x // b).astype(np.int32)
+        self._tables[key] = table
+        return table
 
     def sources(self, k: int, m: int | None, exclude: int) -> tuple[np.ndarray, int, int] | None:
         """The allowed source pixels of class k (and mode m; None: any mode) as (indices, lo, hi): the

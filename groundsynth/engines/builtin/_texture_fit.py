@@ -130,7 +130,7 @@ def _bases(st: tp.TextureState, rng: np.random.Generator) -> list[tp.LevelBasis]
     classes: list[list[np.ndarray]] = [[] for _ in range(st.levels)]
     per = max(1, tp.PCA_SAMPLE // len(st.images))
     for t in range(len(st.images)):
-        img = np.clip((st.images[t].astype(np.float32) - 1) / 254, 0, 1)
+        img = tp.decode(st.images[t])
         for li, (img_l, lab, _) in enumerate(tp.pyramid(img, st.labels[t], st.modes[t], st.levels)):
             ok = np.flatnonzero(tp.usable(lab != NODATA, st.radius).ravel())
             if ok.size == 0:
@@ -194,7 +194,7 @@ def build_state(engine: Any, images: Sequence[np.ndarray], masks: Sequence[np.nd
             only = np.array([k in rare for k in range(NUM_CLASSES)])
             tile_classes = np.concatenate([tile_classes, np.repeat(only[None], len(extra), axis=0)])
     rng = np.random.default_rng([int(engine.ctx.seed) & 0xFFFFFFFF, 0x7E47])
-    fimgs = np.clip((imgs.astype(np.float32) - 1) / 254, 0, 1)
+    fimgs = tp.decode(imgs)
     modes, shares = tp.mode_maps(fimgs, labs, p["modes"], rng)
     st = tp.TextureState(tile_ids=ids, images=imgs, labels=labs, tile_classes=tile_classes, modes=modes,
                          mode_share=shares, counts=np.zeros((len(ids), NUM_CLASSES, p["modes"]), np.int64),

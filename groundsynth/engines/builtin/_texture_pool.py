@@ -72,6 +72,11 @@ class TextureState:
 
 # ------------------------------------------------------------------ pyramids
 
+def decode(codes: np.ndarray) -> np.ndarray:
+    """float32 values in [0, 1] of uint8 pixel codes 1 + round(254 v) (0, not valid, decodes to 0)."""
+    return np.clip((codes.astype(np.float32) - 1) / 254, 0, 1)
+
+
 def down_image(img: np.ndarray) -> np.ndarray:
     """2 x 2 box mean of (..., H, W) (H, W even)."""
     return 0.25 * (img[..., ::2, ::2] + img[..., 1::2, ::2] + img[..., ::2, 1::2] + img[..., 1::2, 1::2])
@@ -115,8 +120,8 @@ def patch_vectors(img: np.ndarray, r: int, at: np.ndarray) -> np.ndarray:
 
 def appearance(img: np.ndarray, b: LevelBasis, r: int) -> np.ndarray:
     """(H * W, PCA_DIMS) PCA descriptors of every patch of a (C, H, W) image (edges replicated): the same as
-    (patch_vectors of every pixel - mean) @ basis, summed one patch row at a time, so the (H * W, C * p * p) matrix is never built
-    (half the time at 256 px)."""
+    (patch_vectors of every pixel - mean) @ basis, summed one patch row at a time, so the (H * W, C * p * p)
+    matrix is never built (half the time at 256 px)."""
     C, H, W = img.shape
     p = 2 * r + 1
     pad = np.pad(img.astype(np.float32, copy=False), ((0, 0), (r, r), (r, r)), mode="edge")
@@ -345,7 +350,7 @@ def _build_levels(st: TextureState) -> list[Level]:
     mods = [np.zeros(T * h * w, np.uint8) for h, w in shapes]
     allowed = [np.zeros(T * h * w, bool) for h, w in shapes]
     for t in range(T):
-        img = np.clip((st.images[t].astype(np.float32) - 1) / 254, 0, 1)
+        img = decode(st.images[t])
         for li, (img_l, lab, mode) in enumerate(pyramid(img, st.labels[t], st.modes[t], st.levels)):
             n = lab.size
             sl = slice(t * n, (t + 1) * n)
