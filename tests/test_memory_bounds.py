@@ -152,3 +152,36 @@ def test_the_report_phase_lets_go_of_the_jobs_synthesis_caches(tmp_path, monkeyp
     for task in (RealismTask("nope", None, 0), SummaryTask(())):
         assert worker.run_task(ctx, task).failure is not None     # no engines, no plan: fails, after the drop
     assert called == ["a", "a"]
+
+
+def test_the_report_phase_also_lets_go_of_textures_search_arrays(tmp_path):
+    """The texture synthesiser's per-process search arrays (151 MiB for the demo's pool) live as long as the
+    state they were derived from: when a worker forgets the job's state, they go too, before the report's
+    large tasks."""
+    import gc
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from groundsynth.engines.base import EngineContext
+    from groundsynth.engines.builtin import _texture_pool as tp
+    from groundsynth.engines.builtin.texture import Texture
+    from groundsynth.pipeline import state_file, worker
+
+    rng = np.random.default_rng(0)
+    masks = [np.where(np.arange(64)[None, :] < 30 + i, 2, 6).repeat(64, 0).astype(np.uint8) for i in range(3)]
+    images = [rng.random((4, 64, 64)).astype(np.float32) for _ in masks]
+    eng = Texture({}, EngineContext(seed=0))
+    fitted = eng.fit(images, masks, [np.ones((64, 64), bool)] * 3, ["a", "b", "c"])
+    sf = state_file.write_state(tmp_path / state_file.STATE_NAME, {"state": fitted})
+    del fitted
+    state = state_file.load_state(sf)["state"]           # as a worker gets it
+    eng.synthesise([masks[0]], [1], state, ["a"])
+    token = state.token
+    assert token in tp._CACHE
+    del state
+    gc.collect()
+    assert token in tp._CACHE                              # the worker's state cache still holds the state
+    worker.forget_job_memory(SimpleNamespace(job_id="j", job_dir=str(tmp_path)))
+    gc.collect()
+    assert token not in tp._CACHE

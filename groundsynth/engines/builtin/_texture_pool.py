@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import threading
 import uuid
+import weakref
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
@@ -324,6 +325,9 @@ def usable(valid: np.ndarray, r: int) -> np.ndarray:
 
 
 def levels(st: TextureState) -> list[Level]:
+    """The search arrays of `st` in this process, derived on first use and cached by its token (a pickled
+    copy of the state finds them too) for as long as the state object they were derived from lives: a
+    worker that lets a job's state go (pipeline.worker.forget_job_memory) lets go of them too."""
     with _LOCK:
         if st.token in _CACHE:
             _CACHE.move_to_end(st.token)
@@ -333,7 +337,13 @@ def levels(st: TextureState) -> list[Level]:
         _CACHE[st.token] = built
         while len(_CACHE) > 2:
             _CACHE.popitem(last=False)
+    weakref.finalize(st, _forget, st.token)
     return built
+
+
+def _forget(token: str) -> None:
+    with _LOCK:
+        _CACHE.pop(token, None)
 
 
 def _build_levels(st: TextureState) -> list[Level]:
