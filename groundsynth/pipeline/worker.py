@@ -135,8 +135,7 @@ def init_worker(head_pid: int, threads: int = 1) -> None:
     """Initializer of a pool process: Ctrl-C is the head's business; limit math threads to this worker's
     share of the cores; exit once the head process is gone (after the task in progress)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ.setdefault(var, str(max(1, threads)))
+    limit_math_threads(threads)
     parent = os.getppid()
 
     def watch() -> None:
@@ -149,6 +148,25 @@ def init_worker(head_pid: int, threads: int = 1) -> None:
                 os._exit(0)
 
     threading.Thread(target=watch, name="head-watch", daemon=True).start()
+
+
+def limit_math_threads(threads: int) -> int:
+    """At most `threads` math threads (OpenMP, OpenBLAS, MKL) in this worker process, unless OMP_NUM_THREADS
+    says otherwise; returns the limit. The variables reach libraries loaded from now on (torch); numpy's
+    OpenBLAS is loaded already (in the fork server, before this process existed) and read its variable
+    then, so it is limited through threadpoolctl: two workers on two cores with two BLAS threads each
+    spin-wait against each other (every tile about 30 % slower than alone)."""
+    from threadpoolctl import threadpool_limits
+
+    n = max(1, threads)
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(var, str(n))
+    try:
+        n = max(1, int(os.environ["OMP_NUM_THREADS"]))
+    except ValueError:
+        pass
+    threadpool_limits(limits=n)
+    return n
 
 
 def _alive(pid: int) -> bool:
