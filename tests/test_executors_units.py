@@ -119,7 +119,47 @@ def test_drive_cancel_stops_submitting_and_drains():
     assert committed == list(range(len(committed))) and 2 <= len(committed) <= 2 + 4 and ex.running == []
 
 
+def test_batches_are_even_whole_rounds_over_the_slots_and_keep_the_order():
+    from types import SimpleNamespace
+
+    from groundsynth.pipeline.job_run import JobRun
+
+    def cut(n, bs, slots):
+        run = SimpleNamespace(opt=RunOptions(batch_size=bs), executor=FakeExecutor(slots=slots))
+        out = JobRun.batches(run, list(range(n)))
+        assert [i for b in out for i in b] == list(range(n))
+        return [len(b) for b in out]
+
+    assert cut(70, 8, 2) == [7] * 10            # not 9 batches of 8 (the last of 6) with a worker idle
+    assert cut(64, 8, 2) == [8] * 8
+    assert cut(70, 8, 1) == [8] * 7 + [7] * 2
+    assert cut(3, 8, 4) == [1, 1, 1]            # fewer items than slots: one each
+    assert cut(5, 2, 4) == [2, 1, 1, 1]
+    assert cut(0, 8, 2) == []
+
+
 # ---------------------------------------------------------------- worker pieces
+def _blas_threads(_=None):
+    from threadpoolctl import threadpool_info
+
+    return sorted({int(lib["num_threads"]) for lib in threadpool_info() if lib["user_api"] == "blas"})
+
+
+def test_a_pool_worker_runs_one_blas_thread_although_numpy_was_loaded_in_the_fork_server():
+    # numpy (OpenBLAS) is loaded in the fork server (PRELOAD), where OPENBLAS_NUM_THREADS is not set: a
+    # variable set in the worker comes too late, so two workers on two cores ran two BLAS threads each
+    import multiprocessing
+    from concurrent import futures
+
+    from groundsynth.pipeline.executors.process import PRELOAD
+    from groundsynth.pipeline.worker import init_worker
+
+    mp = multiprocessing.get_context("forkserver")
+    mp.set_forkserver_preload(PRELOAD)
+    with futures.ProcessPoolExecutor(1, mp_context=mp, initializer=init_worker, initargs=(os.getpid(), 1)) as ex:
+        assert ex.submit(_blas_threads).result(timeout=120) == [1]
+
+
 def test_tile_cache_is_bounded_in_bytes_and_least_recently_used_goes_first():
     cache = TileCache(max_bytes=3 * (4 * 64 * 64 + 64 * 64))
     tile = (np.ones((4, 64, 64), np.uint8), np.zeros((64, 64), np.uint8))

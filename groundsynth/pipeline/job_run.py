@@ -97,6 +97,25 @@ class JobRun:
         return self.prep.plans[stage].cls
 
     # ------------------------------------------------------------ running tasks
+    def batches(self, items: Sequence[Any]) -> list[list[Any]]:
+        """`items` cut into batches of at most `batch_size`, in order, as even as possible and as many as a
+        whole number of rounds over the executor's slots: 70 synthetic tiles on 2 workers are 10 batches of
+        7, not 9 of 8 whose last round leaves a worker idle; 3 tiles on 4 workers are 3 batches of 1. (Outputs
+        do not depend on the cut: everything random derives from the tile id.)"""
+        bs = max(1, self.opt.batch_size)
+        slots = max(1, self.executor.slots())
+        rounds = -(-len(items) // (bs * slots))
+        n = min(rounds * slots, len(items))
+        if n == 0:
+            return []
+        q, r = divmod(len(items), n)
+        out, i = [], 0
+        for k in range(n):
+            j = i + q + (k < r)
+            out.append(list(items[i:j]))
+            i = j
+        return out
+
     def execute(self, tasks: Sequence[Task], commit: Callable[[Any, TaskResult], None], shared: Any = None) -> bool:
         """Run tasks on the executor and commit their results in task order; False if cancelled."""
         from groundsynth.pipeline.executors.base import drive

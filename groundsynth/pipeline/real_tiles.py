@@ -34,9 +34,8 @@ def run_real(run: JobRun) -> bool:
     """Process the real tiles not yet in the journal; False if cancelled."""
     done = run.journal.tile_ids(run.job_id, "real")
     pending = [c for c in run.prep.grid.cells if real_tile_id(c.row, c.col) not in done]
-    bs = max(1, run.opt.batch_size)
     tasks = [RealTask(tuple(cells), tuple(run.prep.splits[(c.row, c.col)] for c in cells))
-             for cells in (pending[i:i + bs] for i in range(0, len(pending), bs))]
+             for cells in run.batches(pending)]
     n_done = [run.real_total - len(pending)]
 
     def commit(task: RealTask, result: TaskResult) -> None:

@@ -56,8 +56,7 @@ def run_synthetic(run: JobRun) -> bool:
     if not pending:
         return True
     shared = synthesis_state(run, real)
-    bs = max(1, run.opt.batch_size)
-    tasks = [SyntheticTask(tuple(pending[i:i + bs])) for i in range(0, len(pending), bs)]
+    tasks = [SyntheticTask(tuple(items)) for items in run.batches(pending)]
     n_done = [run.syn_total - len(pending)]
 
     def commit(task: SyntheticTask, result: TaskResult) -> None:
