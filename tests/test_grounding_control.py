@@ -85,6 +85,19 @@ def test_score_pair_margin_is_high_for_specific_captions_and_zero_for_identical_
     assert control.score_pair(caps, own, np.full_like(own, 255))[1] is None
 
 
+def test_score_pair_parses_each_caption_once_and_scores_as_score_caption_does(monkeypatch):
+    from groundsynth.metrics import claims
+
+    own, other = _halves(WATER, CROP), _halves(TREE, BUILT)
+    caps = CompositionCaptioner({}).caption_mask(own, 7) + ["Buildings fill the tile."]
+    want = tuple(float(np.mean([score_caption(c, m)[0] for c in caps])) for m in (own, other))
+    calls = []
+    real_parse = claims.parse_claims
+    monkeypatch.setattr(control, "parse_claims", lambda text: calls.append(text) or real_parse(text))
+    assert control.score_pair(caps, own, other) == pytest.approx(want)
+    assert calls == caps                            # once per caption, not once per caption and reference
+
+
 def _rec(tid, kind, own, mis, comp):
     r = TileRecord(tile_id=tid, kind=kind, row=0, col=0, composition=comp)
     r.metrics = {"g": own, "g_mismatched": mis, "g_margin": own - mis}

@@ -75,17 +75,19 @@ def _idx(name: str) -> int:
 
 def score_caption(text: str, mask: np.ndarray, present_share: float = 0.01, major_share: float = 0.2,
                   absent_penalty: float = 40.0, dominance_tolerance: float = 0.03,
-                  facts: TileFacts | None = None, image: np.ndarray | None = None) -> tuple[float, list[str]]:
+                  facts: TileFacts | None = None, image: np.ndarray | None = None,
+                  claims: Claims | None = None) -> tuple[float, list[str]]:
     """Claim score 0..100 of one caption against a class mask (and the tile's image, for the water look),
     and the reasons for each deduction.
 
-    `facts` (TileFacts of the same mask and image) saves recomputing them for several captions.
+    `facts` (TileFacts of the same mask and image) saves recomputing them for several captions; `claims`
+    (parse_claims of `text`, only read) saves parsing a caption again for another mask.
     Raises ValueError if the mask has no valid pixel.
     """
     facts = facts if facts is not None else TileFacts(mask, image)
     if facts.shares.sum() <= 0:
         raise ValueError("mask has no valid pixel")
-    claims = parse_claims(text)
+    claims = claims if claims is not None else parse_claims(text)
     deductions: Deductions = []
     _classes(claims, facts, present_share, major_share, absent_penalty, deductions)
     _dominance(claims, facts, dominance_tolerance, deductions)

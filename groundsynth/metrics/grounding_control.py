@@ -21,8 +21,10 @@ from typing import Any
 
 import numpy as np
 
-from groundsynth.metrics.caption_score import score_captions
+from groundsynth.metrics.caption_score import score_caption
+from groundsynth.metrics.claims import parse_claims
 from groundsynth.metrics.sets import describe
+from groundsynth.metrics.tile_facts import TileFacts
 from groundsynth.request.classes import CLASS_NAMES
 
 MAX_TRIES = 200
@@ -69,11 +71,16 @@ def derangement(n: int, seed: int, groups: Sequence[Hashable] | None = None) -> 
 def score_pair(captions: Sequence[str], own: np.ndarray, partner: np.ndarray,
                **params: Any) -> tuple[float | None, float | None]:
     """(mean claim score of the captions against their own reference, against the partner's);
-    None where there is no caption or the reference has no valid pixel."""
+    None where there is no caption or the reference has no valid pixel. Each caption is parsed once."""
+    claims = [parse_claims(c) for c in captions]
+
     def mean(mask: np.ndarray) -> float | None:
-        if not captions or not (np.asarray(mask) != 255).any():
+        mask = np.asarray(mask)
+        if not captions or not (mask != 255).any():
             return None
-        return float(np.mean(score_captions(list(captions), np.asarray(mask), **params)))
+        facts = TileFacts(mask)
+        return float(np.mean([score_caption(c, mask, facts=facts, claims=k, **params)[0]
+                              for c, k in zip(captions, claims, strict=True)]))
 
     return mean(own), mean(partner)
 
