@@ -42,6 +42,22 @@ def _autocorr(b: np.ndarray, dy: int, dx: int) -> np.ndarray:
     return (a * c).mean(axis=(1, 2)) / np.maximum((x ** 2).mean(axis=(1, 2)), 1e-8)
 
 
+def _local_std(b: np.ndarray) -> np.ndarray:
+    """Standard deviation over every 3 x 3 window of each patch (n, s, s) -> (n, s - 2, s - 2), from the
+    windows' sums of values and of squares (float64: no cancellation at uint8 scale)."""
+    x = b.astype(np.float64)
+    h, w = x.shape[1] - 2, x.shape[2] - 2
+    s1 = np.zeros((x.shape[0], h, w))
+    s2 = np.zeros_like(s1)
+    for dy in range(3):
+        for dx in range(3):
+            part = x[:, dy:dy + h, dx:dx + w]
+            s1 += part
+            s2 += part * part
+    mean = s1 / 9
+    return np.sqrt(np.maximum(s2 / 9 - mean * mean, 0))
+
+
 def patch_features(p: np.ndarray, keep: np.ndarray | None = None) -> np.ndarray:
     """(n, 24) features of uint8 patches (n, C, s, s), C = 3 or 4 (see module doc), of the patches where
     `keep` (a bool per patch; default all); computed FEATURE_CHUNK patches at a time, so that the float
@@ -62,10 +78,7 @@ def _features(p: np.ndarray) -> np.ndarray:
     b = x[:, :3].mean(axis=1)
     q = np.percentile(b.reshape(n, -1), [10, 50, 90], axis=1).T
     lap = 4 * b[:, 1:-1, 1:-1] - b[:, :-2, 1:-1] - b[:, 2:, 1:-1] - b[:, 1:-1, :-2] - b[:, 1:-1, 2:]
-    from numpy.lib.stride_tricks import sliding_window_view
-
-    win = sliding_window_view(b, (3, 3), axis=(1, 2))  # type: ignore[call-overload]
-    local = win.std(axis=(-2, -1)).mean(axis=(1, 2))
+    local = _local_std(b).mean(axis=(1, 2))
     has_nir = p.shape[1] == 4
     num = x[:, 3] - x[:, 0] if has_nir else x[:, 1] - x[:, 0]
     den = x[:, 3] + x[:, 0] if has_nir else x[:, 1] + x[:, 0]
