@@ -285,3 +285,26 @@ def test_the_fit_leaves_the_search_arrays_to_each_process_and_prepare_builds_the
     assert state.token not in tp._CACHE
     eng.prepare(state)
     assert state.token in tp._CACHE and len(tp._CACHE[state.token]) == state.levels
+
+
+def test_a_finer_level_starts_from_the_pixels_its_upsampled_field_points_at_not_a_vote(stripe_pool, monkeypatch):
+    from groundsynth.engines.builtin import _patchmatch as pm
+
+    eng, state, _, masks = stripe_pool
+    votes, starts = [], []
+    real_vote, real_copy = pm.vote, pm.copy_pixels
+    monkeypatch.setattr(pm, "vote", lambda lv, tg, *a, **k: votes.append(tg.H) or real_vote(lv, tg, *a, **k))
+
+    def copy(lv, tg, nnf):
+        out = real_copy(lv, tg, nnf)
+        # every pixel is the source pixel it is matched to, on the vote's 0..1 scale
+        assert np.allclose(out.reshape(out.shape[0], -1), (lv.pix[:, nnf].astype(np.float32) - 1) / 254)
+        starts.append(tg.H)
+        return out
+
+    monkeypatch.setattr(pm, "copy_pixels", copy)
+    eng.synthesise([masks[0]], [5], state, ["t1"])
+    sizes = [T >> li for li in range(state.levels - 1, -1, -1)]
+    iters = [max(1, eng.p["iterations"] // 2 ** (state.levels - 1 - li)) for li in range(state.levels - 1, -1, -1)]
+    assert starts == sizes[1:]                                  # every finer level, once
+    assert votes == [sizes[0]] + [s for s, n in zip(sizes, iters, strict=True) for _ in range(n)]  # one per E step

@@ -288,6 +288,13 @@ def vote(lv: Level, tg: Target, nnf: np.ndarray, best: np.ndarray, radius: int, 
     return np.clip((mean - 1) / 254, 0, 1)
 
 
+def copy_pixels(lv: Level, tg: Target, nnf: np.ndarray) -> np.ndarray:
+    """(C, H, W): every pixel = the source pixel it is matched to (no vote; the starting image of a finer level
+    from its upsampled NNF: real fine-scale values at a twentieth of a vote's cost)."""
+    val = np.take(lv.pix, nnf, axis=1).reshape(lv.pix.shape[0], tg.H, tg.W)
+    return np.clip((val - np.float32(1)) / np.float32(254), 0, 1)
+
+
 def upsample(lv_fine: Level, lv_coarse: Level, nnf: np.ndarray, H: int, W: int, h: int, w: int) -> np.ndarray:
     """The NNF of a coarse target (h x w, matches in the coarse level) as an NNF of the fine target
     (H x W = 2h x 2w, matches in the fine level): pixel (2y + a, 2x + b) -> source (2sy + a, 2sx + b)."""

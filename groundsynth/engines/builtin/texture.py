@@ -202,16 +202,13 @@ class Texture(Synthesiser):
             _, lab, mode = pyr[li]
             lab = _level_labels(lab, lv, st, exclude)
             tg = pm.Target(lab.shape[0], lab.shape[1], lab.ravel(), mode.ravel(), tp.guide(lab, st.guide_weight))
-            if nnf is None:
+            if nnf is None:                     # coarsest: random matches, their vote
                 nnf = pm.draw(lv, tg, rng, exclude)
-                best = np.zeros(nnf.size, np.float32)
-            else:
-                assert img is not None
-                h, w = pyr[li + 1][1].shape
+                img = pm.vote(lv, tg, nnf, np.zeros(nnf.size, np.float32), r, other=self.p["other_class_vote"])
+            else:                               # finer: the coarser NNF upsampled, the pixels it points at
+                h, w = pyr[li + 1][1].shape     # (real fine-scale values; no vote before the first E step)
                 nnf = pm.upsample(lv, lvs[li + 1], nnf, tg.H, tg.W, h, w)
-                tg.feat = lv.target_features(np.concatenate([tp.appearance(_up(img), st.bases[li], r), tg.guide], axis=1))
-                best = self._repair(lv, tg, nnf, rng, search)
-            img = pm.vote(lv, tg, nnf, best, r, other=self.p["other_class_vote"])
+                img = pm.copy_pixels(lv, tg, nnf)
             iters = max(1, self.p["iterations"] // 2 ** (st.levels - 1 - li))
             for it in range(iters):
                 search.usage = pm.occurrences(lv, nnf, search.block)
@@ -251,10 +248,6 @@ def _level_labels(lab: np.ndarray, lv: pm.Level, st: tp.TextureState, exclude: i
         d = [float(np.nansum((st.class_means[j] - st.class_means[k]) ** 2)) for j in have]
         lab[lab == k] = have[int(np.argmin(d))]
     return lab
-
-
-def _up(img: np.ndarray) -> np.ndarray:
-    return np.repeat(np.repeat(img, 2, axis=1), 2, axis=2)
 
 
 def _parcels(region: np.ndarray, cell: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
