@@ -110,3 +110,55 @@ def test_texture_job_on_rgb_tiles_with_boost_reports_realism_against_held_out_ti
         assert in_report == json.loads(json.dumps(here_per_tile))
     finally:
         journal.close()
+
+
+
+def _spied_job(rgb_crop, tmp_path, monkeypatch, job):
+    """An exemplar job on the RGB crop; (the task kinds of every execute_all call, report.json realism, the
+    section recomputed in one process from the same records)."""
+    from groundsynth.pipeline.context import RealismTask
+    from groundsynth.pipeline.job_run import JobRun
+
+    calls: list[list[str]] = []
+    real_execute_all = JobRun.execute_all
+
+    def spy(self, tasks, *a, **k):
+        calls.append([type(t).__name__ + (f":{t.part}" if isinstance(t, RealismTask) else "") for t in tasks])
+        return real_execute_all(self, tasks, *a, **k)
+
+    monkeypatch.setattr(JobRun, "execute_all", spy)
+    with rasterio.open(rgb_crop) as ds:
+        bbox = tuple(ds.bounds)
+    stages = [StageConfig("segment", "spectral"), StageConfig("synthesise", "exemplar"),
+              StageConfig("caption", "composition"), StageConfig("ground", "composition")]
+    spec = JobSpec(aoi=Aoi(bbox=bbox), raster_path=str(rgb_crop), tile_size=64, seed=4, stages=stages, split=SPLIT,
+                   synthesis=SynthesisOptions(variants=1))
+    journal = Journal(tmp_path / "journal.sqlite")
+    try:
+        assert run_job(job, spec, tmp_path, journal, lambda e: None, lambda: False) == "SUCCEEDED"
+        report = json.loads((tmp_path / "jobs" / job / "report.json").read_text())
+        records = sorted(journal.tiles(job), key=lambda r: (r.kind != "real", r.row, r.col, r.variant))
+        here = realism_section(tmp_path / "jobs" / job, records, journal.get_meta(job, "synthesis_fit"), {}, seed=4)
+    finally:
+        journal.close()
+    return calls, report["realism"], json.loads(json.dumps(here))
+
+
+def test_the_real_vs_held_out_part_runs_beside_the_fit_and_the_report_keeps_its_numbers(rgb_crop, tmp_path,
+                                                                                         monkeypatch):
+    calls, realism, here = _spied_job(rgb_crop, tmp_path, monkeypatch, "early")
+    fit_call = next(c for c in calls if "FitTask" in c)
+    assert "RealismTask:real" in fit_call                               # real tiles only: beside the fit
+    assert not any("RealismTask:real" in c for c in calls if c is not fit_call)
+    assert any("RealismTask:synthetic" in c for c in calls)             # the other parts at the end
+    assert realism["available"] and realism == here
+
+
+def test_the_real_vs_held_out_part_is_computed_again_when_the_final_tiles_differ(rgb_crop, tmp_path, monkeypatch):
+    from groundsynth.report import realism as section
+
+    keys = iter(range(1000))
+    monkeypatch.setattr(section, "plan_key", lambda plan: next(keys))   # the final key never matches
+    calls, realism, here = _spied_job(rgb_crop, tmp_path, monkeypatch, "late")
+    assert sum("RealismTask:real" in c for c in calls) == 2             # beside the fit, and again at the end
+    assert realism["available"] and realism == here

@@ -68,6 +68,8 @@ class JobRun:
         self.real_total = prep.tile_count
         self.syn_total = prep.tile_count * self.variants   # refined once nodata tiles are known
         self._ctx: JobContext | None = None
+        # (report.realism.plan_key, value) of the realism "real" part computed beside the fit
+        self.early_realism: tuple[Any, Any] | None = None
 
     # ------------------------------------------------------------ what workers get
     @property

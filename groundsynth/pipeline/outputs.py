@@ -162,20 +162,23 @@ def report_metrics(run: JobRun, records: Sequence[TileRecord], control: Any = No
     and the three parts of the realism section (groundsynth.report.realism). (set metrics, (realism plan, its
     parts)): the plan as realism_plan gave it, which is the section itself when realism cannot be measured."""
     from groundsynth.pipeline.context import ControlTask, RealismTask, SummaryTask
-    from groundsynth.report.realism import PARTS, RealismPlan, realism_plan
+    from groundsynth.report.realism import PARTS, RealismPlan, plan_key, realism_plan
 
     # longest first (the realism parts, then the set metrics, then the many small control batches), all
     # in flight at once (a few small tasks): the pass ends when its longest task does, not a queue later
     plan = realism_plan(records, run.journal.get_meta(run.job_id, "synthesis_fit"))
     tasks: list[Any] = []
+    parts: dict[str, Any] = {}
     if isinstance(plan, RealismPlan):
-        tasks += [RealismTask(part, plan, int(run.spec.seed or 0)) for part in PARTS]
+        early = run.early_realism       # the "real" part, computed beside the fit for the same tiles
+        if early is not None and early[0] == plan_key(plan):
+            parts["real"] = early[1]
+        tasks += [RealismTask(part, plan, int(run.spec.seed or 0)) for part in PARTS if part not in parts]
     if "ground" in run.stages:
         tasks.append(SummaryTask(tuple(records)))
     tasks += list(control.tasks) if control is not None else []
     results = run.execute_all(tasks, in_flight=len(tasks)) if tasks else []
     set_metrics: dict[str, Any] = {}
-    parts: dict[str, Any] = {}
     for task, result in zip(tasks, results, strict=True):
         if isinstance(task, ControlTask):
             control.commit(task, result)

@@ -25,7 +25,7 @@ from groundsynth.artefacts.tiles import from_uint8, read_image_tile, read_mask_t
 from groundsynth.engines import mask_strategies
 from groundsynth.engines.base import TileInput
 from groundsynth.metrics import dataset_filters
-from groundsynth.pipeline.context import FitTask, SourceTile, StateFile, SyntheticTask, TaskResult
+from groundsynth.pipeline.context import FitTask, RealismTask, SourceTile, StateFile, SyntheticTask, TaskResult
 from groundsynth.pipeline.job_run import JobRun
 from groundsynth.pipeline.outputs import build_mosaic_overviews, in_head_thread, maybe_refresh_layers, write_layers
 from groundsynth.pipeline.state_file import STATE_NAME, load_state, resolve, write_state
@@ -55,7 +55,7 @@ def run_synthetic(run: JobRun) -> bool:
                if synthetic_tile_id(r.row, r.col, v) not in done]
     if not pending:
         return True
-    shared = synthesis_state(run, real)
+    shared = synthesis_state(run, real, sources)
     tasks = [SyntheticTask(tuple(items)) for items in run.batches(pending)]
     n_done = [run.syn_total - len(pending)]
 
@@ -87,8 +87,10 @@ def fit_sample(real: Sequence[TileRecord], limit: int) -> tuple[list[TileRecord]
     return ([train[int(i)] for i in np.linspace(0, n - 1, k).round().astype(int)] if n else []), warning
 
 
-def synthesis_state(run: JobRun, real: Sequence[TileRecord]) -> Any:
-    """The job's synthesis state as the executor ships it: the stored one on resume, else fit it now."""
+def synthesis_state(run: JobRun, real: Sequence[TileRecord], sources: Sequence[TileRecord]) -> Any:
+    """The job's synthesis state as the executor ships it: the stored one on resume, else fit it now, with
+    what needs only the real tiles beside it on the workers the fit leaves idle: the grounding control of
+    the real tiles and the realism section's real-vs-held-out part."""
     path = str(run.dir / STATE_NAME)
     stored = run.journal.get_meta(run.job_id, META_KEY)
     sf = None
@@ -105,17 +107,34 @@ def synthesis_state(run: JobRun, real: Sequence[TileRecord]) -> Any:
         from groundsynth.pipeline.grounding_control import early_real_pass, finish_early_pass
 
         control = early_real_pass(run)          # beside the fit, on the workers the fit leaves idle
+        realism = early_realism(run, real, sources)
         fit = FitTask(tuple(SourceTile.of(r) for r in sample), path)
         write_layers(run)                       # the real mosaics are final: their overviews, in a head thread
         with in_head_thread(build_mosaic_overviews, run, ("real",)):
-            results = run.execute_all([fit, *(control.tasks if control else [])])
+            results = run.execute_all([fit, *(control.tasks if control else []), *([realism] if realism else [])])
         sf = results[0].value
+        if realism is not None:
+            from groundsynth.report.realism import plan_key
+
+            run.early_realism = (plan_key(realism.plan), results.pop().value)
         if control is not None:
             finish_early_pass(run, control, results[1:])
         run.journal.set_meta(run.job_id, META_KEY, {"path": STATE_NAME, "sha256": sf.sha256,
                                                     "engine": run.prep.plans["synthesise"].cls.name,
                                                     "fit_tiles": len(sample)})
     return run.executor.share(sf, partial(load_state, sf))
+
+
+def early_realism(run: JobRun, real: Sequence[TileRecord], sources: Sequence[TileRecord]) -> RealismTask | None:
+    """The realism section's "real" part (reference vs held-out tiles: real tiles only), planned from the
+    synthetic tiles this job is about to make; None when the section will not be measured."""
+    from groundsynth.report.realism import RealismPlan, realism_plan
+
+    coming = [TileRecord(tile_id=synthetic_tile_id(r.row, r.col, v), kind="synthetic", row=r.row, col=r.col,
+                         variant=v, source_tile_id=r.tile_id, artefacts=_artefacts(r.tile_id, v))
+              for r in sources for v in range(1, run.variants + 1)]
+    plan = realism_plan([*real, *coming], run.journal.get_meta(run.job_id, "synthesis_fit"))
+    return RealismTask("real", plan, int(run.spec.seed or 0)) if isinstance(plan, RealismPlan) else None
 
 
 # ---------------------------------------------------------------- worker
@@ -212,6 +231,12 @@ def _synthesise(w: WorkerJob, task: SyntheticTask, ids: Sequence[str], payload: 
     return images, valids, conds, masks
 
 
+def _artefacts(source_id: str, v: int) -> dict[str, str]:
+    name = f"{source_id}.tif"
+    return {"image": f"synthetic/image_v{v}/{name}", "mask": f"synthetic/mask_v{v}/{name}",
+            "cond_mask": f"synthetic/cond_mask_v{v}/{name}"}
+
+
 def compute_synthetic(w: WorkerJob, task: SyntheticTask, shared: Any) -> list[TileRecord]:
     ids = [synthetic_tile_id(t.cell.row, t.cell.col, v) for t, v in task.items]
     images, valids, conds, masks = _synthesise(w, task, ids, resolve(shared))
@@ -224,9 +249,7 @@ def compute_synthetic(w: WorkerJob, task: SyntheticTask, shared: Any) -> list[Ti
         cell = src.cell
         out_rec = w.tile_record(sid, "synthetic", cell, src.split, v, src.tile_id)
         t = cell.transform(w.transform)
-        name = f"{src.tile_id}.tif"
-        out_rec.artefacts = {"image": f"synthetic/image_v{v}/{name}", "mask": f"synthetic/mask_v{v}/{name}",
-                             "cond_mask": f"synthetic/cond_mask_v{v}/{name}"}
+        out_rec.artefacts = _artefacts(src.tile_id, v)
         writes += [(out_rec.artefacts["image"], partial(write_image_tile, image=images[k], valid=valids[k],
                                                         transform=t, crs=crs)),
                    (out_rec.artefacts["mask"], partial(write_mask_tile, mask=masks[k], transform=t, crs=crs)),

@@ -106,6 +106,13 @@ def realism_plan(records: Sequence[TileRecord], fit: dict | None) -> RealismPlan
                        tuple(by_id[i] for i in sources), split)
 
 
+def plan_key(plan: RealismPlan) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """What the "real" part depends on: the held-out and the reference tiles (ids). The pipeline computes
+    that part beside the synthesis fit from the synthetic tiles it is about to make, and reuses it when the
+    final plan has the same key."""
+    return tuple(r.tile_id for r in plan.held), tuple(r.tile_id for r in plan.reference)
+
+
 def realism_part(job_dir: str | Path, plan: RealismPlan, part: str, seed: int = 0
                  ) -> tuple[dict[str, Any], dict[str, dict]]:
     """One independent part of the section, (entries, per synthetic tile entries): "synthetic" (the
