@@ -284,6 +284,24 @@ def test_a_state_file_that_does_not_match_its_digest_is_fitted_again(source, tmp
     journal.close()
 
 
+def test_an_object_store_state_is_kept_per_job_so_what_an_engine_derives_from_it_is_derived_once(tmp_path):
+    # Ray hands every task a fresh copy of the state; texture caches its search arrays for as long as the
+    # state object lives, so without keeping the first copy it derived them again for every batch
+    from groundsynth.pipeline.context import SharedState
+    from groundsynth.pipeline.state_file import forget_states, resolve
+
+    job, other = tmp_path / "jobs" / "a", tmp_path / "jobs" / "b"
+    first = resolve(SharedState("d1", {"state": [1]}), job)
+    assert resolve(SharedState("d1", {"state": [1]}), job) is first          # a later copy: the first one
+    assert resolve(SharedState("d2", {"state": [2]}), job) == {"state": [2]}  # another fit: its own
+    assert resolve(SharedState("d1", {"state": [1]}), other) is not first     # another job: its own
+    forget_states(job)
+    assert resolve(SharedState("d1", {"state": [1]}), job) is not first       # the report phase let it go
+    forget_states(job)
+    forget_states(other)
+    assert resolve({"plain": 1}) == {"plain": 1}
+
+
 def test_a_job_id_reused_in_another_workspace_gets_its_own_worker_state(source, tmp_path):  # noqa: F811
     """Workers cache a job's engines, source and real tiles; an id alone is not unique (tests, two
     workspaces): the second job must write into its own folder and read its own tiles."""

@@ -212,6 +212,14 @@ class StateFile:
     sha256: str
 
 
+@dataclass(frozen=True)
+class SharedState:
+    """The shipped synthesis state as the object itself (a Ray object-store copy), with its file's digest."""
+
+    sha256: str
+    payload: Any
+
+
 @dataclass
 class TaskFailure:
     """An exception from a worker, rebuilt on the head as the same type with the same message and fields."""

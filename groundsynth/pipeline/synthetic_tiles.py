@@ -239,7 +239,7 @@ def _artefacts(source_id: str, v: int) -> dict[str, str]:
 
 def compute_synthetic(w: WorkerJob, task: SyntheticTask, shared: Any) -> list[TileRecord]:
     ids = [synthetic_tile_id(t.cell.row, t.cell.col, v) for t, v in task.items]
-    images, valids, conds, masks = _synthesise(w, task, ids, resolve(shared))
+    images, valids, conds, masks = _synthesise(w, task, ids, resolve(shared, w.ctx.job_dir))
     captions, metrics = w.caption_and_ground("synthetic", ids, images, valids, masks, conds,
                                              mask_sources=[w.segment_key] * len(ids))
     crs = w.ctx.crs_wkt
