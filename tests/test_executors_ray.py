@@ -3,11 +3,16 @@ declared resources (logical GPUs: two nodes of one GPU each), a loopback-only cl
 the other executors is in test_executors.py."""
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import time
 from collections import Counter
 
 import pytest
 
 from groundsynth.engines import register, unregister
+from groundsynth.pipeline.executors.ray_cluster import KEEP_IDLE_S
 from groundsynth.pipeline.executors.resources import actor_options, worker_resources
 from groundsynth.pipeline.prepare import RunOptions
 from groundsynth.pipeline.runner import run_job
@@ -103,3 +108,42 @@ def test_a_gpu_job_runs_on_half_gpu_actors(ray_cluster, source, tmp_path):  # no
     assert run_job("g", spec, tmp_path, journal, ev, lambda: False, opts) == "SUCCEEDED"
     assert len(journal.tiles("g")) == 24 and len(set(ev.tiles())) == 24
     journal.close()
+
+
+def test_actors_wait_for_the_next_job_of_the_same_resources_then_go(ray_cluster, source, tmp_path):  # noqa: F811
+    from groundsynth.pipeline.executors.ray_cluster import shared_ray_executor
+
+    ex = shared_ray_executor(ray_cluster.address, 2)
+    opts = RunOptions(executor="ray", workers=2, ray_address=ray_cluster.address, batch_size=4)
+    journal = Journal(tmp_path / "journal.sqlite")
+    try:
+        assert run_job("k1", make_spec(source), tmp_path, journal, Events(), lambda: False, opts) == "SUCCEEDED"
+        first = sorted(ex.actor_pids())
+        assert len(first) == 2                                   # the job is over; its workers wait
+        assert run_job("k2", make_spec(source), tmp_path, journal, Events(), lambda: False, opts) == "SUCCEEDED"
+        assert sorted(ex.actor_pids()) == first                  # the next job started on the same, warm ones
+        ex.keep_idle_s = 0.2
+        assert run_job("k3", make_spec(source), tmp_path, journal, Events(), lambda: False, opts) == "SUCCEEDED"
+        deadline = time.monotonic() + 30
+        while ex.actor_pids() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert ex.actor_pids() == []                             # then they go: the CPUs return to the cluster
+    finally:
+        ex.keep_idle_s = KEEP_IDLE_S
+        journal.close()
+
+
+def test_a_local_cluster_runs_its_workers_at_the_heads_priority(ray_cluster, tmp_path):
+    # Ray's default worker niceness (15) let the head's own threads starve the workers on a small machine
+    code = ("import os, ray\n"
+            "from groundsynth.pipeline.executors.ray_cluster import RayExecutor\n"
+            "ex = RayExecutor()\n"
+            "f = ray.remote(num_cpus=1)(lambda: os.nice(0))\n"
+            "print('nice', ray.get(f.remote(), timeout=120))\n"
+            "ex.close()\n")
+    env = {**os.environ, **ray_cluster.env, "RAY_ADDRESS": ""}
+    env.pop("RAY_worker_niceness", None)
+    out = subprocess.run([sys.executable, "-c", code], env=env, cwd=str(tmp_path), capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "nice 0" in out.stdout

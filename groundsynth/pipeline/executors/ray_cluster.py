@@ -5,8 +5,11 @@ engines (built once per job, weights once per process) and the real tiles it mad
 from the engines' declared resources (groundsynth.pipeline.executors.resources), so small models
 share a GPU and a VLM gets a whole one. The job context and the synthesis state are put in the object
 store once per job (ray.put) and passed by reference. Actors are shared by the jobs of this process
-that run at the same time and need the same resources; when the last of them ends they are stopped
-and their resources go back to the cluster.
+that run at the same time and need the same resources. When the last of them ends the actors wait
+`keep_idle_s` (KEEP_IDLE_S, 30 s) for the next job of the same resources, which then starts on warm
+workers as on the process pool; after that, or at once when a job needs other resources (another shape
+cannot start while they hold the CPUs and GPUs), they are stopped and their resources go back to the
+cluster.
 
 Fault tolerance: an actor that dies (its process killed, its node removed) fails the batches it
 held; the head submits them again (to another actor) and a replacement actor is started, used once
@@ -30,6 +33,7 @@ from groundsynth.request.errors import FailedPrecondition
 
 log = logging.getLogger("groundsynth.ray")
 PER_ACTOR = 2           # batches given to one actor at once (one running, one waiting behind it)
+KEEP_IDLE_S = 30.0      # how long the actors of a finished job wait for the next job of the same resources
 
 
 class TileWorker:
@@ -82,7 +86,8 @@ class _Pool:
         self.options, self.size = options, size
         self.actors = [_Actor(self.cls.remote()) for _ in range(size)]
         self.queue: list[_Handle] = []
-        self.jobs: set[str] = set()          # jobs using these actors; the actors go when the last one ends
+        self.jobs: set[str] = set()          # jobs using these actors; the actors go keep_idle_s after the last
+        self.idle_since: float | None = None
 
     def kill(self) -> None:
         import ray
@@ -121,13 +126,13 @@ class _Pool:
 class RayExecutor(TileExecutor):
     name = "ray"
 
-    def __init__(self, address: str = "", workers: int = 0):
+    def __init__(self, address: str = "", workers: int = 0, keep_idle_s: float = KEEP_IDLE_S):
         try:
             import ray
         except ImportError:
             raise FailedPrecondition("the ray executor needs the optional 'ray' extra: pip install ray==2.60.0",
                                      "executor") from None
-        self.address, self.workers = address, workers
+        self.address, self.workers, self.keep_idle_s = address, workers, keep_idle_s
         self.started_here = False
         if not ray.is_initialized():
             kwargs: dict[str, Any] = {"namespace": "groundsynth", "log_to_driver": False,
@@ -135,6 +140,9 @@ class RayExecutor(TileExecutor):
             if address:
                 ray.init(address=address, **kwargs)
             else:   # a local cluster on this machine, reachable on loopback only
+                # its workers at the head's priority, as the process pool's: Ray's default (niceness 15)
+                # lets the head's own threads (overviews, the report) starve them on a small machine
+                os.environ.setdefault("RAY_worker_niceness", "0")
                 ray.init(address="local", include_dashboard=False, _node_ip_address="127.0.0.1", **kwargs)
                 self.started_here = True
         self._pools: dict[tuple, _Pool] = {}
@@ -156,8 +164,20 @@ class RayExecutor(TileExecutor):
         key = tuple(sorted(options.items()))
         with self._lock:
             if key not in self._pools:
+                self._stop_idle(0.0)          # idle actors of other resources would hold what these need
                 self._pools[key] = _Pool(options, actors_for(options, cluster, self.workers))
-            return self._pools[key]
+            pool = self._pools[key]
+            pool.idle_since = None
+            return pool
+
+    def _stop_idle(self, older_than: float) -> None:
+        """Stop the pools that no job has used for `older_than` seconds."""
+        now = time.monotonic()
+        with self._lock:
+            for key, pool in list(self._pools.items()):
+                if pool.idle_since is not None and now - pool.idle_since >= older_than:
+                    del self._pools[key]
+                    pool.kill()
 
     def _ctx_ref(self, ctx: JobContext) -> Any:
         import ray
@@ -247,20 +267,27 @@ class RayExecutor(TileExecutor):
     def share(self, state: StateFile, load: Callable[[], Any]) -> Any:
         import ray
 
-        return ray.put(load())
+        from groundsynth.pipeline.context import SharedState
+
+        return ray.put(SharedState(state.sha256, load()))
 
     def release(self, job_id: str) -> None:
-        """The job is over; actors no running job uses are stopped, so their CPUs and GPUs go back to the
-        cluster (other drivers, other resource shapes)."""
+        """The job is over; actors no running job uses wait `keep_idle_s` for the next job, then are stopped,
+        so their CPUs and GPUs go back to the cluster (other drivers, other resource shapes)."""
         with self._lock:
             self._ctx_refs.pop(job_id, None)
             for key in [k for k in self._home if k[0] == job_id]:
                 del self._home[key]
-            for key, pool in list(self._pools.items()):
+            for pool in self._pools.values():
                 pool.jobs.discard(job_id)
-                if not pool.jobs and not pool.queue:
-                    del self._pools[key]
-                    pool.kill()
+                if not pool.jobs and not pool.queue and pool.idle_since is None:
+                    pool.idle_since = time.monotonic()
+        if self.keep_idle_s <= 0:
+            self._stop_idle(0.0)
+        else:
+            reaper = threading.Timer(self.keep_idle_s, self._stop_idle, (self.keep_idle_s,))
+            reaper.daemon = True
+            reaper.start()
 
     def actor_pids(self) -> list[int]:
         """Process ids of the ready actors (tests kill them)."""
