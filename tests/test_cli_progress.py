@@ -30,3 +30,21 @@ def test_into_a_pipe_the_bar_writes_once_per_stage_not_once_per_tile(monkeypatch
     assert len(writes) <= 8, writes              # one per stage, the first and the last (it was one per event)
     assert "real tiles" in out.getvalue() and "synthetic tiles" in out.getvalue()
     assert "report written" in writes[-1] and "600/600" in writes[-1]
+    # the synthetic stage is never drawn against the real tiles' total
+    assert not [w for w in writes if "synthetic tiles" in w and "/200" in w], writes
+
+
+def test_synthetic_tiles_before_their_total_are_counted_when_it_comes(monkeypatch):
+    monkeypatch.setattr(sys, "stderr", io.StringIO())
+    bar = ProgressBar()
+    bar("accepted", NS(tile_count=4))
+    for _ in range(4):
+        bar("tile", _tile("real"))
+    for _ in range(3):
+        bar("tile", _tile("synthetic"))
+    assert bar.stage == "synthetic tiles" and bar.bar.n == 4
+    bar("progress", NS(stage="synthesise", done=3, total=8))
+    assert (bar.bar.n, bar.bar.total) == (7, 12)
+    bar("tile", _tile("synthetic"))
+    bar.close()
+    assert bar.bar.n == 8

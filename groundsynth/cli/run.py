@@ -170,11 +170,17 @@ class ProgressBar:
         self.real_total = 0
         self.syn_total = 0
         self.stage = ""
+        self.held = 0           # synthetic tiles seen before the synthetic total is known (not counted yet)
 
-    def _stage(self, name: str) -> None:
+    def _stage(self, name: str, refresh: bool = True) -> None:
         if name != self.stage:
             self.stage = name
-            self.bar.set_description(name)          # redraws once
+            self.bar.set_description(name, refresh=refresh)     # redraws once
+
+    def _release(self) -> None:
+        if self.held:
+            self.bar.update(self.held)
+            self.held = 0
 
     def __call__(self, kind: str, msg: Any) -> None:
         """`kind` names the event (accepted, progress, tile, ...); `msg` is a domain event or a pb message."""
@@ -183,18 +189,30 @@ class ProgressBar:
             self.bar.total = msg.tile_count
             self._stage("real tiles")
         elif kind == "progress" and msg.stage == "synthesise":
-            if msg.total != self.syn_total:
+            changed = msg.total != self.syn_total
+            if changed:
                 self.syn_total = msg.total
                 self.bar.total = self.real_total + msg.total
+            self._release()
             self._stage("synthetic tiles")
+            if changed:
+                self.bar.refresh()
         elif kind == "tile":
             if getattr(getattr(msg, "record", msg), "kind", "") == "synthetic":   # TileDone or a pb TileResult
+                if not self.syn_total:
+                    # the batch's synthesise progress (with the total) follows its tiles: count them then,
+                    # so the bar never shows the real tiles' total under the synthetic label (64/64)
+                    self._stage("synthetic tiles", refresh=False)
+                    self.held += 1
+                    return
                 self._stage("synthetic tiles")
             self.bar.update(1)
         elif kind == "report":
+            self._release()
             self._stage("report written")
 
     def close(self) -> None:
+        self._release()
         self.bar.close()
 
 
