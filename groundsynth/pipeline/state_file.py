@@ -63,9 +63,14 @@ def _stat(path: str) -> tuple[int, int]:
 
 def _remember(sf: StateFile, payload: Any) -> None:
     with _lock:
-        _cache[(sf.path, sf.sha256)] = (_stat(sf.path), payload)
-        while len(_cache) > _KEEP:
-            _cache.popitem(last=False)
+        _keep((sf.path, sf.sha256), _stat(sf.path), payload)
+
+
+def _keep(key: tuple[str, str], stat: tuple[int, int], payload: Any) -> None:
+    """Cache `payload` under `key` (the caller holds _lock), the _KEEP most recent entries at most."""
+    _cache[key] = (stat, payload)
+    while len(_cache) > _KEEP:
+        _cache.popitem(last=False)
 
 
 def forget_states(folder: str | Path) -> None:
@@ -92,7 +97,5 @@ def resolve(shared: Any, folder: str | Path = "") -> Any:
         if held is not None:
             _cache.move_to_end(key)
             return held[1]
-        _cache[key] = ((0, 0), shared.payload)
-        while len(_cache) > _KEEP:
-            _cache.popitem(last=False)
+        _keep(key, (0, 0), shared.payload)
     return shared.payload

@@ -150,12 +150,12 @@ def init_worker(head_pid: int, threads: int = 1) -> None:
     threading.Thread(target=watch, name="head-watch", daemon=True).start()
 
 
-def limit_math_threads(threads: int) -> int:
+def limit_math_threads(threads: int) -> None:
     """At most `threads` math threads (OpenMP, OpenBLAS, MKL) in this worker process, unless OMP_NUM_THREADS
-    says otherwise; returns the limit. The variables reach libraries loaded from now on (torch); numpy's
-    OpenBLAS is loaded already (in the fork server, before this process existed) and read its variable
-    then, so it is limited through threadpoolctl: two workers on two cores with two BLAS threads each
-    spin-wait against each other (every tile about 30 % slower than alone)."""
+    says otherwise. The variables reach libraries loaded from now on (torch); numpy's OpenBLAS is loaded
+    already (in the fork server, before this process existed) and read its variable then, so it is limited
+    through threadpoolctl: two workers on two cores with two BLAS threads each spin-waited against each
+    other (about 10 % more synthesis CPU time in a demo job)."""
     from threadpoolctl import threadpool_limits
 
     n = max(1, threads)
@@ -166,7 +166,6 @@ def limit_math_threads(threads: int) -> int:
     except ValueError:
         pass
     threadpool_limits(limits=n)
-    return n
 
 
 def _alive(pid: int) -> bool:

@@ -274,6 +274,7 @@ class RayExecutor(TileExecutor):
     def release(self, job_id: str) -> None:
         """The job is over; actors no running job uses wait `keep_idle_s` for the next job, then are stopped,
         so their CPUs and GPUs go back to the cluster (other drivers, other resource shapes)."""
+        idle = False
         with self._lock:
             self._ctx_refs.pop(job_id, None)
             for key in [k for k in self._home if k[0] == job_id]:
@@ -282,6 +283,9 @@ class RayExecutor(TileExecutor):
                 pool.jobs.discard(job_id)
                 if not pool.jobs and not pool.queue and pool.idle_since is None:
                     pool.idle_since = time.monotonic()
+                    idle = True
+        if not idle:
+            return
         if self.keep_idle_s <= 0:
             self._stop_idle(0.0)
         else:
