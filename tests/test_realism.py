@@ -109,7 +109,7 @@ def test_copied_shares_checks_one_tile_against_several_references_at_once():
     syn[:, 0:16, 0:16] = a[:, 8:24, 8:24]                     # 256 px from a
     syn[:, 40:64, 40:64] = b[:, 0:24, 0:24]                   # 576 px from b
     valid = np.ones((64, 64), bool)
-    refs = [copies.hash_set([a], [valid]), copies.hash_set([b], [valid]), np.zeros(0, np.uint64)]
+    refs = [copies.hash_set([a], [valid]), copies.hash_set([b], [valid]), copies.EMPTY]
     got = copies.copied_shares(syn, valid, refs)
     assert got == pytest.approx([256 / 4096, 576 / 4096, 0.0])
     assert got == [copies.copied_share(syn, valid, r) for r in refs]
@@ -202,8 +202,34 @@ def test_hash_set_is_the_sorted_unique_block_hashes_of_every_tile():
     pairs = [copies.block_hashes(t, v) for t, v in zip(tiles, valids, strict=True)]
     expect = np.unique(np.concatenate([h[u] for h, u in pairs]))
     got = copies.hash_set(tiles, valids)
-    assert got.dtype == np.uint64 and np.array_equal(got, expect)
+    assert got.hashes.dtype == np.uint64 and np.array_equal(got.hashes, expect)
     assert copies.hash_set([], []).size == 0
+
+
+def test_a_block_set_answers_membership_exactly_like_a_search_of_its_sorted_hashes():
+    rng = np.random.default_rng(8)
+    # crowded buckets: hashes sharing their top bits (a bucket holds several), and an empty set
+    for hashes in (np.unique(rng.integers(0, 2**63, 5000, dtype=np.uint64)),
+                   np.unique(rng.integers(0, 2**20, 3000, dtype=np.uint64) << np.uint64(40)),
+                   np.zeros(0, np.uint64)):
+        s = copies.BlockSet.of(hashes)
+        queries = np.concatenate([hashes[::3], rng.integers(0, 2**63, 4000, dtype=np.uint64),
+                                  hashes[::7] + np.uint64(1)])
+        assert np.array_equal(s.contains(queries), np.isin(queries, hashes))
+        assert s.size == hashes.size
+
+
+def test_block_hashes_tell_blocks_apart_exactly_when_their_pixels_differ():
+    rng = np.random.default_rng(9)
+    img = rng.integers(0, 4, (4, 48, 48)).astype(np.uint8)        # few levels: many equal blocks
+    img[:, 20:36, 20:36] = img[:, 0:16, 0:16]
+    h, _ = copies.block_hashes(img, np.ones((48, 48), bool))
+    blocks = np.lib.stride_tricks.sliding_window_view(img, (8, 8), axis=(1, 2))     # (C, y, x, 8, 8)
+    keys = blocks.transpose(1, 2, 0, 3, 4).reshape(h.size, -1)
+    _, by_pixels = np.unique(keys, axis=0, return_inverse=True)
+    _, by_hash = np.unique(h.ravel(), return_inverse=True)
+    pairs = {(int(a), int(b)) for a, b in zip(by_pixels.ravel(), by_hash.ravel(), strict=True)}
+    assert len(pairs) == by_pixels.max() + 1 == by_hash.max() + 1       # one hash per distinct block, and back
 
 
 def test_each_realism_part_holds_the_held_out_set_and_one_other_set_at_most(monkeypatch, tmp_path, sets):

@@ -94,8 +94,13 @@ def write_mask_tile(path: str | Path, mask: np.ndarray, transform: Affine, crs: 
 
 def read_image_tile(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     """(image float32 (C, H, W) in [0, 1], valid bool (H, W)) from an image tile."""
+    return from_uint8(read_image_data(path))
+
+
+def read_image_data(path: str | Path) -> np.ndarray:
+    """An image tile's uint8 (C, H, W) pixels as stored (0 = nodata, 1..255 the job stretch)."""
     with rasterio.open(path) as src:
-        return from_uint8(src.read())
+        return src.read()
 
 
 def read_mask_tile(path: str | Path) -> np.ndarray:

@@ -5,8 +5,9 @@
   position of a reference tile (e.g. the synthetic tile's source tile, or the held-out
   tiles). Blocks with a nodata pixel and flat blocks (range of at most `FLAT` levels over
   the block, all bands: saturated or empty areas that coincide by chance) are ignored.
-  Blocks are compared by a 64-bit polynomial rolling hash (2-D Rabin-Karp; a false match
-  has a probability of about n^2 / 2^64).
+  Blocks are compared by a 64-bit polynomial rolling hash (2-D Rabin-Karp over each pixel's
+  bands packed into one word; a false match has a probability of about n^2 / 2^64), looked up
+  in a `BlockSet` (the reference's sorted hashes with an index on their top bits).
 - **variant distance**: mean absolute difference (uint8 levels, all bands) between two
   variants of one mask over their common valid pixels, averaged over pairs.
 - **real pair distance**: the same for random pairs of distinct real tiles, over the pixels
@@ -16,6 +17,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -50,49 +52,96 @@ def _window_all(ok: np.ndarray, b: int) -> np.ndarray:
 
 
 def block_hashes(u8: np.ndarray, valid: np.ndarray, b: int = BLOCK) -> tuple[np.ndarray, np.ndarray]:
-    """(hash, usable) of every b x b block, indexed by its top-left pixel: (H - b + 1, W - b + 1) each."""
+    """(hash, usable) of every b x b block, indexed by its top-left pixel: (H - b + 1, W - b + 1) each.
+    A pixel's bands (at most 8 of 8 bits) are packed into one word first, so the rolling hash runs over one
+    plane, not one per band."""
     u8 = np.asarray(u8, np.uint8)
     C, H, W = u8.shape
-    v = u8.astype(np.uint64) + np.uint64(1)
+    if C > 8:
+        raise ValueError(f"block_hashes packs at most 8 bands into a 64-bit word, got {C}")
+    v = np.zeros((H, W), np.uint64)
+    for c in range(C):
+        v <<= np.uint64(8)
+        v |= u8[c]
+    v += np.uint64(1)
     with np.errstate(over="ignore"):
-        rows = np.zeros((C, H, W - b + 1), np.uint64)
-        for dx in range(b):
-            rows = rows * _K[0] + v[:, :, dx:dx + W - b + 1]
-        cols = np.zeros((C, H - b + 1, W - b + 1), np.uint64)
-        for dy in range(b):
-            cols = cols * _K[1] + rows[:, dy:dy + H - b + 1]
-        h = np.zeros((H - b + 1, W - b + 1), np.uint64)
-        for c in range(C):
-            h = h * _K[2] + cols[c]
+        rows = v[:, :W - b + 1].copy()
+        for dx in range(1, b):
+            rows *= _K[0]
+            rows += v[:, dx:dx + W - b + 1]
+        h = rows[:H - b + 1].copy()
+        for dy in range(1, b):
+            h *= _K[1]
+            h += rows[dy:dy + H - b + 1]
         h ^= h >> np.uint64(29)
-        h *= _K[0]
+        h *= _K[2]
     usable = _window_all(np.asarray(valid, bool), b) & (_window_range(u8, b) > FLAT)
     return h, usable
 
 
-def hash_set(images: Sequence[np.ndarray], valids: Sequence[np.ndarray], b: int = BLOCK) -> np.ndarray:
-    """Sorted unique hashes of every usable block of the reference tiles."""
+@dataclass(frozen=True)
+class BlockSet:
+    """The usable block hashes of reference tiles: sorted, unique, and indexed by their top bits (`starts[t]`:
+    the first hash whose top bits are >= t), so a membership test costs a few gathers per query instead of a
+    sort of the queries and a binary search."""
+
+    hashes: np.ndarray          # uint64, sorted, unique
+    starts: np.ndarray          # int64, 2**bits + 1
+    shift: int                  # 64 - bits
+
+    @classmethod
+    def of(cls, hashes: np.ndarray) -> BlockSet:
+        """From sorted unique hashes: about two buckets per hash (one hash per bucket on average, at most a few)."""
+        bits = int(np.ceil(np.log2(max(hashes.size, 1)))) + 1
+        tops = np.arange(2 ** bits + 1, dtype=np.uint64)
+        starts = np.searchsorted(hashes >> np.uint64(64 - bits), tops).astype(np.int64)
+        return cls(hashes, starts, 64 - bits)
+
+    @property
+    def size(self) -> int:
+        return int(self.hashes.size)
+
+    def contains(self, q: np.ndarray) -> np.ndarray:
+        """bool per query hash: is it in the set."""
+        top = (q >> np.uint64(self.shift)).astype(np.int64)
+        lo, hi = self.starts[top], self.starts[top + 1]
+        hit = np.zeros(q.size, bool)
+        live = np.flatnonzero(hi > lo)           # queries whose bucket is not empty
+        k = 0
+        while live.size:                         # the k-th hash of each live query's bucket
+            found = self.hashes[lo[live] + k] == q[live]
+            hit[live[found]] = True
+            k += 1
+            live = live[~found & (lo[live] + k < hi[live])]
+        return hit
+
+
+EMPTY = BlockSet.of(np.zeros(0, np.uint64))
+
+
+def hash_set(images: Sequence[np.ndarray], valids: Sequence[np.ndarray], b: int = BLOCK) -> BlockSet:
+    """The usable blocks of the reference tiles (their hashes sorted and unique)."""
     parts = []
     for u8, ok in zip(images, valids, strict=True):
         h, use = block_hashes(u8, ok, b)
         parts.append(np.unique(h[use]))
     if not parts:
-        return np.zeros(0, np.uint64)
+        return EMPTY
     out = np.concatenate(parts)
     del parts
     out.sort()                  # in place, then the duplicates out: np.unique would hold two more copies
     keep = np.empty(out.size, bool)
     keep[:1] = True
     np.not_equal(out[1:], out[:-1], out=keep[1:])
-    return out[keep]
+    return BlockSet.of(out[keep])
 
 
-def copied_share(u8: np.ndarray, valid: np.ndarray, reference: np.ndarray, b: int = BLOCK) -> float:
-    """Share of the valid pixels of `u8` covered by a block found in `reference` (a `hash_set`: sorted)."""
+def copied_share(u8: np.ndarray, valid: np.ndarray, reference: BlockSet, b: int = BLOCK) -> float:
+    """Share of the valid pixels of `u8` covered by a block found in `reference` (a `hash_set`)."""
     return copied_shares(u8, valid, [reference], b)[0]
 
 
-def copied_shares(u8: np.ndarray, valid: np.ndarray, references: Sequence[np.ndarray], b: int = BLOCK
+def copied_shares(u8: np.ndarray, valid: np.ndarray, references: Sequence[BlockSet], b: int = BLOCK
                   ) -> list[float]:
     """copied_share of `u8` against each of several references, its block hashes computed once."""
     valid = np.asarray(valid, bool)
@@ -101,16 +150,13 @@ def copied_shares(u8: np.ndarray, valid: np.ndarray, references: Sequence[np.nda
     h, use = block_hashes(u8, valid, b)
     idx = np.flatnonzero(use)
     q = h.ravel()[idx]
-    order = np.argsort(q)           # sorted queries: the binary searches walk the reference in order
-    idx, q = idx[order], q[order]
     out = []
     for ref in references:
         if ref.size == 0 or not q.size:
             out.append(0.0)
             continue
-        at = np.minimum(np.searchsorted(ref, q), ref.size - 1)
         hit = np.zeros(h.size, bool)
-        hit[idx[ref[at] == q]] = True
+        hit[idx[ref.contains(q)]] = True
         padded = np.zeros((h.shape[0] + 2 * (b - 1), h.shape[1] + 2 * (b - 1)), bool)
         padded[b - 1:b - 1 + h.shape[0], b - 1:b - 1 + h.shape[1]] = hit.reshape(h.shape)
         covered = _run(_run(padded, b, 1, np.logical_or), b, 0, np.logical_or)

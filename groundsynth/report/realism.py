@@ -27,6 +27,7 @@ import numpy as np
 from groundsynth.artefacts.records import TileRecord
 from groundsynth.metrics import copies
 from groundsynth.metrics.realism import HeldOut, TileSet, compare_detail, realism_ratio
+from groundsynth.request.classes import NODATA
 
 MAX_TILES = 64
 # (label, key in the section's "synthetic"/"real" dicts, target as text)
@@ -54,14 +55,15 @@ def held_out(records: Sequence[TileRecord], fitted: set[str]) -> tuple[list[Tile
 
 
 def _load(job_dir: Path, recs: Sequence[TileRecord], mask_key: str, group: str = "tile") -> TileSet:
-    from groundsynth.artefacts.tiles import read_image_tile, read_mask_tile
+    from groundsynth.artefacts.tiles import read_image_data, read_mask_tile
 
     images, masks, groups = [], [], []
-    for r in recs:      # one tile at a time to uint8: never every tile as float32 at once
-        img, valid = read_image_tile(job_dir / r.artefacts["image"])
-        one = TileSet.from_float([img], [read_mask_tile(job_dir / r.artefacts[mask_key])], [""], [valid])
-        images += one.images
-        masks += one.masks
+    for r in recs:      # the stored uint8 pixels (TileSet's own form), 0 where the mask is nodata
+        data = read_image_data(job_dir / r.artefacts["image"])
+        mask = read_mask_tile(job_dir / r.artefacts[mask_key])
+        data[:, mask == NODATA] = 0
+        images.append(data)
+        masks.append(mask)
         groups.append(r.source_tile_id if group == "source" else r.tile_id)
     return TileSet(images, masks, groups)
 
@@ -183,7 +185,7 @@ def _copies_and_diversity(job_dir: Path, plan: RealismPlan, per_tile: dict[str, 
     del R
     S = _load(job_dir, plan.synth, "cond_mask", "source")
     by_id = {r.tile_id: r for r in plan.sources}
-    src_cache: dict[str, np.ndarray] = {}
+    src_cache: dict[str, copies.BlockSet] = {}
     from_src, from_held = [], []
     variants: dict[str, list[int]] = defaultdict(list)
     for i, r in enumerate(plan.synth):
@@ -193,7 +195,7 @@ def _copies_and_diversity(job_dir: Path, plan: RealismPlan, per_tile: dict[str, 
             T = _load(job_dir, [by_id[src]], "mask")
             src_cache[src] = copies.hash_set(T.images, [T.valid(0)])
         ok = S.valid(i)
-        a, b = copies.copied_shares(S.images[i], ok, [src_cache.get(src, np.zeros(0, np.uint64)), held_hashes])
+        a, b = copies.copied_shares(S.images[i], ok, [src_cache.get(src, copies.EMPTY), held_hashes])
         from_src.append(a)
         from_held.append(b)
         variants[src].append(i)
