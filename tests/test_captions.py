@@ -233,3 +233,25 @@ def test_dominance_needs_a_lead_over_the_second_class_even_when_it_is_not_named(
     for seed in range(10):
         for c in CompositionCaptioner({"max_classes": 1}).caption_mask(m, seed)[:1]:
             assert claims_mod.parse_claims(c).dominant == [], c
+
+
+def test_a_long_alternation_led_by_its_first_words_matches_exactly_what_the_plain_one_matches():
+    """claims._alternation puts a first-word lookahead before a long phrase list (speed); the matches must
+    be the same spans and groups as the plain alternation's, on every phrase, its variants and near misses."""
+    import re
+
+    from groundsynth.metrics import claim_vocab as V
+    from groundsynth.metrics.claims import LEAD_MIN, _alternation
+
+    phrases = list(V.NUMBER_WORDS) + [w.replace("-", " ") for w in V.NUMBER_WORDS if "-" in w] + list(V.COUNT_RANGES)
+    assert len(phrases) > LEAD_MIN
+    led = re.compile(rf"\b(?P<n>{_alternation(phrases)}|\d+)\s+patches\b", re.I)
+    plain = re.compile(r"\b(?P<n>" + "|".join(re.escape(p).replace(r"\ ", r"\s+") for p in
+                                             sorted(set(phrases), key=len, reverse=True)) + r"|\d+)\s+patches\b", re.I)
+    assert "(?=" in led.pattern
+    words = phrases + [p.upper() for p in phrases[::5]] + [p.replace(" ", "  ") for p in phrases if " " in p]
+    words += [p[:-1] for p in phrases[::3]] + ["x" + p for p in phrases[::4]] + ["12", "about-twelve"]
+    text = " ".join(f"{w} patches, and" for w in words)
+    got = [(m.span(), m.group("n")) for m in led.finditer(text)]
+    assert got == [(m.span(), m.group("n")) for m in plain.finditer(text)]
+    assert len(got) >= len(phrases)
