@@ -114,7 +114,8 @@ def test_report_says_self_consistency_and_shows_the_control(job):
     assert "Grounding with a control" in html and "self-consistency" in html.lower()
     assert "Caption self-consistency by the tile" in html or "Self-consistency by dominant class" in html
     assert "Dataset filters" in html and "Caption diversity" in html
-    # the page is report.json's, rendered on a worker (while the head wrote the STAC collection)
+    # the page is report.json's: its pieces rendered on the workers side by side (while the head wrote the STAC
+    # collection), assembled by the head, are the page rendered in one go
     from groundsynth.report.html import render_html
 
     assert render_html(doc, job_dir) == html

@@ -148,3 +148,28 @@ def test_per_class_plot_accepts_a_mean_outside_p10_p90():
     # 19 zeros and a one: mean 0.05 above p90 0.0 (matplotlib refuses negative error bars)
     skewed = {"n": 20, "mean": 0.05, "median": 0.0, "p10": 0.0, "p90": 0.0, "min": 0.0, "max": 1.0}
     assert plot_per_class({"Tree": skewed}, "t", "IoU").startswith("<img")
+
+
+def test_report_html_from_pieces_rendered_elsewhere_is_the_same_page(finished_job, monkeypatch):
+    """The pipeline renders report.html's slow pieces on its workers; the head assembles the page from them
+    without drawing anything again."""
+    from groundsynth.report import html as page
+    from groundsynth.report import report_html_piece
+
+    job_dir = finished_job[0]
+    doc = read_report(job_dir)
+    whole = page.render_html(doc, job_dir)
+    pieces = {}
+    for name in page.PIECES:
+        got = report_html_piece(job_dir, name)
+        assert set(got) == set(page.PIECE_KEYS[name])
+        pieces.update(got)
+
+    def no_drawing(*_a, **_k):
+        raise AssertionError("drawn again although its piece was given")
+
+    for fn in ("plot_histograms", "plot_composition", "plot_per_class", "thumbnail_strip"):
+        monkeypatch.setattr(page, fn, no_drawing)
+    assert page.render_html(doc, job_dir, pieces) == whole
+    with pytest.raises(ValueError, match="unknown report.html piece 'charts'"):
+        page.render_piece(doc, job_dir, "charts")

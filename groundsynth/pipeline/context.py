@@ -194,11 +194,13 @@ class ControlTask:
 
 @dataclass(frozen=True)
 class HtmlTask:
-    """report.html from the job's report.json (groundsynth.report.write_report_html): rendered on a worker
-    while the head writes the STAC collection."""
+    """One slow piece of report.html (groundsynth.report.html.PIECES: figures, thumbnails), rendered on a
+    worker from the job's report.json; the head writes the page from the pieces."""
+
+    piece: str
 
     def label(self) -> str:
-        return "report.html"
+        return f"report.html {self.piece}"
 
 
 Task = RealTask | SyntheticTask | FitTask | SummaryTask | ControlTask | RealismTask | HtmlTask

@@ -115,6 +115,8 @@ def write_report(run: JobRun, t_start: float) -> None:
     from groundsynth.pipeline.context import HtmlTask
     from groundsynth.pipeline.grounding_control import final_control_pass, summarise_control
     from groundsynth.report import write_report as write_report_files
+    from groundsynth.report import write_report_html
+    from groundsynth.report.html import PIECES as HTML_PIECES
 
     records = sorted_records(run)
     with in_head_thread(build_mosaic_overviews, run):
@@ -145,8 +147,11 @@ def write_report(run: JobRun, t_start: float) -> None:
                                 "cells": run.prep.grid.cells}
     summary = write_report_files(run.dir, run.spec, records, context, html=False) or {}
     run.timer.seconds["report"] += time.perf_counter() - t0
-    with in_head_thread(run.execute_all, [HtmlTask()]):     # report.html on a worker, from report.json,
-        finish_outputs(run, records, summary)               # while the head writes the STAC collection
+    # report.html's slow pieces on the workers side by side, from report.json, while the head writes the STAC
+    # collection; then the head writes the page from them
+    with in_head_thread(finish_outputs, run, records, summary):
+        results = run.execute_all([HtmlTask(p) for p in HTML_PIECES], in_flight=len(HTML_PIECES))
+    write_report_html(run.dir, {k: v for r in results for k, v in r.value.items()})
     html = "report.html" if (run.dir / "report.html").exists() else ""
     numeric = {str(k): float(v) for k, v in summary.items()
                if isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool)}

@@ -75,10 +75,10 @@ def run_task(ctx: JobContext, task: Task, shared: object = None) -> TaskResult:
                 result.value = w.engine_call("ground", ["summary"],
                                              lambda: grounder.summarise(list(task.records)))  # type: ignore[attr-defined]
             elif isinstance(task, HtmlTask):
-                from groundsynth.report import write_report_html
+                from groundsynth.report import report_html_piece
 
                 with timer("report_html"):
-                    write_report_html(ctx.job_dir)
+                    result.value = report_html_piece(ctx.job_dir, task.piece)
             else:
                 raise TypeError(f"unknown task {type(task).__name__}")
     except Exception as exc:  # noqa: BLE001 - carried back to the head, which raises it

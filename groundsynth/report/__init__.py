@@ -38,15 +38,24 @@ def write_report(job_dir: str | Path, spec: JobSpec, records: Sequence[TileRecor
     return dict(doc["summary"])
 
 
-def write_report_html(job_dir: str | Path) -> None:
-    """report.html from the job's report.json (the same page write_report writes)."""
-    _write_html(Path(job_dir), read_report(job_dir))
+def write_report_html(job_dir: str | Path, pieces: dict[str, str | None] | None = None) -> None:
+    """report.html from the job's report.json (the same page write_report writes); `pieces`: the page's
+    slow parts rendered elsewhere (report_html_piece), the missing ones are rendered here."""
+    _write_html(Path(job_dir), read_report(job_dir), pieces)
 
 
-def _write_html(job_dir: Path, doc: dict) -> None:
+def report_html_piece(job_dir: str | Path, piece: str) -> dict[str, str | None]:
+    """One slow part of report.html (groundsynth.report.html.PIECES), from the job's report.json: the
+    pipeline renders them on its workers side by side."""
+    from groundsynth.report.html import render_piece
+
+    return render_piece(read_report(job_dir), job_dir, piece)
+
+
+def _write_html(job_dir: Path, doc: dict, pieces: dict[str, str | None] | None = None) -> None:
     from groundsynth.report.html import render_html
 
-    write_text(job_dir / REPORT_HTML, render_html(doc, job_dir))
+    write_text(job_dir / REPORT_HTML, render_html(doc, job_dir, pieces))
 
 
 def read_report(job_dir: str | Path) -> dict:

@@ -288,9 +288,41 @@ def summary_cards(summary: dict, word: str) -> str:
     return "".join(cards)
 
 
-def render_html(doc: dict, job_dir: str | Path) -> str:
-    job_dir = Path(job_dir)
+# The page's slow parts (matplotlib figures, PNG thumbnails), as pieces that can be rendered on different
+# workers at the same time and handed to render_html; longest first.
+PIECES = ("histograms", "plots", "strip")
+PIECE_KEYS = {"histograms": ("histograms",), "plots": ("composition", "fidelity", "grounding_by_class"),
+              "strip": ("strip",)}
+
+
+def render_piece(doc: dict, job_dir: str | Path, piece: str) -> dict[str, str | None]:
+    """One piece of the page: {name: HTML fragment or None (nothing to show)}."""
     tiles = doc.get("tiles", [])
+    sm = doc.get("set_metrics") or {}
+    if piece == "histograms":
+        return {"histograms": plot_histograms(tiles, grounding_word(doc))}
+    if piece == "plots":
+        dists = sm.get("distributions") or {}
+        word = grounding_word(doc)
+        return {"composition": plot_composition(sm.get("composition_shift") or {}),
+                "fidelity": plot_per_class(dists.get("fidelity_iou_by_class") or {}, "Per-class fidelity: IoU of "
+                                           "the conditioning mask vs the re-segmented synthetic image (mean, p10-p90)",
+                                           "IoU"),
+                "grounding_by_class": plot_per_class(dists.get("grounding_by_dominant_class") or {},
+                                                     f"Caption {word} by the tile's dominant class (mean, p10-p90)",
+                                                     f"{word} (0-100)")}
+    if piece == "strip":
+        return {"strip": thumbnail_strip(Path(job_dir), tiles)}
+    raise ValueError(f"unknown report.html piece {piece!r}; expected one of {', '.join(PIECES)}")
+
+
+def render_html(doc: dict, job_dir: str | Path, pieces: dict[str, str | None] | None = None) -> str:
+    """The page; `pieces`: render_piece's fragments rendered elsewhere (the missing ones are rendered here)."""
+    job_dir = Path(job_dir)
+    got: dict[str, str | None] = dict(pieces or {})
+    for name in PIECES:
+        if not all(k in got for k in PIECE_KEYS[name]):
+            got.update(render_piece(doc, job_dir, name))
     summary = doc.get("summary", {})
     sm = doc.get("set_metrics") or {}
     spec = doc.get("spec") or {}
@@ -322,21 +354,17 @@ def render_html(doc: dict, job_dir: str | Path) -> str:
 
     parts.append("<h2>Class composition</h2>")
     shift = sm.get("composition_shift") or {}
-    img = plot_composition(shift)
-    parts.append(img or "<p>No composition data.</p>")
+    parts.append(got["composition"] or "<p>No composition data.</p>")
     if shift.get("real") and shift.get("synthetic"):
         rows = [(n, 100 * shift["real"][n], 100 * shift["synthetic"][n], 100 * shift["difference"][n])
                 for n in CLASS_NAMES]
         parts.append(_table(["class", "real %", "synthetic %", "difference (pp)"], rows, digits=1))
 
     parts.append("<h2>Score distributions</h2>")
-    parts.append(plot_histograms(tiles, word) or "<p>No per-tile scores (ground stage not run).</p>")
-    dists = sm.get("distributions") or {}
-    fid = plot_per_class(dists.get("fidelity_iou_by_class") or {}, "Per-class fidelity: IoU of the conditioning "
-                         "mask vs the re-segmented synthetic image (mean, p10-p90)", "IoU")
-    parts.append("<h2>Per-class fidelity</h2>" + (fid or "<p>No synthetic tiles with a conditioning mask.</p>"))
-    gdom = plot_per_class(dists.get("grounding_by_dominant_class") or {}, f"Caption {word} by the tile's "
-                          "dominant class (mean, p10-p90)", f"{word} (0-100)")
+    parts.append(got["histograms"] or "<p>No per-tile scores (ground stage not run).</p>")
+    parts.append("<h2>Per-class fidelity</h2>" + (got["fidelity"] or "<p>No synthetic tiles with a conditioning "
+                                                  "mask.</p>"))
+    gdom = got["grounding_by_class"]
     if gdom:
         parts.append(f"<h3>{word.capitalize()} by dominant class</h3>" + gdom)
 
@@ -354,7 +382,7 @@ def render_html(doc: dict, job_dir: str | Path) -> str:
 
     parts.append(accuracy_section(doc))
     parts.append(realism_html(doc.get("realism"), _fmt, _table))
-    parts.append("<h2>Best and worst tiles</h2>" + thumbnail_strip(job_dir, tiles))
+    parts.append("<h2>Best and worst tiles</h2>" + (got["strip"] or ""))
 
     versions = doc.get("versions") or {}
     parts.append("<h2>Reproduce</h2><p>" + html.escape((doc.get("reproduce") or {}).get("how", "")) + "</p>")
