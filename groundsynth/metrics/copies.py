@@ -86,15 +86,17 @@ class BlockSet:
     sort of the queries and a binary search."""
 
     hashes: np.ndarray          # uint64, sorted, unique
-    starts: np.ndarray          # int64, 2**bits + 1
+    starts: np.ndarray          # int32 (int64 past 2**31 hashes), 2**bits + 1
     shift: int                  # 64 - bits
 
     @classmethod
     def of(cls, hashes: np.ndarray) -> BlockSet:
-        """From sorted unique hashes: about two buckets per hash (one hash per bucket on average, at most a few)."""
-        bits = int(np.ceil(np.log2(max(hashes.size, 1)))) + 1
+        """From sorted unique hashes: one bucket per hash or a little more (a hash per bucket on average, at
+        most a few), so the index takes half the hashes' memory at most."""
+        bits = max(1, int(np.ceil(np.log2(max(hashes.size, 1)))))
         tops = np.arange(2 ** bits + 1, dtype=np.uint64)
-        starts = np.searchsorted(hashes >> np.uint64(64 - bits), tops).astype(np.int64)
+        dtype = np.int32 if hashes.size < 2**31 else np.int64
+        starts = np.searchsorted(hashes >> np.uint64(64 - bits), tops).astype(dtype)
         return cls(hashes, starts, 64 - bits)
 
     @property
@@ -104,7 +106,7 @@ class BlockSet:
     def contains(self, q: np.ndarray) -> np.ndarray:
         """bool per query hash: is it in the set."""
         top = (q >> np.uint64(self.shift)).astype(np.int64)
-        lo, hi = self.starts[top], self.starts[top + 1]
+        lo, hi = self.starts[top].astype(np.int64), self.starts[top + 1]
         hit = np.zeros(q.size, bool)
         live = np.flatnonzero(hi > lo)           # queries whose bucket is not empty
         k = 0
