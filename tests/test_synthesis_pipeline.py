@@ -113,9 +113,10 @@ def test_texture_job_on_rgb_tiles_with_boost_reports_realism_against_held_out_ti
 
 
 
-def _spied_job(rgb_crop, tmp_path, monkeypatch, job):
+def _spied_job(rgb_crop, tmp_path, monkeypatch, job, windows=None):
     """An exemplar job on the RGB crop; (the task kinds of every execute_all call, report.json realism, the
-    section recomputed in one process from the same records)."""
+    section recomputed in one process from the same records). `windows`: gets each call's in_flight."""
+    windows = [] if windows is None else windows
     from groundsynth.pipeline.context import RealismTask
     from groundsynth.pipeline.job_run import JobRun
 
@@ -124,6 +125,7 @@ def _spied_job(rgb_crop, tmp_path, monkeypatch, job):
 
     def spy(self, tasks, *a, **k):
         calls.append([type(t).__name__ + (f":{t.part}" if isinstance(t, RealismTask) else "") for t in tasks])
+        windows.append(k.get("in_flight", 0))
         return real_execute_all(self, tasks, *a, **k)
 
     monkeypatch.setattr(JobRun, "execute_all", spy)
@@ -146,9 +148,14 @@ def _spied_job(rgb_crop, tmp_path, monkeypatch, job):
 
 def test_the_real_vs_held_out_part_runs_beside_the_fit_and_the_report_keeps_its_numbers(rgb_crop, tmp_path,
                                                                                          monkeypatch):
-    calls, realism, here = _spied_job(rgb_crop, tmp_path, monkeypatch, "early")
+    windows: list[int] = []
+    calls, realism, here = _spied_job(rgb_crop, tmp_path, monkeypatch, "early", windows)
     fit_call = next(c for c in calls if "FitTask" in c)
     assert "RealismTask:real" in fit_call                               # real tiles only: beside the fit
+    # the fit first and every task beside it in flight at once: results are committed in task order, so a
+    # smaller window would hold the tasks after it back until the fit ends (a worker idle meanwhile)
+    assert fit_call[0] == "FitTask" and "ControlTask" in fit_call
+    assert windows[calls.index(fit_call)] >= len(fit_call)
     assert not any("RealismTask:real" in c for c in calls if c is not fit_call)
     assert any("RealismTask:synthetic" in c for c in calls)             # the other parts at the end
     assert realism["available"] and realism == here

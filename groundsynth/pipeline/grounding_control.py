@@ -44,7 +44,7 @@ from groundsynth.pipeline.job_run import JobRun
 from groundsynth.pipeline.worker_job import WorkerJob
 from groundsynth.request.seeds import derive_seed
 
-BATCH = 64
+BATCH = 16               # pairs per ControlTask: small tasks fill the report phase's last gaps on every worker
 LABELS = {"self_consistency": "self-consistency (captions vs the mask they were written from)",
           "grounding_mask": "grounding against the segmenter's mask",
           "grounding_labels": "grounding against the label raster",

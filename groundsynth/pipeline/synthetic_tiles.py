@@ -110,15 +110,18 @@ def synthesis_state(run: JobRun, real: Sequence[TileRecord], sources: Sequence[T
         realism = early_realism(run, real, sources)
         fit = FitTask(tuple(SourceTile.of(r) for r in sample), path)
         write_layers(run)                       # the real mosaics are final: their overviews, in a head thread
+        # longest first, all in flight at once: results are committed in task order, so a window smaller than
+        # the task list would hold the later tasks back until the fit is done, leaving a worker idle
+        tasks = [fit, *([realism] if realism else []), *(control.tasks if control else [])]
         with in_head_thread(build_mosaic_overviews, run, ("real",)):
-            results = run.execute_all([fit, *(control.tasks if control else []), *([realism] if realism else [])])
+            results = run.execute_all(tasks, in_flight=len(tasks))
         sf = results[0].value
         if realism is not None:
             from groundsynth.report.realism import plan_key
 
-            run.early_realism = (plan_key(realism.plan), results.pop().value)
+            run.early_realism = (plan_key(realism.plan), results[1].value)
         if control is not None:
-            finish_early_pass(run, control, results[1:])
+            finish_early_pass(run, control, results[2 if realism is not None else 1:])
         run.journal.set_meta(run.job_id, META_KEY, {"path": STATE_NAME, "sha256": sf.sha256,
                                                     "engine": run.prep.plans["synthesise"].cls.name,
                                                     "fit_tiles": len(sample)})
