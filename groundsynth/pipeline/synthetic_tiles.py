@@ -25,7 +25,7 @@ from groundsynth.artefacts.tiles import from_uint8, read_image_tile, read_mask_t
 from groundsynth.engines import mask_strategies
 from groundsynth.engines.base import TileInput
 from groundsynth.metrics import dataset_filters
-from groundsynth.pipeline.context import FitTask, RealismTask, SourceTile, StateFile, SyntheticTask, TaskResult
+from groundsynth.pipeline.context import FitTask, RealismTask, SourceTile, StateFile, SyntheticTask, Task, TaskResult
 from groundsynth.pipeline.job_run import JobRun
 from groundsynth.pipeline.outputs import build_mosaic_overviews, in_head_thread, maybe_refresh_layers, write_layers
 from groundsynth.pipeline.state_file import STATE_NAME, load_state, resolve, write_state
@@ -112,7 +112,7 @@ def synthesis_state(run: JobRun, real: Sequence[TileRecord], sources: Sequence[T
         write_layers(run)                       # the real mosaics are final: their overviews, in a head thread
         # longest first, all in flight at once: results are committed in task order, so a window smaller than
         # the task list would hold the later tasks back until the fit is done, leaving a worker idle
-        tasks = [fit, *([realism] if realism else []), *(control.tasks if control else [])]
+        tasks: list[Task] = [fit, *([realism] if realism else []), *(control.tasks if control else [])]
         with in_head_thread(build_mosaic_overviews, run, ("real",)):
             results = run.execute_all(tasks, in_flight=len(tasks))
         sf = results[0].value
