@@ -261,3 +261,9 @@ def test_each_realism_part_holds_the_held_out_set_and_one_other_set_at_most(monk
     expect = realism_table(shifted, b, a, seed=0)
     for key in ("synthetic", "real", "ratio", "tiles"):
         assert section[key] == expect[key]
+
+
+def test_block_hashes_refuse_more_bands_than_fit_one_word():
+    img = np.ones((9, 16, 16), np.uint8)
+    with pytest.raises(ValueError, match="at most 8 bands into a 64-bit word, got 9"):
+        copies.block_hashes(img, np.ones((16, 16), bool))
